@@ -1,0 +1,27 @@
+"""bayesgmm: Bayesian Gaussian mixture models with NumPyro, ArviZ and a fast EM path.
+
+Importing bayesgmm turns on JAX's 64-bit mode (``jax_enable_x64``) because EM
+log-likelihoods and marginal likelihoods must match scikit-learn and brute-force
+oracles to ~1e-6. Every fit still takes ``dtype=np.float32`` for speed. Set the
+environment variable ``BAYESGMM_ENABLE_X64=0`` before importing to keep JAX's
+default float32 mode (then only float32 fits are possible).
+"""
+
+import os as _os
+
+import jax as _jax
+
+if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
+    _jax.config.update("jax_enable_x64", True)
+
+from bayesgmm.datasets import load_dataset  # noqa: E402
+from bayesgmm.params import GMMParams  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GMMParams",
+    "load_dataset",
+    # --- EM (issue 3) ---
+    # --- NUTS / models (issue 2) ---
+]
