@@ -1,0 +1,146 @@
+"""Turn draws of the standardised model into one ArviZ InferenceData, in the user's units.
+
+NUTS and SVI both end here, so every posterior has the same groups, names and dims.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm import densities
+from bayesgmm.params import GMMParams
+
+#: Dims of every posterior variable after ``chain`` and ``draw``.
+PARAM_DIMS = {
+    "weights": ["component"],
+    "means": ["component", "feature"],
+    "covariances": ["component", "feature", "feature_col"],
+    "scale_tril": ["component", "feature", "feature_col"],
+}
+
+
+def _flat(tree, n_lead: int):
+    """Merge the first ``n_lead`` axes of every leaf into one."""
+    return jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[n_lead:])), tree)
+
+
+def user_params(std_params: GMMParams, loc, scale) -> GMMParams:
+    """Map standardised parameters with any leading batch axes to the user's units."""
+    lead = std_params.weights.ndim - 1
+    flat = _flat(std_params, lead)
+    out = jax.vmap(lambda p: p.unstandardize(loc, scale))(flat)
+    return jax.tree_util.tree_map(lambda a: a.reshape((*std_params.weights.shape[:lead], *a.shape[1:])), out)
+
+
+def pointwise_log_likelihood(params: GMMParams, X, batch_size: int = 64) -> np.ndarray:
+    """``log p(x_i | draw)`` for every draw, shape (*batch, n_obs).
+
+    Draws are processed ``batch_size`` at a time so that memory stays
+    ``O(batch_size * n_obs * n_components)`` whatever the number of draws.
+    """
+    lead = params.weights.shape[:-1]
+    flat = _flat(params, len(lead))
+    X = jnp.asarray(X, dtype=flat.means.dtype)
+    ll = jax.lax.map(lambda p: densities.log_prob(p, X), flat, batch_size=batch_size)
+    return np.asarray(ll).reshape((*lead, X.shape[0]))
+
+
+def predictive_draws(params: GMMParams, key, n_obs: int) -> np.ndarray:
+    """One simulated data set of ``n_obs`` rows per draw, shape (*batch, n_obs, n_features)."""
+    lead = params.weights.shape[:-1]
+    flat = _flat(params, len(lead))
+    keys = jax.random.split(key, flat.weights.shape[0])
+    X, _ = jax.vmap(lambda p, k: densities.sample(p, k, n_obs))(flat, keys)
+    return np.asarray(X).reshape((*lead, n_obs, params.n_features))
+
+
+def _param_dict(params: GMMParams) -> dict:
+    return {
+        "weights": np.asarray(params.weights),
+        "means": np.asarray(params.means),
+        "covariances": np.asarray(params.covariances),
+        "scale_tril": np.asarray(params.scale_tril),
+    }
+
+
+def build_inference_data(
+    std_params: GMMParams,
+    X: np.ndarray,
+    loc: np.ndarray,
+    scale: np.ndarray,
+    *,
+    key,
+    sample_stats: dict | None = None,
+    prior_std_params: GMMParams | None = None,
+    posterior_predictive: bool = False,
+    feature_names=None,
+    attrs: dict | None = None,
+) -> az.InferenceData:
+    """Assemble the InferenceData of a Bayesian mixture fit.
+
+    Parameters
+    ----------
+    std_params : GMMParams
+        Posterior draws in standardised units, leaves shaped (n_chains, n_draws, ...).
+    X : ndarray, shape (n_obs, n_features)
+        The data in the user's units.
+    loc, scale : ndarray, shape (n_features,)
+        The standardisation ``Z = (X - loc) / scale``.
+    key : jax PRNG key
+        Used only for predictive draws.
+    sample_stats : dict of arrays shaped (n_chains, n_draws), optional
+    prior_std_params : GMMParams, optional
+        Prior draws (standardised units, leaves shaped (1, n_draws, ...)); adds
+        the ``prior`` and ``prior_predictive`` groups.
+    posterior_predictive : bool
+        Add a ``posterior_predictive`` group with one replicate data set per draw.
+    feature_names : sequence of str, optional
+    attrs : dict, optional
+        Stored on every group (fit settings, priors).
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``posterior``, ``log_likelihood``, ``observed_data``,
+        ``constant_data`` (the standardisation), ``sample_stats`` when given,
+        and the optional predictive groups. The observed variable is ``X``.
+    """
+    n_obs, n_features = X.shape
+    key_post, key_prior = jax.random.split(key)
+    post = user_params(std_params, loc, scale)
+    features = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(n_features)]
+    coords = {
+        "component": np.arange(post.n_components),
+        "feature": features,
+        "feature_col": features,
+        "obs": np.arange(n_obs),
+    }
+    dims = {**PARAM_DIMS, "X": ["obs", "feature"], "standardize_loc": ["feature"], "standardize_scale": ["feature"]}
+    groups = {
+        "posterior": _param_dict(post),
+        "log_likelihood": {"X": pointwise_log_likelihood(post, X)},
+        "observed_data": {"X": X},
+        "constant_data": {"standardize_loc": np.asarray(loc), "standardize_scale": np.asarray(scale)},
+    }
+    if sample_stats is not None:
+        groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
+    if posterior_predictive:
+        groups["posterior_predictive"] = {"X": predictive_draws(post, key_post, n_obs)}
+    if prior_std_params is not None:
+        prior = user_params(prior_std_params, loc, scale)
+        groups["prior"] = _param_dict(prior)
+        groups["prior_predictive"] = {"X": predictive_draws(prior, key_prior, n_obs)}
+    # log_likelihood's X is one density per observation (features are joint).
+    ll_dims = {**dims, "X": ["obs"]}
+    idata = az.from_dict(
+        **{k: v for k, v in groups.items() if k not in ("log_likelihood",)},
+        coords=coords,
+        dims=dims,
+        attrs=attrs or {},
+    )
+    ll = az.from_dict(log_likelihood=groups["log_likelihood"], coords=coords, dims=ll_dims, attrs=attrs or {})
+    idata.extend(ll)
+    return idata

@@ -1,0 +1,73 @@
+"""Good starting points for samplers and optimisers: the best of a few EM runs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer.util import unconstrain_fn
+
+from bayesgmm.params import GMMParams
+
+# Weights handed to a sampler must lie strictly inside the simplex.
+_MIN_WEIGHT = 1e-3
+
+
+def em_start(Z: np.ndarray, n_components: int, covariance_type: str, seed: int, n_init: int = 4) -> GMMParams:
+    """Best EM fit of ``n_init`` k-means-started runs on standardised data ``Z``.
+
+    Returns
+    -------
+    GMMParams
+        Weights clipped away from zero, so that every component can be sampled.
+    """
+    from bayesgmm.inference.em import fit_em
+
+    result = fit_em(
+        Z, n_components, covariance_type, n_init=n_init, init_params="k-means++", reg_covar=1e-4, seed=seed
+    )
+    weights = np.clip(np.asarray(result.params.weights), _MIN_WEIGHT, None)
+    return GMMParams(jnp.asarray(weights / weights.sum()), result.params.means, result.params.scale_tril)
+
+
+def sites_from_params(params: GMMParams, covariance_type: str) -> dict:
+    """The model's latent sites (see ``models.LATENT_SITES``) that reproduce ``params``.
+
+    For ``full`` and ``tied``, dividing each row of the Cholesky factor by its
+    norm gives the Cholesky factor of the correlation matrix, and the row norms
+    are the per-feature standard deviations. ``diag`` and ``spherical`` keep
+    only the diagonal (its mean square for ``spherical``).
+    """
+    L = jnp.asarray(params.scale_tril)
+    row_norms = jnp.sqrt(jnp.sum(L * L, axis=-1))
+    sites = {"weights": jnp.asarray(params.weights), "means": jnp.asarray(params.means)}
+    if covariance_type == "spherical":
+        sites["scales"] = jnp.sqrt(jnp.mean(row_norms**2, axis=-1))
+    elif covariance_type == "diag":
+        sites["scales"] = row_norms
+    else:
+        if covariance_type == "tied":
+            L, row_norms = L[0], row_norms[0]
+        sites["scales"] = row_norms
+        if L.shape[-1] > 1:
+            sites["corr_cholesky"] = L / row_norms[..., :, None]
+    return sites
+
+
+def chain_init_params(model, model_kwargs: dict, sites: dict, n_chains: int, key, jitter: float = 0.1) -> dict:
+    """Unconstrained starting values for ``n_chains`` chains around one point.
+
+    All chains start near the same mode, in the same labelling, each moved by
+    independent ``Normal(0, jitter)`` noise in the unconstrained space, so that
+    R-hat still sees differences in where chains begin.
+
+    Returns
+    -------
+    dict of arrays with a leading ``chain`` axis, as ``MCMC.run(init_params=...)`` expects.
+    """
+    unconstrained = unconstrain_fn(model, (), model_kwargs, sites)
+    keys = jax.random.split(key, len(unconstrained))
+    return {
+        name: value + jitter * jax.random.normal(k, (n_chains, *jnp.shape(value)), dtype=jnp.result_type(value))
+        for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
+    }

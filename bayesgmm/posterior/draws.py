@@ -1,0 +1,37 @@
+"""Read mixture parameters back out of an InferenceData."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from bayesgmm.params import GMMParams
+
+
+def params_from_idata(idata, group: str = "posterior") -> GMMParams:
+    """All draws of a group as one GMMParams in the user's units.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        From ``fit_nuts``, ``fit_svi`` or ``EMResult.to_inference_data``.
+    group : str, default "posterior"
+
+    Returns
+    -------
+    GMMParams
+        Leaves shaped (n_chains, n_draws, n_components, ...).
+
+    Examples
+    --------
+    >>> params = params_from_idata(idata)  # doctest: +SKIP
+    >>> params.means.shape  # (chain, draw, component, feature)  # doctest: +SKIP
+    """
+    ds = idata[group]
+    weights = ds["weights"].transpose("chain", "draw", "component").values
+    means = ds["means"].transpose("chain", "draw", "component", "feature").values
+    if "scale_tril" in ds:
+        tril = ds["scale_tril"].transpose("chain", "draw", "component", "feature", "feature_col").values
+    else:
+        cov = ds["covariances"].transpose("chain", "draw", "component", "feature", "feature_col").values
+        tril = jnp.linalg.cholesky(cov)
+    return GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(tril))
