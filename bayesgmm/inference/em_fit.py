@@ -1,0 +1,363 @@
+"""``fit_em``: EM fits of a Gaussian mixture, several restarts in parallel, and their result."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X
+from bayesgmm.inference import em, em_shapes
+from bayesgmm.inference.em_init import INIT_PARAMS, initial_resp
+from bayesgmm.params import GMMParams
+
+_COLLAPSE_ADVICE = (
+    "increase reg_covar (e.g. to 1e-4 or 1e-3 times the data variance), use fewer components, "
+    "or try another init_params / random_state / more n_init"
+)
+
+
+@dataclass(frozen=True)
+class EMResult:
+    """Outcome of :func:`fit_em`, in the user's units.
+
+    Attributes
+    ----------
+    params : GMMParams
+        Fitted weights (n_components,), means (n_components, n_features) and Cholesky
+        factors of the covariances (n_components, n_features, n_features).
+    covariance_type : str
+    log_likelihood : float
+        Total (sample-weighted) log-likelihood of the data at ``params``.
+    lower_bound : float
+        scikit-learn's ``lower_bound_``: the mean log-likelihood per unit weight at the
+        parameters before the last M-step (plus log prior / total weight for MAP-EM).
+    lower_bounds : ndarray, shape (n_iter,)
+        ``lower_bound`` at each iteration of the best restart.
+    converged : bool
+    n_iter : int
+    """
+
+    params: GMMParams
+    covariance_type: str
+    log_likelihood: float
+    lower_bound: float
+    lower_bounds: np.ndarray
+    converged: bool
+    n_iter: int
+    X: np.ndarray = field(repr=False)
+    sample_weight: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def covariances(self) -> np.ndarray:
+        """Covariances in scikit-learn's shape for ``covariance_type``."""
+        return em_shapes.sklearn_covariances(self.params, self.covariance_type)
+
+    def to_inference_data(self):
+        """An ArviZ InferenceData with one chain of one draw.
+
+        Groups: ``posterior`` (``weights``, ``means``, ``covariances``), ``log_likelihood``
+        (``X``, pointwise, dims ``obs``) and ``observed_data`` (``X``).
+        """
+        import arviz as az
+
+        p = self.params
+        n_obs, n_features = self.X.shape
+        posterior = {
+            "weights": np.asarray(p.weights)[None, None],
+            "means": np.asarray(p.means)[None, None],
+            "covariances": np.asarray(p.covariances)[None, None],
+        }
+        ll = em_shapes.log_prob(p, jnp.asarray(self.X, p.means.dtype))
+        coords = {
+            "component": np.arange(p.n_components),
+            "feature": np.arange(n_features),
+            "feature_col": np.arange(n_features),
+            "obs": np.arange(n_obs),
+        }
+        dims = {
+            "weights": ["component"],
+            "means": ["component", "feature"],
+            "covariances": ["component", "feature", "feature_col"],
+            "X": ["obs", "feature"],
+        }
+        return az.from_dict(
+            posterior=posterior,
+            log_likelihood={"X": np.asarray(ll)[None, None]},
+            observed_data={"X": np.asarray(self.X)},
+            coords=coords,
+            dims={**dims, "X": ["obs"]},
+            pred_dims={"X": ["obs", "feature"]},
+        )
+
+
+def fit_em(
+    X,
+    n_components: int,
+    covariance_type: str = "full",
+    *,
+    n_init: int = 1,
+    init_params: str = "kmeans",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    sample_weight=None,
+    prior=None,
+    seed=None,
+    dtype=np.float64,
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
+    initial_lower_bound: float = -np.inf,
+) -> EMResult:
+    """Fit a Gaussian mixture by EM (maximum likelihood, or MAP with ``prior``).
+
+    Semantics are scikit-learn's ``GaussianMixture``: ``reg_covar`` is added to the
+    covariance diagonals, iteration stops when the mean log-likelihood changes by less
+    than ``tol``, and of ``n_init`` restarts (run in parallel) the one with the largest
+    lower bound is kept.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_init : int
+        Number of restarts.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+    max_iter, tol, reg_covar
+        As in scikit-learn.
+    sample_weight : array, shape (n_obs,), optional
+        Non-negative observation weights; integer weights fit like repeated rows.
+    prior : None, "default", dict or EMPrior
+        Conjugate prior for MAP-EM, in the user's units. ``"default"`` is
+        :func:`default_prior`; a dict overrides some of its fields.
+    seed : int, numpy Generator/RandomState, JAX key or None
+    dtype : numpy float dtype
+        ``np.float64`` (default) or ``np.float32`` for speed.
+    weights_init, means_init, precisions_init : arrays, optional
+        Starting values in scikit-learn's shapes; those not given come from ``init_params``.
+    initial_lower_bound : float
+        Lower bound to compare the first iteration against (warm starts).
+
+    Returns
+    -------
+    EMResult
+
+    Raises
+    ------
+    ValueError
+        On bad input, or when every restart collapsed (an empty component or a covariance
+        that is not positive definite); the message says what to change.
+
+    Examples
+    --------
+    >>> from bayesgmm import load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> res = fit_em(X, 2, seed=0)
+    >>> round(res.log_likelihood, 2)
+    -1130.26
+    """
+    n_components = check_n_components(n_components)
+    covariance_type = check_covariance_type(covariance_type)
+    if init_params not in INIT_PARAMS:
+        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    X = check_X(X, n_components, dtype=dtype)
+    n_obs, n_features = X.shape
+    w = _check_sample_weight(sample_weight, n_obs, dtype)
+    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if int(value) != value or value < (1 if name == "n_init" else 0):
+            raise ValueError(f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer.")
+    if not (tol >= 0 and reg_covar >= 0):
+        raise ValueError("tol and reg_covar must be non-negative.")
+
+    # Centre on the weighted mean: the moment-based E/M steps lose accuracy with the offset.
+    shift = (w @ X / w.sum()).astype(dtype)
+    Z = jnp.asarray(X - shift)
+    wj = jnp.asarray(w)
+    F = em.features(Z, covariance_type)
+    given = em_shapes.check_init(weights_init, means_init, precisions_init, n_components, n_features, covariance_type)
+    if all(v is not None for v in given):
+        n_init = 1  # every restart would be identical
+    params0 = _initial_params(seed, Z, wj, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift)
+    em_prior = _centred_prior(prior, X, w, n_components, shift, dtype)
+
+    lb0 = jnp.full((n_init,), initial_lower_bound, dtype)
+    state = em.run_em_restarts(
+        params0, F, wj, lb0, dtype.type(tol), dtype.type(reg_covar), em_prior,
+        covariance_type=covariance_type, max_iter=int(max_iter),
+    )  # fmt: skip
+    best = _pick_best(state, max_iter)
+    params = jax.tree.map(lambda a: a[best], state.params)
+    params = GMMParams(params.weights, params.means + jnp.asarray(shift), params.scale_tril)
+    n_iter = int(state.n_iter[best])
+    log_lik = float(jnp.asarray(w) @ em_shapes.log_prob(params, jnp.asarray(X)))
+    return EMResult(
+        params=params,
+        covariance_type=covariance_type,
+        log_likelihood=log_lik,
+        lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
+        lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
+        converged=bool(state.converged[best]),
+        n_iter=n_iter,
+        X=X,
+        sample_weight=None if sample_weight is None else w,
+    )
+
+
+def _check_sample_weight(sample_weight, n_obs, dtype):
+    if sample_weight is None:
+        return np.ones(n_obs, dtype)
+    w = np.asarray(sample_weight, dtype=dtype)
+    if w.ndim == 0:
+        w = np.full(n_obs, w, dtype)
+    if w.shape != (n_obs,):
+        raise ValueError(f"sample_weight must have shape ({n_obs},), got {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero.")
+    return w
+
+
+def _initial_params(seed, Z, w, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift):
+    """Starting parameters for each restart, stacked on a leading axis (centred coordinates)."""
+    weights_init, means_init, precisions_init = given
+    if all(v is not None for v in given):
+        resp_params = None
+    else:
+        keys = jax.random.split(as_key(seed), n_init)
+        resp = jax.vmap(lambda k: initial_resp(k, Z, w, n_components=n_components, method=init_params))(keys)
+        resp_params, _ = jax.vmap(
+            lambda r: em.params_from_resp(F, w, r, Z.dtype.type(reg_covar), covariance_type=covariance_type)
+        )(resp)
+    dtype = Z.dtype
+
+    def pick(given_value, from_resp):
+        if given_value is None:
+            return from_resp
+        return jnp.broadcast_to(jnp.asarray(given_value, dtype), (n_init, *np.shape(given_value)))
+
+    weights = pick(weights_init, None if resp_params is None else resp_params.weights)
+    means = pick(None if means_init is None else means_init - shift, None if resp_params is None else resp_params.means)
+    if precisions_init is not None:
+        tril = em_shapes.scale_tril_from_precisions(precisions_init, covariance_type, n_components)
+        scale_tril = pick(np.asarray(tril), None)
+    else:
+        scale_tril = resp_params.scale_tril
+    return GMMParams(weights, means, scale_tril)
+
+
+def _centred_prior(prior, X, w, n_components, shift, dtype):
+    if prior is None:
+        return None
+    base = default_prior(X, n_components, sample_weight=w)
+    if isinstance(prior, str):
+        if prior != "default":
+            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {prior!r}.")
+        prior = base
+    elif isinstance(prior, dict):
+        unknown = set(prior) - set(em.EMPrior._fields)
+        if unknown:
+            raise ValueError(f"Unknown prior fields {sorted(unknown)}; use {em.EMPrior._fields}.")
+        prior = base._replace(**prior)
+    elif not isinstance(prior, em.EMPrior):
+        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(prior).__name__}.")
+    prior = em.EMPrior(*(jnp.asarray(v, dtype) for v in prior))
+    return prior._replace(mean=prior.mean - shift)
+
+
+def default_prior(X, n_components: int, sample_weight=None) -> em.EMPrior:
+    """Fraley & Raftery's (2007) default conjugate prior, in the units of ``X``.
+
+    Mean prior at the data mean with pseudo-count 0.01, ``n_features + 2`` degrees of
+    freedom, scale ``cov(X) / n_components**(2 / n_features)``, flat Dirichlet.
+    """
+    X = np.asarray(X, dtype=float)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    n_features = X.shape[1]
+    mean = w @ X / w.sum()
+    cov = ((X - mean) * w[:, None]).T @ (X - mean) / w.sum()
+    return em.EMPrior(
+        mean=mean,
+        mean_precision=0.01,
+        dof=n_features + 2.0,
+        scale=cov / n_components ** (2.0 / n_features),
+        weight_concentration=1.0,
+    )
+
+
+def _pick_best(state, max_iter):
+    ok = np.asarray(state.ok)
+    if not ok.any():
+        raise ValueError(
+            "EM failed: a component collapsed (its effective number of observations went to zero "
+            "or its covariance stopped being positive definite) in every restart. To fix it, "
+            + _COLLAPSE_ADVICE
+            + "."
+        )
+    if not ok.all():
+        warnings.warn(
+            f"{int((~ok).sum())} of {ok.size} EM restarts collapsed and were discarded; "
+            + _COLLAPSE_ADVICE
+            + ".",
+            UserWarning,
+            stacklevel=3,
+        )
+    lb = np.where(ok, np.asarray(state.lower_bound), -np.inf)
+    if max_iter == 0:
+        return int(np.argmax(ok))
+    return int(np.argmax(lb))
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Number of free parameters, as scikit-learn counts them."""
+    cov = {
+        "full": n_components * n_features * (n_features + 1) / 2,
+        "diag": n_components * n_features,
+        "tied": n_features * (n_features + 1) / 2,
+        "spherical": n_components,
+    }[check_covariance_type(covariance_type)]
+    return int(cov + n_features * n_components + n_components - 1)
+
+
+def _total_and_n(result: EMResult, X, sample_weight):
+    X = result.X if X is None else check_X(X, dtype=np.asarray(result.params.means).dtype)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    ll = np.asarray(em_shapes.log_prob(result.params, jnp.asarray(X)))
+    return X, w, float(w @ ll), float(w.sum())
+
+
+def bic(result: EMResult, X=None, sample_weight=None) -> float:
+    """Bayesian information criterion, scikit-learn's sign (lower is better).
+
+    ``-2 log L + n_parameters * log(n_obs)``; ``X`` defaults to the data fitted and
+    ``n_obs`` is the total sample weight.
+    """
+    X, _, total, n = _total_and_n(result, X, sample_weight)
+    p = n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+    return -2 * total + p * math.log(n)
+
+
+def aic(result: EMResult, X=None, sample_weight=None) -> float:
+    """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better)."""
+    X, _, total, _ = _total_and_n(result, X, sample_weight)
+    return -2 * total + 2 * n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+
+
+def icl(result: EMResult, X=None, sample_weight=None) -> float:
+    """Integrated completed likelihood (Biernacki et al. 2000), BIC's sign (lower is better).
+
+    ``ICL = BIC + 2 * E`` with ``E = -sum_i sum_k r_ik log r_ik >= 0`` the entropy of the
+    responsibilities, so ICL >= BIC and it penalises overlapping components. (mclust
+    reports ``-ICL``.)
+    """
+    X, w, _, _ = _total_and_n(result, X, sample_weight)
+    resp = np.asarray(em_shapes.responsibilities(result.params, jnp.asarray(X)))
+    entropy = -np.sum(w[:, None] * resp * np.log(np.where(resp > 0, resp, 1.0)))
+    return bic(result, X, sample_weight) + 2 * entropy

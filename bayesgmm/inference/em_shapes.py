@@ -1,0 +1,98 @@
+"""Conversions between GMMParams and scikit-learn's per-covariance-type array shapes.
+
+scikit-learn stores covariances and precision Cholesky factors as
+(n_components, D, D) for full, (D, D) for tied, (n_components, D) for diag and
+(n_components,) for spherical; bayesgmm always keeps full Cholesky factors of the
+covariances. The precision Cholesky factor of a full covariance follows scikit-learn:
+``P = inv(L).T`` (upper triangular) with ``precision = P @ P.T``.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import scipy.linalg
+
+from bayesgmm import densities
+from bayesgmm.params import GMMParams
+
+#: Jitted densities, so that predictions do not dispatch op by op.
+log_prob = jax.jit(densities.log_prob)
+responsibilities = jax.jit(densities.responsibilities)
+
+
+def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
+    """Covariances in scikit-learn's shape for ``covariance_type``."""
+    cov = np.asarray(params.covariances)
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return cov[0]
+    diag = np.diagonal(cov, axis1=-2, axis2=-1)
+    return diag.copy() if covariance_type == "diag" else diag[:, 0].copy()
+
+
+def sklearn_precisions_cholesky(params: GMMParams, covariance_type: str) -> np.ndarray:
+    """Precision Cholesky factors in scikit-learn's shape and convention."""
+    L = np.asarray(params.scale_tril)
+    if covariance_type in ("diag", "spherical"):
+        inv_sd = 1.0 / np.diagonal(L, axis1=-2, axis2=-1)
+        return inv_sd.copy() if covariance_type == "diag" else inv_sd[:, 0].copy()
+    eye = np.eye(L.shape[-1], dtype=L.dtype)
+    P = np.stack([scipy.linalg.solve_triangular(Lk, eye, lower=True).T for Lk in L])
+    return P if covariance_type == "full" else P[0]
+
+
+def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Precisions from scikit-learn-shaped precision Cholesky factors."""
+    P = precisions_cholesky
+    if covariance_type in ("diag", "spherical"):
+        return P**2
+    return P @ np.swapaxes(P, -1, -2)
+
+
+def scale_tril_from_precisions(precisions, covariance_type: str, n_components: int) -> np.ndarray:
+    """Covariance Cholesky factors, shape (n_components, D, D), from scikit-learn-shaped precisions."""
+    prec = np.asarray(precisions, dtype=np.float64)
+    if covariance_type in ("diag", "spherical"):
+        if covariance_type == "spherical":
+            prec = prec[:, None] * np.ones((1, 1))
+        return np.stack([np.diag(1.0 / np.sqrt(p)) for p in prec])
+    mats = prec if covariance_type == "full" else np.broadcast_to(prec, (n_components, *prec.shape))
+    # Sigma = inv(precision) via the precision's own Cholesky factor, then refactor.
+    return np.stack([np.linalg.cholesky(scipy.linalg.cho_solve(scipy.linalg.cho_factor(m), np.eye(len(m)))) for m in mats])
+
+
+def check_init(weights, means, precisions, n_components, n_features, covariance_type):
+    """Validate user-given starting values (scikit-learn's shapes); return them as arrays."""
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        _check_shape(weights, (n_components,), "weights_init")
+        if np.any(weights < 0) or np.any(weights > 1) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
+            raise ValueError(f"weights_init must be in [0, 1] and sum to 1, got {weights}.")
+    if means is not None:
+        means = np.asarray(means, dtype=np.float64)
+        _check_shape(means, (n_components, n_features), "means_init")
+    if precisions is not None:
+        precisions = np.asarray(precisions, dtype=np.float64)
+        shape = {
+            "full": (n_components, n_features, n_features),
+            "tied": (n_features, n_features),
+            "diag": (n_components, n_features),
+            "spherical": (n_components,),
+        }[covariance_type]
+        _check_shape(precisions, shape, "precisions_init")
+        if covariance_type in ("diag", "spherical"):
+            if np.any(precisions <= 0):
+                raise ValueError(f"precisions_init must be positive for covariance_type={covariance_type!r}.")
+        else:
+            mats = precisions.reshape(-1, n_features, n_features)
+            for m in mats:
+                if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0):
+                    raise ValueError("precisions_init must be symmetric positive-definite matrices.")
+    return weights, means, precisions
+
+
+def _check_shape(value, shape, name):
+    if value.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {value.shape}.")
