@@ -5,6 +5,8 @@ Lift over posterior draws with ``jax.vmap``; nothing here loops over draws.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
@@ -12,7 +14,8 @@ from jax.scipy.special import logsumexp
 
 from bayesgmm.params import GMMParams
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+# A Python float: no JAX array at import time, so host devices can still be configured.
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def component_log_prob(params: GMMParams, X) -> jnp.ndarray:
