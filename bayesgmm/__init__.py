@@ -18,6 +18,15 @@ from bayesgmm.datasets import load_dataset  # noqa: E402
 from bayesgmm.inference.nuts import fit_nuts  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
 from bayesgmm.posterior import params_from_idata  # noqa: E402
+from bayesgmm.posterior.assignments import (  # noqa: E402
+    coclustering_matrix,
+    membership_probabilities,
+    sample_assignments,
+)
+from bayesgmm.posterior.partition import BestPartition, best_partition  # noqa: E402
+from bayesgmm.posterior.relabel import relabel  # noqa: E402
+from bayesgmm.posterior.summary import summary  # noqa: E402
+from bayesgmm.posterior.switching import SwitchingReport, label_switching_report  # noqa: E402
 from bayesgmm.priors import Priors  # noqa: E402
 
 __version__ = "0.1.0"
@@ -30,4 +39,14 @@ __all__ = [
     "Priors",
     "fit_nuts",
     "params_from_idata",
+    # --- posterior (issue 5) ---
+    "BestPartition",
+    "SwitchingReport",
+    "best_partition",
+    "coclustering_matrix",
+    "label_switching_report",
+    "membership_probabilities",
+    "relabel",
+    "sample_assignments",
+    "summary",
 ]

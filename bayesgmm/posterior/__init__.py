@@ -1,5 +1,22 @@
 """Work on posterior draws: InferenceData in, new objects out. Never runs inference."""
 
+from bayesgmm.posterior.assignments import coclustering_matrix, membership_probabilities, sample_assignments
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.partition import BestPartition, best_partition
+from bayesgmm.posterior.relabel import relabel
+from bayesgmm.posterior.summary import summary
+from bayesgmm.posterior.switching import SwitchingReport, label_switching_report
 
-__all__ = ["params_from_idata"]
+__all__ = [
+    "params_from_idata",
+    # --- posterior (issue 5) ---
+    "BestPartition",
+    "SwitchingReport",
+    "best_partition",
+    "coclustering_matrix",
+    "label_switching_report",
+    "membership_probabilities",
+    "relabel",
+    "sample_assignments",
+    "summary",
+]

@@ -1,0 +1,167 @@
+"""Posterior uncertainty over which component each observation belongs to.
+
+Assignment draws live in their own InferenceData group ``assignments`` (variable
+``assignments``, dims (chain, draw, obs), the smallest integer dtype that holds
+the labels), so that ``arviz.summary(idata)`` on the posterior never sweeps over
+``n_chains * n_draws * n_obs`` discrete values. :func:`relabel` maps them along
+with the parameters.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from bayesgmm import densities
+from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
+
+
+def _as_key(seed):
+    return seed if isinstance(seed, jax.Array) else jax.random.PRNGKey(int(seed))
+
+
+def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
+    """Draw ``z_i ~ Categorical(p(z_i | x_i, draw))`` for every posterior draw.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Needs ``posterior`` and ``observed_data["X"]``.
+    seed : int or JAX key, default 0
+    batch_size : int
+        Draws processed at a time.
+
+    Returns
+    -------
+    arviz.InferenceData
+        A new object with the group ``assignments`` holding ``assignments``
+        (chain, draw, obs), integer component labels in the posterior's labelling.
+
+    Examples
+    --------
+    >>> idata = sample_assignments(idata, seed=1)  # doctest: +SKIP
+    >>> idata.assignments["assignments"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'obs')
+    """
+    params = params_from_idata(idata)
+    n_chains, n_draws, n_components = params.weights.shape
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
+    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
+    keys = jax.random.split(_as_key(seed), n_chains * n_draws)
+
+    def one(args):
+        p, key = args
+        # The joint log density is the unnormalised log responsibility: fine as logits.
+        return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
+
+    z = np.asarray(jax.lax.map(one, (flat, keys), batch_size=batch_size))
+    dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
+    post = idata.posterior
+    ds = xr.Dataset(
+        {"assignments": (("chain", "draw", "obs"), z.reshape(n_chains, n_draws, -1).astype(dtype))},
+        coords={"chain": post["chain"], "draw": post["draw"], "obs": idata.observed_data["obs"]},
+    )
+    groups = {g: idata[g] for g in idata.groups() if g != "assignments"}
+    return az.InferenceData(**groups, assignments=ds)
+
+
+def _relabelled(idata, method: str):
+    return idata if is_relabelled(idata) else relabel(idata, method)
+
+
+def membership_probabilities(idata, ci: float = 0.94, method: str = "auto") -> xr.Dataset:
+    """Posterior membership probabilities with equal-tailed credible intervals.
+
+    The draws are relabelled first (unless ``idata`` already is), because a
+    component's membership probability means nothing across labellings.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    ci : float, default 0.94
+        Mass of the equal-tailed interval over draws of ``p(z_i = k | x_i, draw)``.
+    method : str, default "auto"
+        Relabelling method, see :func:`relabel`.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mean``, ``lower``, ``upper`` (obs, component): the posterior mean
+        ``p(z_i = k | X)`` and interval bounds; ``entropy`` (obs, nats) and
+        ``uncertainty`` (obs, mclust's ``1 - max_k mean``), both of the mean
+        probabilities. ``attrs["relabel_method"]`` says how draws were aligned.
+
+    Examples
+    --------
+    >>> probs = membership_probabilities(idata)  # doctest: +SKIP
+    >>> probs["mean"].sum("component")  # ones  # doctest: +SKIP
+    """
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci}.")
+    idata = _relabelled(idata, method)
+    resp = draw_responsibilities(idata)
+    resp = resp.reshape(-1, *resp.shape[2:])
+    mean = resp.mean(axis=0)
+    lower, upper = np.quantile(resp, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    safe = np.clip(mean, 1e-300, None)
+    dims = ("obs", "component")
+    coords = {"obs": idata.observed_data["obs"].values, "component": idata.posterior["component"].values}
+    return xr.Dataset(
+        {
+            "mean": (dims, mean),
+            "lower": (dims, lower),
+            "upper": (dims, upper),
+            "entropy": ("obs", -np.sum(mean * np.log(safe), axis=-1)),
+            "uncertainty": ("obs", 1.0 - mean.max(axis=-1)),
+        },
+        coords=coords,
+        attrs={"ci": ci, "relabel_method": idata.posterior.attrs["relabel_method"]},
+    )
+
+
+def coclustering_matrix(idata, source: str = "responsibilities") -> xr.DataArray:
+    """Posterior probability that two observations share a component.
+
+    Label-invariant, so no relabelling is needed.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    source : {"responsibilities", "assignments"}
+        ``"responsibilities"`` is exact given the draws: ``z_i`` and ``z_j`` are
+        independent given the parameters, so ``p(z_i = z_j | draw) = sum_k r_ik r_jk``,
+        averaged over draws (the diagonal is one). ``"assignments"`` averages
+        ``1[z_i = z_j]`` over the stored assignment draws (a Monte Carlo estimate).
+
+    Returns
+    -------
+    xarray.DataArray, dims (obs, obs_col)
+
+    Examples
+    --------
+    >>> sim = coclustering_matrix(idata)  # doctest: +SKIP
+    >>> sim.shape  # (n_obs, n_obs)  # doctest: +SKIP
+    """
+    if source == "responsibilities":
+        memberships = draw_responsibilities(idata)
+    elif source == "assignments":
+        if "assignments" not in idata.groups():
+            raise ValueError("No assignment draws; call sample_assignments(idata, seed) first.")
+        z = idata.assignments["assignments"].transpose("chain", "draw", "obs").values
+        memberships = np.eye(idata.posterior.sizes["component"])[z]
+    else:
+        raise ValueError(f"source must be 'responsibilities' or 'assignments', got {source!r}.")
+    n_obs = memberships.shape[2]
+    n_draws = memberships.shape[0] * memberships.shape[1]
+    # One matrix product over (draw, component) pairs instead of a loop over draws.
+    flat = np.moveaxis(memberships, 2, 0).reshape(n_obs, -1)
+    sim = flat @ flat.T / n_draws
+    if source == "responsibilities":
+        np.fill_diagonal(sim, 1.0)
+    obs = idata.observed_data["obs"].values
+    coords = {"obs": obs, "obs_col": obs}
+    return xr.DataArray(sim, dims=("obs", "obs_col"), coords=coords, attrs={"source": source})

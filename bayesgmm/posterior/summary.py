@@ -1,0 +1,42 @@
+"""Per-component posterior summaries that relabel first, so R-hat and ESS mean something."""
+
+from __future__ import annotations
+
+import arviz as az
+import pandas as pd
+
+from bayesgmm.posterior.relabel import is_relabelled, relabel
+
+
+def summary(
+    idata, var_names=("weights", "means", "covariances"), method: str = "auto", **kwargs
+) -> pd.DataFrame:
+    """``arviz.summary`` of the mixture parameters after undoing label switching.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Relabelled with ``method`` unless it already went through :func:`relabel`.
+    var_names : sequence of str
+    method : str, default "auto"
+        See :func:`relabel`.
+    **kwargs
+        Passed to ``arviz.summary`` (``hdi_prob``, ``kind``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's table plus a column ``relabel`` naming the relabelling method
+        (also in ``DataFrame.attrs["relabel_method"]``).
+
+    Examples
+    --------
+    >>> from bayesgmm import summary
+    >>> summary(idata)  # doctest: +SKIP
+    """
+    relabelled = idata if is_relabelled(idata) else relabel(idata, method)
+    table = az.summary(relabelled, var_names=list(var_names), **kwargs)
+    used = relabelled.posterior.attrs["relabel_method"]
+    table["relabel"] = used
+    table.attrs["relabel_method"] = used
+    return table
