@@ -15,6 +15,7 @@ if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
 from bayesgmm.datasets import load_dataset  # noqa: E402
+from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
 from bayesgmm.inference.nuts import fit_nuts  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
 from bayesgmm.posterior import params_from_idata  # noqa: E402
@@ -36,6 +37,7 @@ __all__ = [
     "load_dataset",
     # --- EM (issue 3) ---
     # --- NUTS / models (issue 2) ---
+    "BayesianGMM",
     "Priors",
     "fit_nuts",
     "params_from_idata",

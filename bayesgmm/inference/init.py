@@ -21,7 +21,7 @@ def em_start(Z: np.ndarray, n_components: int, covariance_type: str, seed: int, 
     GMMParams
         Weights clipped away from zero, so that every component can be sampled.
     """
-    from bayesgmm.inference.em import fit_em
+    from bayesgmm.inference.em_fit import fit_em
 
     result = fit_em(
         Z, n_components, covariance_type, n_init=n_init, init_params="k-means++", reg_covar=1e-4, seed=seed

@@ -1,0 +1,172 @@
+"""scikit-learn style estimator around the Bayesian fits (NUTS, SVI)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bayesgmm import densities
+from bayesgmm._validation import as_key, check_X
+from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.predictive import log_predictive_density, mean_responsibilities
+from bayesgmm.posterior.relabel import relabel
+
+_INFERENCE = ("nuts", "svi")
+
+
+class BayesianGMM(DensityMixin, BaseEstimator):
+    """Bayesian Gaussian mixture fitted by NUTS or variational inference.
+
+    Parameters
+    ----------
+    n_components : int, default 2
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    inference : {"nuts", "svi"}, default "nuts"
+    priors : bayesgmm.Priors, optional
+        Weakly informative defaults on the standardised scale.
+    num_warmup, num_samples, num_chains : int
+        NUTS settings (``num_samples`` and ``num_chains`` also set the number
+        of guide draws and restarts for SVI).
+    inference_kwargs : dict, optional
+        Further keyword arguments for ``fit_nuts`` or ``fit_svi``.
+    random_state : int, numpy Generator or None
+    progress_bar : bool, default False
+
+    Attributes
+    ----------
+    idata_ : arviz.InferenceData
+        The full posterior (relabelled so that components mean the same thing
+        in every draw).
+    weights_ : ndarray, shape (n_components,)
+        Posterior means, in the units of ``X``; so are ``means_`` (n_components,
+        n_features) and ``covariances_`` (n_components, n_features, n_features).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, only when ``X`` had column names.
+
+    Examples
+    --------
+    >>> from bayesgmm import BayesianGMM, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> gmm = BayesianGMM(2, num_warmup=300, num_samples=300, random_state=0).fit(X)  # doctest: +SKIP
+    >>> gmm.means_.round(1)  # doctest: +SKIP
+    array([[ 2. , 54.5],
+           [ 4.3, 80. ]])
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        covariance_type: str = "full",
+        inference: str = "nuts",
+        priors=None,
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        num_chains: int = 4,
+        inference_kwargs: dict | None = None,
+        random_state=None,
+        progress_bar: bool = False,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.inference = inference
+        self.priors = priors
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.inference_kwargs = inference_kwargs
+        self.random_state = random_state
+        self.progress_bar = progress_bar
+
+    def _fit_idata(self, X, feature_names):
+        common = dict(
+            priors=self.priors,
+            seed=self.random_state,
+            progress_bar=self.progress_bar,
+            feature_names=feature_names,
+            **(self.inference_kwargs or {}),
+        )
+        if self.inference == "nuts":
+            from bayesgmm.inference.nuts import fit_nuts
+
+            return fit_nuts(
+                X,
+                self.n_components,
+                self.covariance_type,
+                num_warmup=self.num_warmup,
+                num_samples=self.num_samples,
+                num_chains=self.num_chains,
+                **common,
+            )
+        from bayesgmm.inference.svi import fit_svi
+
+        return fit_svi(
+            X,
+            self.n_components,
+            self.covariance_type,
+            num_draws=self.num_samples,
+            num_restarts=self.num_chains,
+            **common,
+        )
+
+    def fit(self, X, y=None):
+        """Sample the posterior of the mixture for ``X`` (n_obs, n_features)."""
+        if self.inference not in _INFERENCE:
+            raise ValueError(f"inference must be one of {_INFERENCE}, got {self.inference!r}.")
+        feature_names = None
+        if hasattr(X, "columns"):
+            feature_names = [str(c) for c in X.columns]
+            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        X = check_X(X, self.n_components)
+        self.n_features_in_ = X.shape[1]
+        self.idata_ = relabel(self._fit_idata(X, feature_names))
+        self._params = params_from_idata(self.idata_)
+        post = self.idata_.posterior
+        self.weights_ = post["weights"].mean(("chain", "draw")).values
+        self.means_ = post["means"].mean(("chain", "draw")).values
+        self.covariances_ = post["covariances"].mean(("chain", "draw")).values
+        return self
+
+    def _check_X(self, X):
+        check_is_fitted(self, "idata_")
+        X = check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}.")
+        return X
+
+    def predict_proba(self, X):
+        """Posterior-averaged membership probabilities, shape (n_obs, n_components)."""
+        return mean_responsibilities(self._params, self._check_X(X))
+
+    def predict(self, X):
+        """Most probable component of each observation, shape (n_obs,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X):
+        """Log posterior predictive density of each observation, shape (n_obs,)."""
+        return log_predictive_density(self._params, self._check_X(X))
+
+    def score(self, X, y=None):
+        """Mean log posterior predictive density per observation."""
+        return float(self.score_samples(X).mean())
+
+    def sample(self, n_samples: int = 1, random_state=None):
+        """Draw from the posterior predictive distribution.
+
+        Returns
+        -------
+        X : ndarray, shape (n_samples, n_features)
+        labels : ndarray, shape (n_samples,)
+            The component each sample came from, in the relabelled labelling.
+        """
+        check_is_fitted(self, "idata_")
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
+        key_draw, key_x = jax.random.split(as_key(self.random_state if random_state is None else random_state))
+        flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), self._params)
+        idx = jax.random.randint(key_draw, (n_samples,), 0, flat.weights.shape[0])
+        picked = jax.tree_util.tree_map(lambda a: a[idx], flat)
+        keys = jax.random.split(key_x, n_samples)
+        X, labels = jax.vmap(lambda p, k: densities.sample(p, k, 1))(picked, keys)
+        return np.asarray(X[:, 0]), np.asarray(labels[:, 0])
