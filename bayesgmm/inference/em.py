@@ -276,15 +276,56 @@ def log_prior(params: GMMParams, covariance_type: str, prior: EMPrior | None):
     return lp_weights + jnp.sum(power * half_log_det - 0.5 * quad)
 
 
-def step(state: EMState, F, w, tol, reg_covar, prior, covariance_type: str) -> EMState:
+def to_blocks(F, w, block_size: int = 4096):
+    """Split rows into blocks, padding with zero-weight rows.
+
+    Returns ``F`` as (n_blocks, block_size, n_stats) and ``w`` as (n_blocks, block_size);
+    with fewer rows than ``block_size`` there is one block of all rows.
+    """
+    n_obs = F.shape[0]
+    block_size = min(block_size, n_obs)
+    n_blocks = -(-n_obs // block_size)
+    pad = n_blocks * block_size - n_obs
+    F = jnp.concatenate([F, jnp.zeros((pad, F.shape[1]), F.dtype)]) if pad else F
+    w = jnp.concatenate([w, jnp.zeros(pad, w.dtype)]) if pad else w
+    return F.reshape(n_blocks, block_size, -1), w.reshape(n_blocks, block_size)
+
+
+def sufficient_stats(params: GMMParams, F_blocks, w_blocks, covariance_type: str):
+    """E-step fused with the M-step's statistics, one pass over the data.
+
+    Each block is read once while it sits in cache: logits, responsibilities and its
+    contribution to ``S`` are computed together, because EM on large data is bound by
+    memory traffic rather than arithmetic.
+
+    Returns
+    -------
+    S : array, shape (n_stats, n_components)
+        ``F.T @ (w * resp)``.
+    log_lik : scalar
+        ``sum_i w_i log p(x_i | params)``.
+    """
+    C = coefficients(params, covariance_type)
+
+    def block(carry, fw):
+        f, w = fw
+        logits = f @ C
+        log_norm = logsumexp(logits, axis=1)
+        resp = jnp.exp(logits - log_norm[:, None]) * w[:, None]
+        return (carry[0] + f.T @ resp, carry[1] + w @ log_norm), None
+
+    init = (jnp.zeros((F_blocks.shape[-1], C.shape[1]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
+    (S, log_lik), _ = jax.lax.scan(block, init, (F_blocks, w_blocks))
+    return S, log_lik
+
+
+def step(state: EMState, F_blocks, w_blocks, tol, reg_covar, prior, covariance_type: str) -> EMState:
     """One EM iteration: E-step at ``state.params`` then M-step (pure).
 
-    ``w`` has shape (n_obs,) and sums to the total weight; ``F`` comes from ``features``.
+    ``F_blocks`` and ``w_blocks`` come from ``to_blocks(features(X), w)``.
     """
-    log_norm, resp = e_step(state.params, F, covariance_type)
-    total = jnp.sum(w)
-    lower_bound = (w @ log_norm + log_prior(state.params, covariance_type, prior)) / total
-    S = F.T @ (resp * w[:, None])
+    S, log_lik = sufficient_stats(state.params, F_blocks, w_blocks, covariance_type)
+    lower_bound = (log_lik + log_prior(state.params, covariance_type, prior)) / jnp.sum(w_blocks)
     new_params, ok = m_step(S, reg_covar, covariance_type, prior)
     ok = ok & jnp.isfinite(lower_bound)
     params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, state.params)
@@ -312,7 +353,7 @@ def init_state(params: GMMParams, lower_bound, max_iter: int) -> EMState:
     )
 
 
-def run_em(params, F, w, lower_bound, tol, reg_covar, prior, *, covariance_type: str, max_iter: int):
+def run_em(params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, covariance_type: str, max_iter: int):
     """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse."""
     state = init_state(params, lower_bound, max_iter)
 
@@ -320,17 +361,17 @@ def run_em(params, F, w, lower_bound, tol, reg_covar, prior, *, covariance_type:
         return (s.n_iter < max_iter) & ~s.converged & s.ok
 
     def body(s):
-        return step(s, F, w, tol, reg_covar, prior, covariance_type)
+        return step(s, F_blocks, w_blocks, tol, reg_covar, prior, covariance_type)
 
     return jax.lax.while_loop(cond, body, state)
 
 
 @partial(jax.jit, static_argnames=("covariance_type", "max_iter"))
-def run_em_restarts(params, F, w, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter):
+def run_em_restarts(params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter):
     """``run_em`` over a leading restart axis of ``params`` (and ``lower_bound``), in parallel."""
     run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)
     return jax.vmap(run, in_axes=(0, None, None, 0, None, None, None))(
-        params, F, w, lower_bound, tol, reg_covar, prior
+        params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior
     )
 
 
