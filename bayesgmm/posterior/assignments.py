@@ -9,6 +9,8 @@ with the parameters.
 
 from __future__ import annotations
 
+from functools import partial
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,16 @@ from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, rel
 
 def _as_key(seed):
     return seed if isinstance(seed, jax.Array) else jax.random.PRNGKey(int(seed))
+
+
+@partial(jax.jit, static_argnames="batch_size")
+def _categorical_over_draws(flat, keys, X, batch_size):
+    def one(args):
+        p, key = args
+        # The joint log density is the unnormalised log responsibility: fine as logits.
+        return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
+
+    return jax.lax.map(one, (flat, keys), batch_size=batch_size)
 
 
 def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
@@ -52,13 +64,7 @@ def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
     flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
     keys = jax.random.split(_as_key(seed), n_chains * n_draws)
-
-    def one(args):
-        p, key = args
-        # The joint log density is the unnormalised log responsibility: fine as logits.
-        return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
-
-    z = np.asarray(jax.lax.map(one, (flat, keys), batch_size=batch_size))
+    z = np.asarray(_categorical_over_draws(flat, keys, X, batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
     ds = xr.Dataset(

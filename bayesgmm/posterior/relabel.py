@@ -25,6 +25,8 @@ responsibilities of all draws have at most ``2e7`` entries, else ``"ecr"``.
 
 from __future__ import annotations
 
+from functools import partial
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -65,8 +67,14 @@ def draw_responsibilities(idata, group: str = "posterior", batch_size: int = 64)
     lead = params.weights.shape[:-1]
     flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
-    resp = jax.lax.map(lambda p: densities.responsibilities(p, X), flat, batch_size=batch_size)
+    resp = _responsibilities_over_draws(flat, X, batch_size)
     return np.asarray(resp).reshape((*lead, *resp.shape[1:]))
+
+
+# Jitted at module level so that repeated calls with the same shapes reuse one compilation.
+@partial(jax.jit, static_argnames="batch_size")
+def _responsibilities_over_draws(flat, X, batch_size):
+    return jax.lax.map(lambda p: densities.responsibilities(p, X), flat, batch_size=batch_size)
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:
