@@ -33,8 +33,11 @@ class SwitchingReport:
     Attributes
     ----------
     verdict : str
-        One of ``"no label switching"``, ``"label switching within chains"``,
-        ``"chains in different labellings of one mode"``, ``"chains in different modes"``.
+        The first that holds of ``"chains in different modes"`` (a label-invariant
+        R-hat above ``rhat_threshold``), ``"chains in different labellings of one
+        mode"`` (every chain spends most draws in its dominant labelling and these
+        differ), ``"label switching within chains"`` (some draw left its chain's
+        dominant labelling) and ``"no label switching"``.
     chains : pandas.DataFrame
         One row per chain: ``dominant_permutation`` (the labelling the chain
         spends most draws in, relative to the relabelled reference: new ``k`` =
@@ -170,7 +173,8 @@ def label_switching_report(
     invariant_rhat = max(float(az.rhat(invariants)[v].max()) for v in invariants.data_vars)
     if invariant_rhat > rhat_threshold:
         verdict = "chains in different modes"
-    elif len(set(chains["dominant_permutation"])) > 1:
+    # A chain is stuck in a labelling when it spends most of its draws in it.
+    elif (chains["fraction_switched"] < 0.5).all() and len(set(chains["dominant_permutation"])) > 1:
         verdict = "chains in different labellings of one mode"
     elif switched.any():
         verdict = "label switching within chains"
