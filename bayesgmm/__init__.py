@@ -17,6 +17,7 @@ if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
 from bayesgmm.datasets import load_dataset  # noqa: E402
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
 from bayesgmm.inference.nuts import fit_nuts  # noqa: E402
+from bayesgmm.inference.svi import fit_svi  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
 from bayesgmm.posterior import params_from_idata  # noqa: E402
 from bayesgmm.posterior.assignments import (  # noqa: E402
@@ -51,4 +52,6 @@ __all__ = [
     "relabel",
     "sample_assignments",
     "summary",
+    # --- SVI (issue 4) ---
+    "fit_svi",
 ]

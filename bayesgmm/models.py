@@ -66,12 +66,15 @@ def gmm_model(
         Standardised observations; None samples from the prior predictive.
     n_components, n_features : int
     n_obs : int, optional
-        Number of observations when ``Z`` is None.
+        Number of observations; defaults to ``len(Z)``. Give it with a minibatch
+        ``Z`` of ``subsample_size`` rows to fit the full data set's likelihood.
     covariance_type : {"full", "tied", "diag", "spherical"}
     priors : Priors
     subsample_size : int, optional
         Minibatch size for stochastic variational inference; the likelihood is
-        scaled by ``n_obs / subsample_size`` by the ``obs`` plate.
+        scaled by ``n_obs / subsample_size`` by the ``obs`` plate. ``Z`` may hold
+        all ``n_obs`` rows (the plate draws the minibatch) or be a minibatch the
+        caller already drew at random (data too big for memory).
 
     Notes
     -----
@@ -88,7 +91,7 @@ def gmm_model(
     >>> draws["Z"].shape
     (2, 5, 1)
     """
-    n_obs = Z.shape[0] if Z is not None else n_obs
+    n_obs = Z.shape[0] if n_obs is None else n_obs
     weights = numpyro.sample(
         "weights", dist.Dirichlet(jnp.full(n_components, priors.weight_concentration))
     )
@@ -103,7 +106,8 @@ def gmm_model(
         dist.Categorical(probs=weights), dist.MultivariateNormal(means, scale_tril=scale_tril)
     )
     with numpyro.plate("obs", n_obs, subsample_size=subsample_size) as idx:
-        batch = None if Z is None else Z[idx] if subsample_size is not None else Z
+        drawn_here = Z is not None and subsample_size is not None and Z.shape[0] == n_obs
+        batch = Z[idx] if drawn_here else Z
         numpyro.sample("Z", mixture, obs=batch)
 
 

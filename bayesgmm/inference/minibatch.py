@@ -1,0 +1,145 @@
+"""Data that do not fit in memory: streaming moments and random minibatches.
+
+A *source* is an in-memory array, a ``numpy.memmap`` or a callable that returns a
+fresh iterable of row chunks each time it is called (one call = one pass over the
+data). Nothing here holds more than one chunk of the raw data at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Rows read at a time when streaming over an array or memmap.
+READ_ROWS = 262_144
+
+
+class ArraySource:
+    """Rows of an array or ``numpy.memmap``, read chunk by chunk and sampled at random.
+
+    Parameters
+    ----------
+    X : ndarray or numpy.memmap, shape (n_obs, n_features)
+    """
+
+    random_access = True
+
+    def __init__(self, X):
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"X must be 2-D with shape (n_obs, n_features), got shape {X.shape}.")
+        self.X = X
+        self.n_obs, self.n_features = X.shape
+
+    def chunks(self):
+        for start in range(0, self.n_obs, READ_ROWS):
+            yield _check_chunk(self.X[start : start + READ_ROWS], self.n_features)
+
+    def sample_rows(self, rng: np.random.Generator, n_rows: int) -> np.ndarray:
+        """``n_rows`` rows drawn uniformly with replacement, shape (n_rows, n_features)."""
+        idx = rng.integers(0, self.n_obs, n_rows)
+        # Read in file order (fast on a memmap), then put the rows back in random order.
+        order = np.argsort(idx)
+        rows = np.empty((n_rows, self.n_features), dtype=np.float64)
+        rows[order] = self.X[idx[order]]
+        return _check_chunk(rows, self.n_features)
+
+
+class ChunkSource:
+    """Rows from a callable that returns an iterable of arrays of shape (n_rows, n_features).
+
+    The callable is called once per pass. Rows are only shuffled within a buffer,
+    so the chunks should come in random order (or at least not sorted by cluster).
+    """
+
+    random_access = False
+
+    def __init__(self, make_chunks):
+        self.make_chunks = make_chunks
+        self.n_obs, self.n_features = None, None
+
+    def chunks(self):
+        for chunk in self.make_chunks():
+            chunk = np.asarray(chunk, dtype=np.float64)
+            chunk = chunk[:, None] if chunk.ndim == 1 else chunk
+            if self.n_features is None:
+                self.n_features = chunk.shape[1]
+            yield _check_chunk(chunk, self.n_features)
+
+
+def as_source(X):
+    """Wrap ``X`` (array, memmap or chunk callable) as a source."""
+    if callable(X):
+        return ChunkSource(X)
+    if hasattr(X, "to_numpy"):
+        X = X.to_numpy()
+    return ArraySource(X if isinstance(X, np.ndarray) else np.asarray(X))
+
+
+def _check_chunk(chunk, n_features: int) -> np.ndarray:
+    chunk = np.asarray(chunk, dtype=np.float64)
+    if chunk.ndim != 2 or chunk.shape[1] != n_features:
+        raise ValueError(f"Every chunk must have shape (n_rows, {n_features}), got {chunk.shape}.")
+    if not np.isfinite(chunk).all():
+        raise ValueError("The data contain NaN or infinity; remove or impute them before fitting.")
+    return chunk
+
+
+def streaming_moments(source):
+    """Number of rows, mean and standard deviation per feature in one pass.
+
+    Chunks are merged with Chan et al.'s pairwise update of (count, mean, sum of
+    squared deviations), which stays accurate where ``E[x^2] - E[x]^2`` would cancel.
+
+    Returns
+    -------
+    n_obs : int
+    loc, scale : ndarray, shape (n_features,)
+        ``scale`` is 1 for a constant feature, as in ``_validation.standardize``.
+
+    Examples
+    --------
+    >>> X = np.arange(10.0).reshape(5, 2)
+    >>> n, loc, scale = streaming_moments(ArraySource(X))
+    >>> n, loc.tolist()
+    (5, [4.0, 5.0])
+    """
+    count, mean, m2 = 0, 0.0, 0.0
+    for chunk in source.chunks():
+        n_b = chunk.shape[0]
+        mean_b = chunk.mean(axis=0)
+        m2_b = ((chunk - mean_b) ** 2).sum(axis=0)
+        delta = mean_b - mean
+        total = count + n_b
+        mean = mean + delta * n_b / total
+        m2 = m2 + m2_b + delta**2 * count * n_b / total
+        count = total
+    if count == 0:
+        raise ValueError("The data source yielded no rows.")
+    scale = np.sqrt(m2 / count)
+    return count, np.asarray(mean), np.where(scale > 0, scale, 1.0)
+
+
+def row_blocks(source, n_rows: int, rng: np.random.Generator):
+    """Endless blocks of ``n_rows`` random rows, shape (n_rows, n_features).
+
+    Arrays and memmaps are sampled uniformly with replacement, so every block is
+    an i.i.d. sample and the scaled minibatch likelihood is unbiased. Chunk
+    callables are streamed pass after pass and shuffled within a buffer of the
+    last chunk and ``n_rows`` rows.
+    """
+    if source.random_access:
+        while True:
+            yield source.sample_rows(rng, n_rows)
+    pool = np.empty((0, 0))
+    while True:
+        n_seen = 0
+        for chunk in source.chunks():
+            n_seen += chunk.shape[0]
+            pool = chunk if pool.size == 0 else np.concatenate([pool, chunk])
+            while pool.shape[0] >= n_rows:
+                pool = pool[rng.permutation(pool.shape[0])]
+                yield pool[:n_rows]
+                pool = pool[n_rows:]
+        if n_seen == 0:
+            raise ValueError("The data source yielded no rows.")
