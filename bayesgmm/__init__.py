@@ -16,6 +16,8 @@ if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
 
 from bayesgmm.datasets import load_dataset  # noqa: E402
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
+from bayesgmm.estimators.gaussian_mixture import GaussianMixture  # noqa: E402
+from bayesgmm.inference.em_fit import EMResult, aic, bic, fit_em, icl  # noqa: E402
 from bayesgmm.inference.nuts import fit_nuts  # noqa: E402
 from bayesgmm.inference.svi import fit_svi  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
@@ -37,6 +39,12 @@ __all__ = [
     "GMMParams",
     "load_dataset",
     # --- EM (issue 3) ---
+    "EMResult",
+    "GaussianMixture",
+    "aic",
+    "bic",
+    "fit_em",
+    "icl",
     # --- NUTS / models (issue 2) ---
     "BayesianGMM",
     "Priors",

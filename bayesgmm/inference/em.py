@@ -353,7 +353,9 @@ def init_state(params: GMMParams, lower_bound, max_iter: int) -> EMState:
     )
 
 
-def run_em(params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, covariance_type: str, max_iter: int):
+def run_em(
+    params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, covariance_type: str, max_iter: int
+):
     """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse."""
     state = init_state(params, lower_bound, max_iter)
 
@@ -367,7 +369,9 @@ def run_em(params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, co
 
 
 @partial(jax.jit, static_argnames=("covariance_type", "max_iter"))
-def run_em_restarts(params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter):
+def run_em_restarts(
+    params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter
+):
     """``run_em`` over a leading restart axis of ``params`` (and ``lower_bound``), in parallel."""
     run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)
     return jax.vmap(run, in_axes=(0, None, None, 0, None, None, None))(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,7 @@ class EMResult:
         (``X``, pointwise, dims ``obs``) and ``observed_data`` (``X``).
         """
         import arviz as az
+        import xarray as xr
 
         p = self.params
         n_obs, n_features = self.X.shape
@@ -83,16 +85,16 @@ class EMResult:
             "weights": ["component"],
             "means": ["component", "feature"],
             "covariances": ["component", "feature", "feature_col"],
-            "X": ["obs", "feature"],
         }
-        return az.from_dict(
+        idata = az.from_dict(
             posterior=posterior,
             log_likelihood={"X": np.asarray(ll)[None, None]},
-            observed_data={"X": np.asarray(self.X)},
             coords=coords,
             dims={**dims, "X": ["obs"]},
-            pred_dims={"X": ["obs", "feature"]},
         )
+        observed = xr.Dataset({"X": (("obs", "feature"), np.asarray(self.X))}, coords=coords)
+        idata.add_groups(observed_data=observed)
+        return idata
 
 
 def fit_em(
@@ -177,23 +179,31 @@ def fit_em(
     w = _check_sample_weight(sample_weight, n_obs, dtype)
     for name, value in (("n_init", n_init), ("max_iter", max_iter)):
         if int(value) != value or value < (1 if name == "n_init" else 0):
-            raise ValueError(f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer.")
+            raise ValueError(
+                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
+            )
     if not (tol >= 0 and reg_covar >= 0):
         raise ValueError("tol and reg_covar must be non-negative.")
 
     # Centre on the weighted mean: the moment-based E/M steps lose accuracy with the offset.
     shift = (w @ X / w.sum()).astype(dtype)
-    Z = jnp.asarray(X - shift)
-    wj = jnp.asarray(w)
-    F = em.features(Z, covariance_type)
-    given = em_shapes.check_init(weights_init, means_init, precisions_init, n_components, n_features, covariance_type)
+    # Pad with zero-weight rows to a bucketed size so that similar sizes share one compiled
+    # program; zero weights leave every init and EM statistic unchanged.
+    n_pad = _bucket(n_obs, block_size) - n_obs
+    Z = jnp.asarray(np.concatenate([X - shift, np.zeros((n_pad, n_features), dtype)]))
+    wj = jnp.asarray(np.concatenate([w, np.zeros(n_pad, dtype)]))
+    F, F_blocks, w_blocks = _prepare(Z, wj, covariance_type=covariance_type, block_size=block_size)
+    given = em_shapes.check_init(
+        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
+    )
     if all(v is not None for v in given):
         n_init = 1  # every restart would be identical
-    params0 = _initial_params(seed, Z, wj, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift)
+    params0 = _initial_params(
+        seed, Z, wj, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift
+    )
     em_prior = _centred_prior(prior, X, w, n_components, shift, dtype)
 
     lb0 = jnp.full((n_init,), initial_lower_bound, dtype)
-    F_blocks, w_blocks = em.to_blocks(F, wj, block_size)
     state = em.run_em_restarts(
         params0, F_blocks, w_blocks, lb0, dtype.type(tol), dtype.type(reg_covar), em_prior,
         covariance_type=covariance_type, max_iter=int(max_iter),
@@ -216,6 +226,19 @@ def fit_em(
     )
 
 
+def _bucket(n_obs, block_size):
+    """Padded size: the next power of two up to ``block_size``, then a multiple of it."""
+    if n_obs <= block_size:
+        return max(16, 1 << (n_obs - 1).bit_length())
+    return -(-n_obs // block_size) * block_size
+
+
+@partial(jax.jit, static_argnames=("covariance_type", "block_size"))
+def _prepare(Z, w, *, covariance_type, block_size):
+    F = em.features(Z, covariance_type)
+    return (F, *em.to_blocks(F, w, block_size))
+
+
 def _check_sample_weight(sample_weight, n_obs, dtype):
     if sample_weight is None:
         return np.ones(n_obs, dtype)
@@ -229,7 +252,9 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
     return w
 
 
-def _initial_params(seed, Z, w, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift):
+def _initial_params(
+    seed, Z, w, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift
+):
     """Starting parameters for each restart, stacked on a leading axis (centred coordinates)."""
     weights_init, means_init, precisions_init = given
     if all(v is not None for v in given):
@@ -248,9 +273,13 @@ def _initial_params(seed, Z, w, F, n_components, covariance_type, init_params, n
         return jnp.broadcast_to(jnp.asarray(given_value, dtype), (n_init, *np.shape(given_value)))
 
     weights = pick(weights_init, None if resp_params is None else resp_params.weights)
-    means = pick(None if means_init is None else means_init - shift, None if resp_params is None else resp_params.means)
+    means = pick(
+        None if means_init is None else means_init - shift, None if resp_params is None else resp_params.means
+    )
     if precisions_init is not None:
-        tril = em_shapes.scale_tril_from_precisions(precisions_init, covariance_type, n_components)
+        tril = em_shapes.scale_tril_from_precisions(
+            precisions_init, covariance_type, n_components, Z.shape[1]
+        )
         scale_tril = pick(np.asarray(tril), None)
     else:
         scale_tril = resp_params.scale_tril

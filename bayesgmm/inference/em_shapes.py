@@ -51,16 +51,20 @@ def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) ->
     return P @ np.swapaxes(P, -1, -2)
 
 
-def scale_tril_from_precisions(precisions, covariance_type: str, n_components: int) -> np.ndarray:
+def scale_tril_from_precisions(
+    precisions, covariance_type: str, n_components: int, n_features: int
+) -> np.ndarray:
     """Covariance Cholesky factors, shape (n_components, D, D), from scikit-learn-shaped precisions."""
     prec = np.asarray(precisions, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
         if covariance_type == "spherical":
-            prec = prec[:, None] * np.ones((1, 1))
+            prec = prec[:, None] * np.ones((1, n_features))
         return np.stack([np.diag(1.0 / np.sqrt(p)) for p in prec])
     mats = prec if covariance_type == "full" else np.broadcast_to(prec, (n_components, *prec.shape))
     # Sigma = inv(precision) via the precision's own Cholesky factor, then refactor.
-    return np.stack([np.linalg.cholesky(scipy.linalg.cho_solve(scipy.linalg.cho_factor(m), np.eye(len(m)))) for m in mats])
+    return np.stack(
+        [np.linalg.cholesky(scipy.linalg.cho_solve(scipy.linalg.cho_factor(m), np.eye(len(m)))) for m in mats]
+    )
 
 
 def check_init(weights, means, precisions, n_components, n_features, covariance_type):

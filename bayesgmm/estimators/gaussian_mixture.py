@@ -1,0 +1,232 @@
+"""``GaussianMixture``: a drop-in for scikit-learn's, fitted by the JAX EM in ``inference.em``."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from bayesgmm.inference import em_shapes
+from bayesgmm.inference.em_fit import fit_em, n_parameters
+from bayesgmm.params import GMMParams
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM, with scikit-learn's parameters, attributes and meaning.
+
+    Parameters are those of :class:`sklearn.mixture.GaussianMixture` (``n_components``,
+    ``covariance_type``, ``tol``, ``reg_covar``, ``max_iter``, ``n_init``, ``init_params``,
+    ``weights_init``, ``means_init``, ``precisions_init``, ``random_state``, ``warm_start``,
+    ``verbose``, ``verbose_interval``), plus
+
+    prior : None, "default", dict or EMPrior
+        Conjugate prior for MAP-EM (see :func:`bayesgmm.fit_em`); None is maximum likelihood.
+
+    Differences: restarts run in parallel (so ``random_state`` gives other starts than
+    scikit-learn's), ``fit`` takes ``sample_weight``, a collapsed component raises a
+    ``ValueError`` that says what to change, ``icl`` is available, and with ``verbose``
+    the per-iteration lines are printed after the (compiled) run.
+
+    Attributes
+    ----------
+    weights_ : ndarray, shape (n_components,)
+    means_ : ndarray, shape (n_components, n_features)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shape (n_components, D, D) for full, (D, D) for tied, (n_components, D) for diag,
+        (n_components,) for spherical; ``precisions_cholesky_`` follows scikit-learn.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood per sample of the best restart (at the parameters before
+        its last M-step, as in scikit-learn).
+    lower_bounds_ : list of float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+    em_result_ : EMResult
+        The underlying fit (``em_result_.to_inference_data()`` for ArviZ).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> sorted(np.round(gm.means_[:, 0]).tolist())
+    [1.0, 10.0]
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        prior=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.prior = prior
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters by EM; ``sample_weight`` (n_obs,) weights observations."""
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``)."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {X.shape[0]}"
+            )
+        warm = self.warm_start and hasattr(self, "converged_")
+        init = (self.weights_, self.means_, self.precisions_) if warm else (
+            self.weights_init, self.means_init, self.precisions_init
+        )  # fmt: skip
+        res = fit_em(
+            X, self.n_components, self.covariance_type,
+            n_init=1 if warm else self.n_init, init_params=self.init_params,
+            max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
+            sample_weight=sample_weight, prior=self.prior,
+            seed=check_random_state(self.random_state), dtype=X.dtype,
+            weights_init=init[0], means_init=init[1], precisions_init=init[2],
+            initial_lower_bound=self.lower_bound_ if warm else -np.inf,
+        )  # fmt: skip
+        self._set_result(res)
+        if self.verbose:
+            self._print_history()
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self.predict(X)
+
+    def _set_result(self, res):
+        ct = self.covariance_type
+        self.em_result_ = res
+        self.weights_ = np.asarray(res.params.weights)
+        self.means_ = np.asarray(res.params.means)
+        self.covariances_ = em_shapes.sklearn_covariances(res.params, ct)
+        self.precisions_cholesky_ = em_shapes.sklearn_precisions_cholesky(res.params, ct)
+        self.precisions_ = em_shapes.sklearn_precisions(self.precisions_cholesky_, ct)
+        self.converged_ = res.converged
+        self.n_iter_ = res.n_iter
+        self.lower_bound_ = res.lower_bound
+        self.lower_bounds_ = [float(v) for v in res.lower_bounds]
+
+    def _print_history(self):
+        lbs = self.lower_bounds_
+        for i in range(self.verbose_interval - 1, len(lbs), self.verbose_interval):
+            change = lbs[i] - (lbs[i - 1] if i else -np.inf)
+            print(f"  Iteration {i + 1}\t lower bound {lbs[i]:.5f}\t change {change:.5f}")
+        state = "converged" if self.converged_ else "did not converge"
+        print(
+            f"Best initialization {state} after {self.n_iter_} iterations; "
+            f"lower bound {self.lower_bound_:.5f}."
+        )
+
+    def _params(self) -> GMMParams:
+        """Current attributes as GMMParams (so edits to the attributes are honoured)."""
+        check_is_fitted(self)
+        ct, P = self.covariance_type, np.asarray(self.precisions_cholesky_)
+        n_components, n_features = self.means_.shape
+        if ct in ("diag", "spherical"):
+            sd = 1.0 / (P if ct == "diag" else P[:, None] * np.ones((1, n_features)))
+            tril = np.stack([np.diag(s) for s in sd])
+        else:
+            mats = P if ct == "full" else np.broadcast_to(P, (n_components, n_features, n_features))
+            # Sigma = P^-T P^-1, so inv(P).T is its lower Cholesky factor.
+            tril = np.stack([np.linalg.inv(m).T for m in mats])
+        return GMMParams(jnp.asarray(self.weights_), jnp.asarray(self.means_), jnp.asarray(tril))
+
+    def _validate(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return jnp.asarray(X, dtype=self.means_.dtype)
+
+    def score_samples(self, X):
+        """Log density of each observation, shape (n_obs,)."""
+        return np.asarray(em_shapes.log_prob(self._params(), self._validate(X)))
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per observation."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict_proba(self, X):
+        """Responsibilities, shape (n_obs, n_components)."""
+        return np.asarray(em_shapes.responsibilities(self._params(), self._validate(X)))
+
+    def predict(self, X):
+        """Most probable component of each observation, shape (n_obs,)."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` observations; returns ``(X, labels)`` grouped by component."""
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
+            )
+        rng = check_random_state(self.random_state)
+        p = self._params()
+        counts = rng.multinomial(n_samples, np.asarray(p.weights, dtype=np.float64))
+        L, means = np.asarray(p.scale_tril), np.asarray(p.means)
+        parts = [
+            m + rng.standard_normal((c, len(m))) @ Lk.T for m, Lk, c in zip(means, L, counts, strict=True)
+        ]
+        X = np.vstack(parts)
+        y = np.repeat(np.arange(len(counts)), counts)
+        return X.astype(np.float64), y
+
+    def _n_parameters(self):
+        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better), as scikit-learn computes it."""
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better), as scikit-learn computes it."""
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    def icl(self, X):
+        """Integrated completed likelihood, ``bic(X) + 2 * entropy`` (lower is better).
+
+        The entropy ``-sum_ik r_ik log r_ik`` of the responsibilities is non-negative, so
+        ICL >= BIC; mclust reports ``-ICL``.
+        """
+        resp = self.predict_proba(X)
+        entropy = -np.sum(resp * np.log(np.where(resp > 0, resp, 1.0)))
+        return self.bic(X) + 2 * entropy
