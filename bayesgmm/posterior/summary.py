@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import arviz as az
+import numpy as np
 import pandas as pd
 
 from bayesgmm.posterior.relabel import is_relabelled, relabel
@@ -35,7 +36,9 @@ def summary(
     >>> summary(idata)  # doctest: +SKIP
     """
     relabelled = idata if is_relabelled(idata) else relabel(idata, method)
-    table = az.summary(relabelled, var_names=list(var_names), **kwargs)
+    # Constant entries (zero off-diagonal covariances of diag fits) have no R-hat: NaN, quietly.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = az.summary(relabelled, var_names=list(var_names), **kwargs)
     used = relabelled.posterior.attrs["relabel_method"]
     table["relabel"] = used
     table.attrs["relabel_method"] = used
