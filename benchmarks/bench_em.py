@@ -1,0 +1,148 @@
+"""EM per-iteration speed: bayesgmm (JAX) against scikit-learn, in the same run.
+
+Both start from the same parameters (weights_init / means_init / precisions_init), run a
+fixed number of iterations (tol=0) and must end at the same log-likelihood. Per-iteration
+time is the difference between a long and a short run divided by the extra iterations, so
+set-up, compilation (warmed up first) and the final E-step cancel. scikit-learn is timed
+with its BLAS limited to 1 and to 2 threads (threadpoolctl) and the faster one is the
+reference. bayesgmm's GFLOP/s counts its two GEMMs per iteration (``4 n_obs n_stats K``)
+against the best float64 matrix-multiply rate measured here.
+
+Run: ``python benchmarks/bench_em.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import bayesgmm
+from bayesgmm.inference.em_fit import fit_em
+
+SHORT, LONG = 2, 12
+
+
+def make_data(n_obs, n_features, n_components, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_components, n_features)) * 4
+    scales = rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_obs)
+    X = centers[labels] + rng.normal(size=(n_obs, n_features)) * scales[labels]
+    return X, centers
+
+
+def shared_init(centers, covariance_type):
+    n_components, n_features = centers.shape
+    prec = {
+        "full": np.stack([np.eye(n_features)] * n_components),
+        "tied": np.eye(n_features),
+        "diag": np.ones((n_components, n_features)),
+        "spherical": np.ones(n_components),
+    }[covariance_type]
+    rng = np.random.default_rng(1)
+    return {
+        "weights_init": np.full(n_components, 1.0 / n_components),
+        "means_init": centers + rng.normal(size=centers.shape),
+        "precisions_init": prec,
+    }
+
+
+def best_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def time_ours(X, n_components, covariance_type, init, repeats):
+    def run(n_iter):
+        return fit_em(X, n_components, covariance_type, max_iter=n_iter, tol=0.0, **init)
+
+    run(SHORT), run(LONG)  # compile both programs
+    t_short = best_time(lambda: run(SHORT), repeats)
+    t_long = best_time(lambda: run(LONG), repeats)
+    return (t_long - t_short) / (LONG - SHORT), run(LONG).log_likelihood
+
+
+def time_sklearn(X, n_components, covariance_type, init, repeats, n_threads):
+    def run(n_iter):
+        gm = SkGaussianMixture(n_components, covariance_type=covariance_type, max_iter=n_iter, tol=0.0, **init)
+        return gm.fit(X)
+
+    with threadpool_limits(n_threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t_short = best_time(lambda: run(SHORT), repeats)
+        t_long = best_time(lambda: run(LONG), repeats)
+        ll = run(LONG).score(X) * len(X)
+    return (t_long - t_short) / (LONG - SHORT), ll
+
+
+def matmul_peak(n=3000, repeats=3):
+    """Best float64 GEMM rate (GFLOP/s) of numpy (2 BLAS threads) and of JAX/XLA here."""
+    A = np.random.default_rng(0).normal(size=(n, n))
+    with threadpool_limits(2):
+        t_np = best_time(lambda: A @ A, repeats)
+    Aj = jnp.asarray(A)
+    mm = jax.jit(lambda a: a @ a)
+    mm(Aj).block_until_ready()
+    t_jax = best_time(lambda: mm(Aj).block_until_ready(), repeats)
+    return 2 * n**3 / min(t_np, t_jax) / 1e9, 2 * n**3 / t_np / 1e9, 2 * n**3 / t_jax / 1e9
+
+
+def n_stats(n_features, covariance_type):
+    if covariance_type in ("full", "tied"):
+        return 1 + n_features + n_features * (n_features + 1) // 2
+    return 1 + 2 * n_features
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="only N=200,000")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    print(f"bayesgmm {bayesgmm.__version__}, jax {jax.__version__}, {jax.devices()[0].platform}; BLAS: {blas}")
+    peak, peak_np, peak_jax = matmul_peak()
+    print(f"float64 matmul peak: {peak:.1f} GFLOP/s (numpy {peak_np:.1f}, jax {peak_jax:.1f})")
+    print(f"per-iteration times, {LONG - SHORT} extra iterations, best of {args.repeats}\n")
+
+    configs = [(200_000, "full"), (200_000, "diag"), (200_000, "tied")]
+    if not args.quick:
+        configs += [(1_000_000, "full"), (1_000_000, "diag"), (1_000_000, "tied")]
+    header = (
+        f"{'N':>9} {'cov':>5} {'ours ms':>8} {'sk1 ms':>8} {'sk2 ms':>8} {'speed-up':>8} "
+        f"{'GFLOP/s':>8} {'%peak':>6} {'LL ours':>16} {'LL sklearn':>16} {'rel diff':>9}"
+    )
+    print(header)
+    n_features = n_components = 10
+    for n_obs, covariance_type in configs:
+        X, centers = make_data(n_obs, n_features, n_components)
+        init = shared_init(centers, covariance_type)
+        t_ours, ll_ours = time_ours(X, n_components, covariance_type, init, args.repeats)
+        t_sk1, ll_sk = time_sklearn(X, n_components, covariance_type, init, args.repeats, 1)
+        t_sk2, _ = time_sklearn(X, n_components, covariance_type, init, args.repeats, 2)
+        gflops = 4 * n_obs * n_stats(n_features, covariance_type) * n_components / t_ours / 1e9
+        print(
+            f"{n_obs:>9,} {covariance_type:>5} {t_ours * 1e3:8.1f} {t_sk1 * 1e3:8.1f} {t_sk2 * 1e3:8.1f} "
+            f"{min(t_sk1, t_sk2) / t_ours:7.1f}x {gflops:8.1f} {100 * gflops / peak:5.1f}% "
+            f"{ll_ours:16.6f} {ll_sk:16.6f} {abs(ll_ours - ll_sk) / abs(ll_sk):9.1e}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
