@@ -41,7 +41,9 @@ def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X
             "reshape it, e.g. X.reshape(len(X), -1)."
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one observation and feature.")
+        raise ValueError(
+            f"{name} is empty (shape {arr.shape}); it needs at least one observation and feature."
+        )
     arr = np.asarray(arr, dtype=dtype)
     bad = ~np.isfinite(arr)
     if bad.any():

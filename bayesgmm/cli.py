@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit a mixture and print a posterior summary")
-    fit.add_argument("--data", default="faithful", help="bundled data set name or a CSV path (default faithful)")
+    fit.add_argument(
+        "--data", default="faithful", help="bundled data set name or a CSV path (default faithful)"
+    )
     fit.add_argument("--columns", help="comma-separated CSV columns to use (default: all numeric)")
     fit.add_argument("-k", "--n-components", type=int, default=2)
     fit.add_argument("--covariance-type", default="full", choices=["full", "tied", "diag", "spherical"])
@@ -45,7 +47,9 @@ def _load(data: str, columns: str | None):
     elif os.path.exists(data):
         frame = pd.read_csv(data)
     else:
-        raise SystemExit(f"bayesgmm: --data {data!r} is neither a bundled data set {dataset_names()} nor a file.")
+        raise SystemExit(
+            f"bayesgmm: --data {data!r} is neither a bundled data set {dataset_names()} nor a file."
+        )
     if columns:
         wanted = [c.strip() for c in columns.split(",")]
         missing = [c for c in wanted if c not in frame]
@@ -76,7 +80,9 @@ def _report(idata) -> str:
     rhat = table["r_hat"].max() if "r_hat" in table else float("nan")
     lines.append(f"max R-hat: {rhat:.3f}   min bulk ESS: {table['ess_bulk'].min():.0f}")
     loo = az.loo(idata)
-    lines.append(f"PSIS-LOO elpd: {loo.elpd_loo:.2f} (SE {loo.se:.2f}), max Pareto k: {float(loo.pareto_k.max()):.2f}")
+    lines.append(
+        f"PSIS-LOO elpd: {loo.elpd_loo:.2f} (SE {loo.se:.2f}), max Pareto k: {float(loo.pareto_k.max()):.2f}"
+    )
     return "\n".join(lines)
 
 
@@ -91,9 +97,10 @@ def main(argv=None) -> int:
     from bayesgmm.estimators.bayesian_gmm import BayesianGMM
 
     frame = _load(args.data, args.columns)
+    columns = ", ".join(map(str, frame.columns))
     print(
         f"Fitting {args.n_components} {args.covariance_type} components to {args.data} "
-        f"({frame.shape[0]} obs x {frame.shape[1]} features: {', '.join(map(str, frame.columns))}) by {args.inference}",
+        f"({frame.shape[0]} obs x {frame.shape[1]} features: {columns}) by {args.inference}",
         flush=True,
     )
     model = BayesianGMM(

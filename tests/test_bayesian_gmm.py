@@ -29,7 +29,11 @@ def fitted():
 
 def test_attributes(fitted):
     model, X, _ = fitted
-    assert model.weights_.shape == (2,) and model.means_.shape == (2, 2) and model.covariances_.shape == (2, 2, 2)
+    assert (
+        model.weights_.shape == (2,)
+        and model.means_.shape == (2, 2)
+        and model.covariances_.shape == (2, 2, 2)
+    )
     np.testing.assert_allclose(model.weights_.sum(), 1.0)
     assert list(model.feature_names_in_) == ["a", "b"] and model.n_features_in_ == 2
     assert list(model.idata_.posterior["means"].coords["feature"].values) == ["a", "b"]
@@ -65,7 +69,9 @@ def test_sample(fitted):
     assert Xs.shape == (5000, 2) and labels.shape == (5000,)
     assert set(np.unique(labels)) <= {0, 1}
     # The predictive mean is near the data mean (5 predictive standard errors).
-    assert np.all(np.abs(Xs.mean(0) - X.mean(0)) < 5 * X.std(0) / np.sqrt(200) + 5 * Xs.std(0) / np.sqrt(5000))
+    assert np.all(
+        np.abs(Xs.mean(0) - X.mean(0)) < 5 * X.std(0) / np.sqrt(200) + 5 * Xs.std(0) / np.sqrt(5000)
+    )
 
 
 def test_wrong_input_is_rejected(fitted):
@@ -80,7 +86,18 @@ def test_wrong_input_is_rejected(fitted):
 
 def test_command_line_fits_and_saves(tmp_path):
     out = tmp_path / "fit.nc"
-    cmd = [sys.executable, "-m", "bayesgmm.cli", "fit", "--warmup", "150", "--samples", "150", "--chains", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bayesgmm.cli",
+        "fit",
+        "--warmup",
+        "150",
+        "--samples",
+        "150",
+        "--chains",
+        "2",
+    ]
     result = subprocess.run([*cmd, "--no-progress", "--output", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "eruptions" in result.stdout and "max R-hat" in result.stdout and "divergences" in result.stdout

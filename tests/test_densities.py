@@ -15,7 +15,9 @@ from bayesgmm.params import GMMParams
 def random_params(rng, n_components, n_features):
     A = rng.normal(size=(n_components, n_features, n_features))
     cov = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(n_features)
-    return GMMParams.from_covariances(rng.dirichlet(np.ones(n_components)), rng.normal(size=(n_components, n_features)), cov)
+    return GMMParams.from_covariances(
+        rng.dirichlet(np.ones(n_components)), rng.normal(size=(n_components, n_features)), cov
+    )
 
 
 @pytest.mark.parametrize("n_features", [1, 2, 4])
@@ -24,7 +26,9 @@ def test_component_log_prob_matches_scipy(rng, n_features):
     X = rng.normal(size=(7, n_features))
     got = np.asarray(densities.component_log_prob(p, X))
     cov = np.asarray(p.covariances)
-    want = np.stack([stats.multivariate_normal(p.means[k], cov[k]).logpdf(X).reshape(-1) for k in range(3)], axis=1)
+    want = np.stack(
+        [stats.multivariate_normal(p.means[k], cov[k]).logpdf(X).reshape(-1) for k in range(3)], axis=1
+    )
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
@@ -82,4 +86,6 @@ def test_unstandardize_density_jacobian(rng):
     Z = rng.normal(size=(4, 3))
     X = loc + Z * scale
     user = p.unstandardize(loc, scale)
-    np.testing.assert_allclose(densities.log_prob(user, X), densities.log_prob(p, Z) - np.log(scale).sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        densities.log_prob(user, X), densities.log_prob(p, Z) - np.log(scale).sum(), rtol=1e-12
+    )

@@ -18,9 +18,14 @@ from bayesgmm.priors import Priors
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 
 
-def prior_draw(covariance_type, n_components, n_features, seed=0, priors=Priors()):
+def prior_draw(covariance_type, n_components, n_features, seed=0, priors=None):
+    priors = Priors() if priors is None else priors
     model = partial(
-        gmm_model, n_components=n_components, n_features=n_features, covariance_type=covariance_type, priors=priors
+        gmm_model,
+        n_components=n_components,
+        n_features=n_features,
+        covariance_type=covariance_type,
+        priors=priors,
     )
     draws = Predictive(model, num_samples=1)(jax.random.PRNGKey(seed), n_obs=1)
     return model, {k: v[0] for k, v in draws.items() if k != "Z"}
@@ -34,15 +39,21 @@ def brute_force_log_likelihood(params: GMMParams, Z):
     )
     joint = np.log(np.asarray(params.weights)) + comp
     n_obs, n_components = joint.shape
-    terms = [joint[np.arange(n_obs), list(z)].sum() for z in itertools.product(range(n_components), repeat=n_obs)]
+    terms = [
+        joint[np.arange(n_obs), list(z)].sum() for z in itertools.product(range(n_components), repeat=n_obs)
+    ]
     return np.logaddexp.reduce(terms)
 
 
 def log_prior_scipy(sites, covariance_type, priors):
     """The prior density written out with scipy, independently of numpyro (LKJ term from numpyro)."""
-    lp = stats.dirichlet(np.full(len(sites["weights"]), priors.weight_concentration)).logpdf(np.asarray(sites["weights"]))
+    lp = stats.dirichlet(np.full(len(sites["weights"]), priors.weight_concentration)).logpdf(
+        np.asarray(sites["weights"])
+    )
     lp += stats.norm(priors.mean_loc, priors.mean_scale).logpdf(np.asarray(sites["means"])).sum()
-    lp += stats.lognorm(s=priors.scale_scale, scale=priors.scale_loc).logpdf(np.asarray(sites["scales"])).sum()
+    lp += (
+        stats.lognorm(s=priors.scale_scale, scale=priors.scale_loc).logpdf(np.asarray(sites["scales"])).sum()
+    )
     return lp
 
 
@@ -56,9 +67,7 @@ def test_marginal_likelihood_equals_brute_force(covariance_type, n_features):
     latent = {k: sites[k] for k in ("weights", "means", *LATENT_SITES[covariance_type]) if k in sites}
     log_joint, trace = log_density(model, (), {"Z": jnp.asarray(Z)}, latent)
     params = params_from_sites({**latent, "scale_tril": trace["scale_tril"]["value"]})
-    lkj = sum(
-        float(trace[k]["fn"].log_prob(trace[k]["value"]).sum()) for k in trace if k == "corr_cholesky"
-    )
+    lkj = sum(float(trace[k]["fn"].log_prob(trace[k]["value"]).sum()) for k in trace if k == "corr_cholesky")
     expected = brute_force_log_likelihood(params, Z) + log_prior_scipy(latent, covariance_type, priors) + lkj
     np.testing.assert_allclose(float(log_joint), expected, rtol=1e-10)
 

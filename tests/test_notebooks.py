@@ -15,8 +15,12 @@ def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("BAYESGMM_SMOKE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = jupytext.read(path)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+    ]
     assert not errors
 
 

@@ -40,7 +40,11 @@ def assert_recovers(idata, truth: GMMParams, n_sd=4.0):
     order = np.argsort(post["means"].mean(("chain", "draw")).values[:, 0])
     true_order = np.argsort(np.asarray(truth.means)[:, 0])
     truth = truth.permute(true_order[np.argsort(order)])
-    for name, true in (("weights", truth.weights), ("means", truth.means), ("covariances", truth.covariances)):
+    for name, true in (
+        ("weights", truth.weights),
+        ("means", truth.means),
+        ("covariances", truth.covariances),
+    ):
         mean = post[name].mean(("chain", "draw")).values
         sd = post[name].std(("chain", "draw")).values
         z = np.abs(mean - np.asarray(true)) / np.where(sd > 0, sd, np.inf)
@@ -79,7 +83,9 @@ def test_recovery_2d(covariance_type):
     # Shift and scale far from the standard scale: results must come back in these units.
     X = X * np.array([10.0, 0.1]) + np.array([1000.0, -5.0])
     scale = np.array([10.0, 0.1])
-    truth = GMMParams(truth.weights, truth.means * scale + np.array([1000.0, -5.0]), truth.scale_tril * scale[:, None])
+    truth = GMMParams(
+        truth.weights, truth.means * scale + np.array([1000.0, -5.0]), truth.scale_tril * scale[:, None]
+    )
     idata = fit_nuts(X, 3, covariance_type, seed=4, **SMALL)
     assert int(idata.sample_stats["diverging"].sum()) == 0
     assert_recovers(idata, truth)

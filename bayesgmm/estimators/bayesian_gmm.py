@@ -132,7 +132,9 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         check_is_fitted(self, "idata_")
         X = check_X(X)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}.")
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}."
+            )
         return X
 
     def predict_proba(self, X):
@@ -163,7 +165,9 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         check_is_fitted(self, "idata_")
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
-        key_draw, key_x = jax.random.split(as_key(self.random_state if random_state is None else random_state))
+        key_draw, key_x = jax.random.split(
+            as_key(self.random_state if random_state is None else random_state)
+        )
         flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), self._params)
         idx = jax.random.randint(key_draw, (n_samples,), 0, flat.weights.shape[0])
         picked = jax.tree_util.tree_map(lambda a: a[idx], flat)

@@ -118,7 +118,12 @@ def build_inference_data(
         "feature_col": features,
         "obs": np.arange(n_obs),
     }
-    dims = {**PARAM_DIMS, "X": ["obs", "feature"], "standardize_loc": ["feature"], "standardize_scale": ["feature"]}
+    dims = {
+        **PARAM_DIMS,
+        "X": ["obs", "feature"],
+        "standardize_loc": ["feature"],
+        "standardize_scale": ["feature"],
+    }
     groups = {
         "posterior": _param_dict(post),
         "log_likelihood": {"X": pointwise_log_likelihood(post, X)},

@@ -54,7 +54,9 @@ def sites_from_params(params: GMMParams, covariance_type: str) -> dict:
     return sites
 
 
-def chain_init_params(model, model_kwargs: dict, sites: dict, n_chains: int, key, jitter: float = 0.1) -> dict:
+def chain_init_params(
+    model, model_kwargs: dict, sites: dict, n_chains: int, key, jitter: float = 0.1
+) -> dict:
     """Unconstrained starting values for ``n_chains`` chains around one point.
 
     All chains start near the same mode, in the same labelling, each moved by
@@ -68,6 +70,7 @@ def chain_init_params(model, model_kwargs: dict, sites: dict, n_chains: int, key
     unconstrained = unconstrain_fn(model, (), model_kwargs, sites)
     keys = jax.random.split(key, len(unconstrained))
     return {
-        name: value + jitter * jax.random.normal(k, (n_chains, *jnp.shape(value)), dtype=jnp.result_type(value))
+        name: value
+        + jitter * jax.random.normal(k, (n_chains, *jnp.shape(value)), dtype=jnp.result_type(value))
         for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
     }

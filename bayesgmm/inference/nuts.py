@@ -17,7 +17,14 @@ from bayesgmm.inference.init import chain_init_params, em_start, sites_from_para
 from bayesgmm.models import gmm_model, params_from_sites
 from bayesgmm.priors import Priors
 
-_EXTRA_FIELDS = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
+_EXTRA_FIELDS = (
+    "diverging",
+    "energy",
+    "num_steps",
+    "accept_prob",
+    "adapt_state.step_size",
+    "potential_energy",
+)
 
 
 def _chain_method(n_chains: int) -> str:
@@ -126,7 +133,9 @@ def fit_nuts(
     model = partial(gmm_model, **model_kwargs)
     init_params = None
     if init == "em":
-        start = em_start(Z, n_components, covariance_type, seed=int(jax.random.randint(key_init, (), 0, 2**30)))
+        start = em_start(
+            Z, n_components, covariance_type, seed=int(jax.random.randint(key_init, (), 0, 2**30))
+        )
         sites = sites_from_params(start, covariance_type)
         init_params = chain_init_params(model, {"Z": jnp.asarray(Z)}, sites, num_chains, key_init)
         if num_chains == 1:
