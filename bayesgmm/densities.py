@@ -39,15 +39,16 @@ def component_log_prob(params: GMMParams, X) -> jnp.ndarray:
     """
     X = jnp.asarray(X)
     n_features = X.shape[-1]
-
-    def one(mean, L):
-        # Triangular solve and log|Sigma| from diag(L): no explicit inverse, stable for
-        # near-singular covariances.
-        z = solve_triangular(L, (X - mean).T, lower=True)
-        log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(L))))
-        return -0.5 * (jnp.sum(z * z, axis=0) + log_det + n_features * _LOG_2PI)
-
-    return jax.vmap(one, out_axes=1)(params.means, params.scale_tril)
+    L = params.scale_tril
+    # Invert each small Cholesky factor once (a triangular solve against the identity) and
+    # apply it to all observations with one matrix product: on CPU, XLA's triangular solve
+    # over n_obs right-hand sides is 20-300x slower than the product. log|Sigma| comes from
+    # diag(L); no covariance matrix is ever inverted.
+    eye = jnp.eye(n_features, dtype=L.dtype)
+    L_inv = jax.vmap(lambda factor: solve_triangular(factor, eye, lower=True))(L)
+    z = jnp.einsum("nd,ked->nke", X, L_inv) - jnp.einsum("ked,kd->ke", L_inv, params.means)
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(L, axis1=-2, axis2=-1))), axis=-1)
+    return -0.5 * (jnp.sum(z * z, axis=-1) + log_det + n_features * _LOG_2PI)
 
 
 def joint_log_prob(params: GMMParams, X) -> jnp.ndarray:
