@@ -377,9 +377,3 @@ def run_em_restarts(
     return jax.vmap(run, in_axes=(0, None, None, 0, None, None, None))(
         params, F_blocks, w_blocks, lower_bound, tol, reg_covar, prior
     )
-
-
-@partial(jax.jit, static_argnames=("covariance_type",))
-def params_from_resp(F, w, resp, reg_covar, *, covariance_type):
-    """Initial parameters from initial responsibilities (an M-step without prior)."""
-    return m_step(F.T @ (resp * w[:, None]), reg_covar, covariance_type)

@@ -190,33 +190,37 @@ def fit_em(
     # Pad with zero-weight rows to a bucketed size so that similar sizes share one compiled
     # program; zero weights leave every init and EM statistic unchanged.
     n_pad = _bucket(n_obs, block_size) - n_obs
-    Z = jnp.asarray(np.concatenate([X - shift, np.zeros((n_pad, n_features), dtype)]))
-    wj = jnp.asarray(np.concatenate([w, np.zeros(n_pad, dtype)]))
-    F, F_blocks, w_blocks = _prepare(Z, wj, covariance_type=covariance_type, block_size=block_size)
-    given = em_shapes.check_init(
+    Z = np.concatenate([X - shift, np.zeros((n_pad, n_features), dtype)])
+    wz = np.concatenate([w, np.zeros(n_pad, dtype)])
+    weights0, means0, precisions0 = em_shapes.check_init(
         weights_init, means_init, precisions_init, n_components, n_features, covariance_type
+    )
+    given = (
+        None if weights0 is None else weights0.astype(dtype),
+        None if means0 is None else (means0 - shift).astype(dtype),
+        None
+        if precisions0 is None
+        else em_shapes.scale_tril_from_precisions(
+            precisions0, covariance_type, n_components, n_features
+        ).astype(dtype),
     )
     if all(v is not None for v in given):
         n_init = 1  # every restart would be identical
-    params0 = _initial_params(
-        seed, Z, wj, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift
-    )
     em_prior = _centred_prior(prior, X, w, n_components, shift, dtype)
-
-    lb0 = jnp.full((n_init,), initial_lower_bound, dtype)
-    state = em.run_em_restarts(
-        params0, F_blocks, w_blocks, lb0, dtype.type(tol), dtype.type(reg_covar), em_prior,
-        covariance_type=covariance_type, max_iter=int(max_iter),
+    state, log_liks = jax.device_get(
+        _fit_program(
+            as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
+            dtype.type(reg_covar), em_prior, covariance_type=covariance_type, init_params=init_params,
+            n_components=n_components, n_init=int(n_init), max_iter=int(max_iter), block_size=block_size,
+        )
     )  # fmt: skip
     best = _pick_best(state, max_iter)
-    params = jax.tree.map(lambda a: a[best], state.params)
-    params = GMMParams(params.weights, params.means + jnp.asarray(shift), params.scale_tril)
+    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
     n_iter = int(state.n_iter[best])
-    log_lik = float(jnp.asarray(w) @ em_shapes.log_prob(params, jnp.asarray(X)))
     return EMResult(
-        params=params,
+        params=GMMParams(jnp.asarray(weights), jnp.asarray(means + shift), jnp.asarray(scale_tril)),
         covariance_type=covariance_type,
-        log_likelihood=log_lik,
+        log_likelihood=float(log_liks[best]),
         lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
         lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
         converged=bool(state.converged[best]),
@@ -226,17 +230,46 @@ def fit_em(
     )
 
 
+_STATIC = ("covariance_type", "init_params", "n_components", "n_init", "max_iter", "block_size")
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, **static):
+    """Features, inits, all restarts and the final log-likelihoods as one compiled program.
+
+    One program per shape instead of several keeps compile time low for repeated small fits.
+    ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
+    """
+    covariance_type, n_init = static["covariance_type"], static["n_init"]
+    F = em.features(Z, covariance_type)
+    F_blocks, w_blocks = em.to_blocks(F, w, static["block_size"])
+    from_resp = None
+    if any(v is None for v in given):
+        keys = jax.random.split(key, n_init)
+        init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
+        resp = jax.vmap(lambda k: init(k, Z, w))(keys)
+        from_resp, _ = jax.vmap(lambda r: em.m_step(F.T @ (r * w[:, None]), reg_covar, covariance_type))(resp)
+    params0 = GMMParams(
+        *(
+            jnp.broadcast_to(g, (n_init, *g.shape)) if g is not None else r
+            for g, r in zip(given, from_resp or (None,) * 3, strict=True)
+        )
+    )
+    run = partial(em.run_em, covariance_type=covariance_type, max_iter=static["max_iter"])
+    state = jax.vmap(run, in_axes=(0, None, None, 0, None, None, None))(
+        params0, F_blocks, w_blocks, lb0, tol, reg_covar, prior
+    )
+    log_liks = jax.vmap(lambda p: em.sufficient_stats(p, F_blocks, w_blocks, covariance_type)[1])(
+        state.params
+    )
+    return state, log_liks
+
+
 def _bucket(n_obs, block_size):
     """Padded size: the next power of two up to ``block_size``, then a multiple of it."""
     if n_obs <= block_size:
         return max(16, 1 << (n_obs - 1).bit_length())
     return -(-n_obs // block_size) * block_size
-
-
-@partial(jax.jit, static_argnames=("covariance_type", "block_size"))
-def _prepare(Z, w, *, covariance_type, block_size):
-    F = em.features(Z, covariance_type)
-    return (F, *em.to_blocks(F, w, block_size))
 
 
 def _check_sample_weight(sample_weight, n_obs, dtype):
@@ -250,40 +283,6 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError("sample_weight must be finite, non-negative and not all zero.")
     return w
-
-
-def _initial_params(
-    seed, Z, w, F, n_components, covariance_type, init_params, n_init, reg_covar, given, shift
-):
-    """Starting parameters for each restart, stacked on a leading axis (centred coordinates)."""
-    weights_init, means_init, precisions_init = given
-    if all(v is not None for v in given):
-        resp_params = None
-    else:
-        keys = jax.random.split(as_key(seed), n_init)
-        resp = jax.vmap(lambda k: initial_resp(k, Z, w, n_components=n_components, method=init_params))(keys)
-        resp_params, _ = jax.vmap(
-            lambda r: em.params_from_resp(F, w, r, Z.dtype.type(reg_covar), covariance_type=covariance_type)
-        )(resp)
-    dtype = Z.dtype
-
-    def pick(given_value, from_resp):
-        if given_value is None:
-            return from_resp
-        return jnp.broadcast_to(jnp.asarray(given_value, dtype), (n_init, *np.shape(given_value)))
-
-    weights = pick(weights_init, None if resp_params is None else resp_params.weights)
-    means = pick(
-        None if means_init is None else means_init - shift, None if resp_params is None else resp_params.means
-    )
-    if precisions_init is not None:
-        tril = em_shapes.scale_tril_from_precisions(
-            precisions_init, covariance_type, n_components, Z.shape[1]
-        )
-        scale_tril = pick(np.asarray(tril), None)
-    else:
-        scale_tril = resp_params.scale_tril
-    return GMMParams(weights, means, scale_tril)
 
 
 def _centred_prior(prior, X, w, n_components, shift, dtype):
