@@ -25,6 +25,14 @@ LATENT_SITES = {
     "spherical": ("scales",),
 }
 
+#: Latent sites each weight prior samples. Under ``dp`` the ``weights`` are a deterministic
+#: function of the ``sticks``; ``weight_concentration`` and ``concentration`` are hyperparameters.
+WEIGHT_SITES = {
+    "dirichlet": ("weights",),
+    "sparse": ("weight_concentration", "weights"),
+    "dp": ("concentration", "sticks"),
+}
+
 
 def _scale_prior(priors: Priors):
     return dist.LogNormal(jnp.log(priors.scale_loc), priors.scale_scale)
@@ -83,6 +91,66 @@ class MixtureLikelihood(dist.Distribution):
         return X.reshape((*sample_shape, self.params.n_features))
 
 
+def stick_breaking(sticks):
+    """Mixture weights from stick-breaking proportions.
+
+    Parameters
+    ----------
+    sticks : array, shape (..., n_components - 1)
+        Share of the stick left so far that each of the first components takes.
+
+    Returns
+    -------
+    array, shape (..., n_components)
+        ``w_k = v_k * prod_{j<k} (1 - v_j)``; the last component takes the mass left
+        in the stick, ``prod_j (1 - v_j)`` (the truncation of a Dirichlet process).
+
+    Examples
+    --------
+    >>> stick_breaking(jnp.array([0.5, 0.5])).tolist()
+    [0.5, 0.25, 0.25]
+    """
+    left = jnp.cumprod(1.0 - sticks, axis=-1)
+    before = jnp.concatenate([jnp.ones_like(sticks[..., :1]), left[..., :-1]], axis=-1)
+    return jnp.concatenate([sticks * before, left[..., -1:]], axis=-1)
+
+
+def _sample_weights(weight_prior: str, n_components: int, priors: Priors):
+    """Sample the mixture weights, shape (n_components,), under one of ``WEIGHT_SITES``."""
+    if weight_prior == "dirichlet":
+        return numpyro.sample("weights", dist.Dirichlet(jnp.full(n_components, priors.weight_concentration)))
+    if weight_prior == "sparse":
+        # Malsiner-Walli, Fruehwirth-Schnatter & Gruen (2016): a small Dirichlet concentration,
+        # itself uncertain, empties the components the data do not need.
+        e0 = numpyro.sample("weight_concentration", dist.Gamma(priors.sparse_shape, priors.sparse_rate))
+        return numpyro.sample("weights", dist.Dirichlet(e0 * jnp.ones(n_components)))
+    if weight_prior == "dp":
+        alpha = numpyro.sample("concentration", dist.Gamma(priors.dp_shape, priors.dp_rate))
+        if n_components == 1:
+            return numpyro.deterministic("weights", jnp.ones(1))
+        sticks = numpyro.sample("sticks", dist.Beta(1.0, alpha).expand([n_components - 1]).to_event(1))
+        return numpyro.deterministic("weights", stick_breaking(sticks))
+    raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
+
+
+def hyper_draws(sites: dict, weight_prior: str) -> dict:
+    """Posterior variables of the weight prior besides ``weights``, from sampled sites.
+
+    ``sites`` holds arrays with any leading batch axes. Returns ``weight_concentration``
+    (sparse), or ``concentration``, ``sticks`` and ``stick_remainder`` (dp: the mass left
+    in the last stick, which the truncation gives to the last component); nothing for
+    ``dirichlet``.
+    """
+    if weight_prior == "sparse":
+        return {"weight_concentration": sites["weight_concentration"]}
+    if weight_prior == "dp":
+        out = {"concentration": sites["concentration"], "stick_remainder": sites["weights"][..., -1]}
+        if "sticks" in sites:
+            out["sticks"] = sites["sticks"]
+        return out
+    return {}
+
+
 def gmm_model(
     Z=None,
     *,
@@ -92,6 +160,7 @@ def gmm_model(
     covariance_type: str = "full",
     priors: Priors = Priors(),
     subsample_size: int | None = None,
+    weight_prior: str = "dirichlet",
 ):
     """Finite Gaussian mixture with Dirichlet weights and LKJ covariance priors.
 
@@ -110,6 +179,13 @@ def gmm_model(
         scaled by ``n_obs / subsample_size`` by the ``obs`` plate. ``Z`` may hold
         all ``n_obs`` rows (the plate draws the minibatch) or be a minibatch the
         caller already drew at random (data too big for memory).
+    weight_prior : {"dirichlet", "sparse", "dp"}
+        ``"dirichlet"``: symmetric Dirichlet(``priors.weight_concentration``).
+        ``"sparse"``: a sparse (overfitted) finite mixture, Dirichlet(e0) with the
+        ``weight_concentration`` e0 ~ Gamma(``priors.sparse_shape``, ``priors.sparse_rate``).
+        ``"dp"``: a Dirichlet process truncated at ``n_components`` components,
+        ``sticks`` ~ Beta(1, ``concentration``), ``concentration`` ~
+        Gamma(``priors.dp_shape``, ``priors.dp_rate``); ``weights`` is deterministic.
 
     Notes
     -----
@@ -127,9 +203,7 @@ def gmm_model(
     (2, 5, 1)
     """
     n_obs = Z.shape[0] if n_obs is None else n_obs
-    weights = numpyro.sample(
-        "weights", dist.Dirichlet(jnp.full(n_components, priors.weight_concentration))
-    )
+    weights = _sample_weights(weight_prior, n_components, priors)
     means = numpyro.sample(
         "means",
         dist.Normal(priors.mean_loc, priors.mean_scale).expand([n_components, n_features]).to_event(2),

@@ -19,6 +19,11 @@ PARAM_DIMS = {
     "means": ["component", "feature"],
     "covariances": ["component", "feature", "feature_col"],
     "scale_tril": ["component", "feature", "feature_col"],
+    # Hyperparameters of the sparse and dp weight priors (see models.hyper_draws).
+    "weight_concentration": [],
+    "concentration": [],
+    "stick_remainder": [],
+    "sticks": ["stick"],
 }
 
 
@@ -78,6 +83,7 @@ def build_inference_data(
     posterior_predictive: bool = False,
     feature_names=None,
     attrs: dict | None = None,
+    hyper_draws: dict | None = None,
 ) -> az.InferenceData:
     """Assemble the InferenceData of a Bayesian mixture fit.
 
@@ -100,6 +106,9 @@ def build_inference_data(
     feature_names : sequence of str, optional
     attrs : dict, optional
         Stored on every group (fit settings, priors).
+    hyper_draws : dict of arrays, optional
+        Further posterior variables with leaves shaped (n_chains, n_draws, ...), unit-free
+        (the weight prior's hyperparameters, see ``models.hyper_draws``).
 
     Returns
     -------
@@ -118,6 +127,9 @@ def build_inference_data(
         "feature_col": features,
         "obs": np.arange(n_obs),
     }
+    hyper = {k: np.asarray(v) for k, v in (hyper_draws or {}).items()}
+    if "sticks" in hyper:
+        coords["stick"] = np.arange(hyper["sticks"].shape[-1])
     dims = {
         **PARAM_DIMS,
         "X": ["obs", "feature"],
@@ -125,7 +137,7 @@ def build_inference_data(
         "standardize_scale": ["feature"],
     }
     groups = {
-        "posterior": _param_dict(post),
+        "posterior": {**_param_dict(post), **hyper},
         "log_likelihood": {"X": pointwise_log_likelihood(post, X)},
         "observed_data": {"X": X},
         "constant_data": {"standardize_loc": np.asarray(loc), "standardize_scale": np.asarray(scale)},

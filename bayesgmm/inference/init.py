@@ -6,8 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import unconstrain_fn
+from scipy import stats
 
 from bayesgmm.params import GMMParams
+from bayesgmm.priors import Priors
 
 # Weights handed to a sampler must lie strictly inside the simplex.
 _MIN_WEIGHT = 1e-3
@@ -30,17 +32,25 @@ def em_start(Z: np.ndarray, n_components: int, covariance_type: str, seed: int, 
     return GMMParams(jnp.asarray(weights / weights.sum()), result.params.means, result.params.scale_tril)
 
 
-def sites_from_params(params: GMMParams, covariance_type: str) -> dict:
-    """The model's latent sites (see ``models.LATENT_SITES``) that reproduce ``params``.
+def sites_from_params(
+    params: GMMParams, covariance_type: str, weight_prior: str = "dirichlet", priors: Priors | None = None
+) -> dict:
+    """The model's latent sites (see ``models.LATENT_SITES``, ``models.WEIGHT_SITES``)
+    that reproduce ``params``.
 
     For ``full`` and ``tied``, dividing each row of the Cholesky factor by its
     norm gives the Cholesky factor of the correlation matrix, and the row norms
     are the per-feature standard deviations. ``diag`` and ``spherical`` keep
-    only the diagonal (its mean square for ``spherical``).
+    only the diagonal (its mean square for ``spherical``). The hyperparameter of
+    a ``sparse`` or ``dp`` weight prior starts at its prior median; for ``dp`` the
+    components are sorted by decreasing weight (the order stick-breaking favours)
+    and the weights are turned into sticks.
     """
+    if weight_prior == "dp":
+        params = params.permute(np.argsort(-np.asarray(params.weights), kind="stable"))
     L = jnp.asarray(params.scale_tril)
     row_norms = jnp.sqrt(jnp.sum(L * L, axis=-1))
-    sites = {"weights": jnp.asarray(params.weights), "means": jnp.asarray(params.means)}
+    sites = {"means": jnp.asarray(params.means)}
     if covariance_type == "spherical":
         sites["scales"] = jnp.sqrt(jnp.mean(row_norms**2, axis=-1))
     elif covariance_type == "diag":
@@ -51,7 +61,23 @@ def sites_from_params(params: GMMParams, covariance_type: str) -> dict:
         sites["scales"] = row_norms
         if L.shape[-1] > 1:
             sites["corr_cholesky"] = L / row_norms[..., :, None]
-    return sites
+    return {**sites, **_weight_sites(np.asarray(params.weights), weight_prior, priors or Priors())}
+
+
+def _weight_sites(weights: np.ndarray, weight_prior: str, priors: Priors) -> dict:
+    """Sites of the weight prior that reproduce ``weights`` (n_components,)."""
+    if weight_prior == "dirichlet":
+        return {"weights": jnp.asarray(weights)}
+    if weight_prior == "sparse":
+        e0 = stats.gamma(priors.sparse_shape, scale=1 / priors.sparse_rate).median()
+        return {"weights": jnp.asarray(weights), "weight_concentration": jnp.asarray(e0)}
+    alpha = jnp.asarray(stats.gamma(priors.dp_shape, scale=1 / priors.dp_rate).median())
+    if len(weights) == 1:
+        return {"concentration": alpha}
+    # v_k = w_k / (mass left before k); clipped inside (0, 1) so it can be unconstrained.
+    left = 1.0 - np.concatenate([[0.0], np.cumsum(weights)[:-2]])
+    sticks = np.clip(weights[:-1] / left, 1e-6, 1 - 1e-6)
+    return {"concentration": alpha, "sticks": jnp.asarray(sticks)}
 
 
 def chain_init_params(
@@ -68,6 +94,9 @@ def chain_init_params(
     dict of arrays with a leading ``chain`` axis, as ``MCMC.run(init_params=...)`` expects.
     """
     unconstrained = unconstrain_fn(model, (), model_kwargs, sites)
+    # unconstrain_fn also returns deterministic sites (the dp prior's weights); a sampler
+    # handed one would substitute it and cut it loose from the sites it is computed from.
+    unconstrained = {k: v for k, v in unconstrained.items() if k in sites}
     keys = jax.random.split(key, len(unconstrained))
     return {
         name: value

@@ -14,7 +14,7 @@ from numpyro.infer import MCMC, NUTS, Predictive
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.idata import build_inference_data
 from bayesgmm.inference.init import chain_init_params, em_start, sites_from_params
-from bayesgmm.models import gmm_model, params_from_sites
+from bayesgmm.models import WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 
 _EXTRA_FIELDS = (
@@ -54,6 +54,7 @@ def fit_nuts(
     covariance_type: str = "full",
     *,
     priors: Priors | None = None,
+    weight_prior: str = "dirichlet",
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
@@ -81,6 +82,11 @@ def fit_nuts(
     covariance_type : {"full", "tied", "diag", "spherical"}
     priors : Priors, optional
         Defaults to ``Priors()``, weakly informative on the standardised scale.
+    weight_prior : {"dirichlet", "sparse", "dp"}
+        Prior on the weights (see ``gmm_model``): a fixed symmetric Dirichlet, a
+        sparse overfitted mixture, or a Dirichlet process truncated at
+        ``n_components``. The last two let the posterior say how many components
+        are occupied (``n_components_posterior``).
     num_warmup, num_samples, num_chains : int
         Per chain. Chains run in parallel on separate host devices when JAX has
         at least ``num_chains`` of them, vectorised otherwise.
@@ -103,8 +109,9 @@ def fit_nuts(
     -------
     arviz.InferenceData
         ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``
-        with dims ``component``/``feature``), ``sample_stats`` (``diverging``,
-        ``tree_depth``, ``energy``, ...), ``log_likelihood`` (``X`` per
+        with dims ``component``/``feature``, and ``weight_concentration`` or
+        ``concentration``, ``sticks``, ``stick_remainder`` for the sparse and dp
+        priors), ``sample_stats`` (``diverging``, ``tree_depth``, ``energy``, ...), ``log_likelihood`` (``X`` per
         observation), ``observed_data``, ``constant_data`` and the optional
         predictive groups.
 
@@ -124,11 +131,17 @@ def fit_nuts(
     if init not in ("em", "prior"):
         raise ValueError(f"init must be 'em' or 'prior', got {init!r}.")
     priors = Priors() if priors is None else priors
+    if weight_prior not in WEIGHT_SITES:
+        raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
     Z, loc, scale = standardize(X)
     key_init, key_mcmc, key_prior, key_idata = jax.random.split(as_key(seed), 4)
 
     model_kwargs = dict(
-        n_components=n_components, n_features=X.shape[1], covariance_type=covariance_type, priors=priors
+        n_components=n_components,
+        n_features=X.shape[1],
+        covariance_type=covariance_type,
+        priors=priors,
+        weight_prior=weight_prior,
     )
     model = partial(gmm_model, **model_kwargs)
     init_params = None
@@ -136,7 +149,7 @@ def fit_nuts(
         start = em_start(
             Z, n_components, covariance_type, seed=int(jax.random.randint(key_init, (), 0, 2**30))
         )
-        sites = sites_from_params(start, covariance_type)
+        sites = sites_from_params(start, covariance_type, weight_prior, priors)
         init_params = chain_init_params(model, {"Z": jnp.asarray(Z)}, sites, num_chains, key_init)
         if num_chains == 1:
             init_params = {k: v[0] for k, v in init_params.items()}
@@ -151,7 +164,8 @@ def fit_nuts(
         progress_bar=progress_bar,
     )
     mcmc.run(key_mcmc, Z=jnp.asarray(Z), init_params=init_params, extra_fields=_EXTRA_FIELDS)
-    draws = params_from_sites(mcmc.get_samples(group_by_chain=True))
+    samples = mcmc.get_samples(group_by_chain=True)
+    draws = params_from_sites(samples)
     extra = mcmc.get_extra_fields(group_by_chain=True)
 
     prior_params = None
@@ -163,7 +177,7 @@ def fit_nuts(
         "inference": "nuts",
         "n_components": n_components,
         "covariance_type": covariance_type,
-        "weight_prior": "dirichlet",
+        "weight_prior": weight_prior,
         "priors": json.dumps(priors.to_dict()),
         "num_warmup": num_warmup,
         "target_accept_prob": target_accept_prob,
@@ -179,4 +193,5 @@ def fit_nuts(
         posterior_predictive=posterior_predictive,
         feature_names=feature_names,
         attrs=attrs,
+        hyper_draws=hyper_draws(samples, weight_prior),
     )
