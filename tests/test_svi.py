@@ -1,0 +1,229 @@
+"""SVI: agreement with NUTS, spread of the guides, held-out predictive density, minibatches, layout.
+
+Tolerances are in units of the NUTS posterior sd, fixed seeds throughout.
+"""
+
+import json
+
+import arviz as az
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+from numpyro import handlers
+from numpyro.infer.util import log_density
+from scipy.special import logsumexp
+
+from bayesgmm import densities, fit_nuts, fit_svi, load_dataset, params_from_idata
+from bayesgmm.inference.minibatch import ArraySource, ChunkSource, row_blocks, streaming_moments
+from bayesgmm.inference.svi import elbo_converged
+from bayesgmm.models import gmm_model
+
+NUTS_SMALL = dict(num_warmup=200, num_samples=250, num_chains=2)
+
+
+def simulated(n_obs=400, seed=0):
+    """Two overlapping components with strongly correlated features (rho = 0.8): the posterior
+    of each mean vector is correlated too, which a mean-field guide cannot represent."""
+    rng = np.random.default_rng(seed)
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+    labels = rng.random(n_obs) < 0.4
+    X = rng.multivariate_normal([0.0, 0.0], cov, n_obs)
+    X[labels] += np.array([3.0, -1.0])
+    return X
+
+
+@pytest.fixture(scope="module")
+def sim_fits():
+    X = simulated()
+    return {
+        "nuts": fit_nuts(X, 2, seed=1, **NUTS_SMALL),
+        "meanfield": fit_svi(X, 2, guide="meanfield", seed=2),
+        "fullrank": fit_svi(X, 2, guide="fullrank", seed=3),
+    }
+
+
+def split(X, seed=0, frac=0.75):
+    perm = np.random.default_rng(seed).permutation(len(X))
+    cut = int(frac * len(X))
+    return X[perm[:cut]], X[perm[cut:]]
+
+
+def heldout_lpd(idata, X_test):
+    """sum_i log mean_draws p(x_i | draw): the held-out log predictive density."""
+    params = params_from_idata(idata)
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
+    ll = np.asarray(jax.vmap(lambda p: densities.log_prob(p, X_test))(flat))
+    return float(np.sum(logsumexp(ll, axis=0) - np.log(ll.shape[0])))
+
+
+def means_draws(idata):
+    """Posterior draws of the component means, ordered by the first feature, shape (n_draws, 4)."""
+    means = idata.posterior["means"].values.reshape(-1, 2, 2)
+    order = np.argsort(means[..., 0], axis=1)
+    return np.take_along_axis(means, order[..., None], axis=1).reshape(len(means), -1)
+
+
+def gaussian_w2(a, b):
+    """2-Wasserstein distance between Gaussians fitted to two sets of draws (rows)."""
+    ma, mb = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a.T), np.cov(b.T)
+    root_b = scipy.linalg.sqrtm(cb)
+    cross = scipy.linalg.sqrtm(root_b @ ca @ root_b)
+    return float(np.sqrt(np.sum((ma - mb) ** 2) + np.trace(ca + cb - 2 * np.real(cross))))
+
+
+def test_posterior_means_agree_with_nuts(sim_fits):
+    # c = 0.5 sd: the NUTS mean has a Monte Carlo error of about sd / sqrt(ESS) < 0.1 sd, the
+    # variational mean of a near-Gaussian posterior (n_obs = 400) is biased by a small fraction
+    # of an sd and Adam's jitter at lr 0.01 is ~0.1 sd here; 0.5 sd leaves room for all three.
+    nuts = means_draws(sim_fits["nuts"])
+    for guide in ("meanfield", "fullrank"):
+        svi = means_draws(sim_fits[guide])
+        assert np.all(np.abs(svi.mean(0) - nuts.mean(0)) < 0.5 * nuts.std(0)), guide
+    weights = np.sort(sim_fits["nuts"].posterior["weights"].values.reshape(-1, 2), axis=1)
+    svi_w = np.sort(sim_fits["fullrank"].posterior["weights"].values.reshape(-1, 2), axis=1)
+    assert np.all(np.abs(svi_w.mean(0) - weights.mean(0)) < 0.5 * weights.std(0))
+
+
+def test_fullrank_spread_closer_to_nuts_than_meanfield(sim_fits):
+    nuts = means_draws(sim_fits["nuts"])
+    w2 = {g: gaussian_w2(means_draws(sim_fits[g]), nuts) for g in ("meanfield", "fullrank")}
+    sd_err = {g: np.abs(means_draws(sim_fits[g]).std(0) / nuts.std(0) - 1).max() for g in w2}
+    print(f"W2 to NUTS: {w2}; max relative sd error: {sd_err}")
+    assert w2["fullrank"] < w2["meanfield"]
+    # Mean-field cannot hold the 0.8 correlation between the coordinates of each mean, so it
+    # underestimates their marginal sds (by about 1 - sqrt(1 - 0.8**2) = 40% at most).
+    assert sd_err["fullrank"] < sd_err["meanfield"]
+
+
+def test_layout_identical_to_nuts(sim_fits, tmp_path):
+    nuts, svi = sim_fits["nuts"], sim_fits["fullrank"]
+    for group in ("posterior", "log_likelihood", "observed_data", "constant_data"):
+        assert set(svi[group].data_vars) == set(nuts[group].data_vars), group
+        for name in svi[group].data_vars:
+            assert svi[group][name].dims == nuts[group][name].dims, (group, name)
+    assert svi.posterior.sizes["chain"] == 1 and svi.posterior.sizes["draw"] == 1000
+    assert svi.elbo_trace["elbo"].dims == ("restart", "step")
+    assert svi.elbo_trace.sizes["step"] == svi.attrs["n_steps"]
+    assert set(svi.sample_stats.data_vars) == {"lp", "log_q"}
+    assert json.loads(svi.attrs["pareto_k"])[0] < 0.7  # the guide is usable on this posterior
+    az.loo(svi)  # the log_likelihood group works with ArviZ
+    path = tmp_path / "svi.nc"
+    svi.to_netcdf(path)
+    back = az.from_netcdf(path)
+    np.testing.assert_array_equal(back.elbo_trace["elbo"].values, svi.elbo_trace["elbo"].values)
+
+
+def test_convergence_rule_stops_early(sim_fits):
+    idata = sim_fits["fullrank"]
+    assert idata.attrs["converged"] == 1
+    assert idata.attrs["n_steps"] < 20_000
+    elbo = idata.elbo_trace["elbo"].values[0]
+    assert elbo[-200:].mean() > elbo[:200].mean()
+
+
+def test_elbo_converged_rule():
+    rng = np.random.default_rng(0)
+    flat = rng.normal(100.0, 1.0, (2, 200))
+    assert elbo_converged(flat, rng.normal(100.0, 1.0, (1, 200)), 1e-6).all()  # noise only
+    assert not elbo_converged(flat[:1], flat[:1] - 50.0, 1e-6).any()  # clear progress
+
+
+def test_heldout_lpd_faithful_within_one_percent_of_nuts():
+    X, _ = load_dataset("faithful")
+    train, test = split(X)
+    nuts = heldout_lpd(fit_nuts(train, 2, seed=0, **NUTS_SMALL), test)
+    svi = heldout_lpd(fit_svi(train, 2, guide="fullrank", seed=0), test)
+    print(f"faithful held-out LPD: NUTS {nuts:.2f}, SVI full-rank {svi:.2f}")
+    assert abs(svi - nuts) < 0.01 * abs(nuts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guide", ["meanfield", "fullrank", "lowrank"])
+def test_heldout_lpd_iris_within_one_percent_of_nuts(guide):
+    X, _ = load_dataset("iris")
+    train, test = split(X)
+    nuts = heldout_lpd(fit_nuts(train, 3, seed=0, num_warmup=500, num_samples=500, num_chains=2), test)
+    svi = heldout_lpd(fit_svi(train, 3, guide=guide, seed=0), test)
+    print(f"iris held-out LPD: NUTS {nuts:.2f}, SVI {guide} {svi:.2f}")
+    assert abs(svi - nuts) < 0.01 * abs(nuts)
+
+
+def test_minibatch_likelihood_is_unbiased():
+    # Averaged over the minibatches of a partition of the rows, the scaled minibatch log
+    # density equals the full-data one exactly (so a uniformly random minibatch is unbiased).
+    Z = simulated(n_obs=120)
+    kwargs = dict(n_components=2, n_features=2)
+    sites = {
+        "weights": np.array([0.4, 0.6]),
+        "means": np.array([[0.0, 0.0], [1.0, -1.0]]),
+        "scales": np.ones((2, 2)),
+        "corr_cholesky": np.broadcast_to(np.eye(2), (2, 2, 2)),
+    }
+    full, _ = log_density(gmm_model, (), dict(Z=Z, **kwargs), sites)
+    batches = [
+        log_density(
+            handlers.seed(gmm_model, 0), (), dict(Z=b, n_obs=120, subsample_size=30, **kwargs), sites
+        )[0]
+        for b in np.split(Z, 4)
+    ]
+    np.testing.assert_allclose(np.mean(batches), full, rtol=1e-10)
+
+
+def test_minibatch_memmap_and_chunks_agree_with_full_batch(tmp_path):
+    X = simulated(n_obs=4000, seed=5)
+    path = tmp_path / "x.dat"
+    mm = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    full = fit_svi(X, 2, guide="meanfield", seed=0, num_samples=200)
+    from_memmap = fit_svi(
+        np.memmap(path, dtype=np.float64, mode="r", shape=X.shape),
+        2,
+        guide="meanfield",
+        batch_size=256,
+        seed=0,
+        num_samples=200,
+        max_observed=1000,
+    )
+    from_chunks = fit_svi(
+        lambda: (X[i : i + 700] for i in range(0, len(X), 700)),
+        2,
+        guide="meanfield",
+        batch_size=256,
+        seed=0,
+        num_samples=200,
+    )
+    ref = means_draws(full)
+    for idata in (from_memmap, from_chunks):
+        assert idata.attrs["batch_size"] == 256 and idata.attrs["n_obs"] == 4000
+        assert np.all(np.abs(means_draws(idata).mean(0) - ref.mean(0)) < 3 * ref.std(0))
+    assert from_memmap.observed_data["X"].shape == (1000, 2) and from_memmap.attrs["observed_subset"] == 1
+
+
+def test_streaming_moments_match_numpy(rng):
+    X = rng.normal(5.0, 3.0, (1000, 3))
+    X[:, 2] = 7.0  # constant feature gets scale 1
+    n_obs, loc, scale = streaming_moments(ChunkSource(lambda: np.array_split(X, 7)))
+    assert n_obs == 1000
+    np.testing.assert_allclose(loc, X.mean(0))
+    np.testing.assert_allclose(scale, [*X[:, :2].std(0), 1.0])
+
+
+def test_row_blocks_sample_every_row(rng):
+    X = np.arange(100.0)[:, None]
+    block = next(row_blocks(ArraySource(X), 5000, rng))
+    assert block.shape == (5000, 1) and set(block[:, 0]) == set(X[:, 0])
+    stream = row_blocks(ChunkSource(lambda: np.array_split(X, 3)), 40, rng)
+    seen = np.concatenate([next(stream) for _ in range(5)])[:100]
+    assert sorted(seen[:, 0]) == list(X[:, 0])  # the first pass covers each row once
+
+
+def test_map_guide_and_restarts_as_chains():
+    X, _ = load_dataset("faithful")
+    idata = fit_svi(X, 2, guide="map", num_restarts=3, keep="chains", seed=0, max_steps=600)
+    assert idata.posterior.sizes["chain"] == 3 and idata.posterior.sizes["draw"] == 1
+    assert idata.elbo_trace.sizes["restart"] == 3
+    with pytest.raises(ValueError, match="guide"):
+        fit_svi(X, 2, guide="laplace")
