@@ -1,0 +1,301 @@
+"""Prior and posterior predictive checks for Gaussian mixtures.
+
+``add_predictive`` puts replicate data sets into an InferenceData so that ArviZ's
+``plot_ppc`` and ``plot_loo_pit`` work; ``ppc_pvalues`` compares test statistics of
+the data with their replicates (posterior predictive p-values).
+
+Layout of the predictive groups (``posterior_predictive`` or ``prior_predictive``):
+
+``X``
+    (chain, draw, obs, feature): one replicate data set per draw, like ``observed_data["X"]``.
+``X_0``, ``X_1``, ...
+    (chain, draw, obs): feature ``j`` of ``X`` on its own, with a matching
+    ``observed_data["X_j"]`` (obs). ``log_likelihood["X"]`` is one joint density per
+    observation (obs), so ArviZ's LOO-PIT, which needs the log-likelihood and the
+    replicates to have the same shape, works on these per-feature variables:
+    ``az.plot_loo_pit(idata, y="X_0")``. The PSIS weights of observation ``i`` come
+    from its joint log-likelihood, which is right for any function of ``x_i``,
+    including one feature. (ArviZ picks the log-likelihood ``X`` because there is no
+    ``log_likelihood["X_0"]``; adding copies would make ``az.loo(idata)`` ask which
+    variable to use.)
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import arviz as az
+import jax
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.signal import find_peaks
+
+from bayesgmm.inference.idata import predictive_draws
+from bayesgmm.posterior.draws import params_from_idata
+
+KINDS = {"posterior": ("posterior", "posterior_predictive"), "prior": ("prior", "prior_predictive")}
+
+
+def _as_key(seed):
+    return seed if isinstance(seed, jax.Array) else jax.random.PRNGKey(int(seed))
+
+
+def feature_var_names(n_features: int) -> list[str]:
+    """Names of the per-feature predictive variables: ``["X_0", "X_1", ...]``."""
+    return [f"X_{j}" for j in range(n_features)]
+
+
+def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = True) -> az.InferenceData:
+    """Add replicate data sets drawn from the posterior (or prior) predictive.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        Needs ``observed_data["X"]`` and the ``posterior`` group (``kind="posterior"``)
+        or the ``prior`` group (``kind="prior"``; fit with ``prior_draws=N``).
+    kind : {"posterior", "prior"}
+    seed : int or JAX key, default 0
+    per_feature : bool, default True
+        Also add ``X_0, X_1, ...`` (one per feature) to the predictive group and to
+        ``observed_data``, for ``az.plot_loo_pit`` (see the module docstring).
+
+    Returns
+    -------
+    arviz.InferenceData
+        A new object with ``posterior_predictive`` (or ``prior_predictive``) holding
+        ``X`` (chain, draw, obs, feature), replacing any earlier one.
+
+    Examples
+    --------
+    >>> idata = add_predictive(idata, seed=1)  # doctest: +SKIP
+    >>> az.plot_ppc(idata, var_names=["X"])  # doctest: +SKIP
+    >>> az.plot_loo_pit(idata, y="X_0")  # doctest: +SKIP
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be 'posterior' or 'prior', got {kind!r}.")
+    source, target = KINDS[kind]
+    if source not in idata.groups():
+        hint = " Fit with prior_draws=N to get prior draws." if kind == "prior" else ""
+        raise ValueError(f"idata has no {source!r} group.{hint}")
+    observed = idata.observed_data["X"].transpose("obs", "feature")
+    params = params_from_idata(idata, source)
+    reps = predictive_draws(params, _as_key(seed), observed.sizes["obs"])
+    draws = idata[source]
+    coords = {"chain": draws["chain"].values, "draw": draws["draw"].values}
+    coords.update({d: observed[d].values for d in ("obs", "feature")})
+    data = {"X": (("chain", "draw", "obs", "feature"), reps)}
+    groups = {g: idata[g] for g in idata.groups()}
+    if per_feature:
+        names = feature_var_names(observed.sizes["feature"])
+        data.update({name: (("chain", "draw", "obs"), reps[..., j]) for j, name in enumerate(names)})
+        obs_ds = groups["observed_data"].copy()
+        for j, name in enumerate(names):
+            obs_ds[name] = observed.isel(feature=j, drop=True)
+        groups["observed_data"] = obs_ds
+    groups[target] = xr.Dataset(data, coords=coords, attrs={"kind": kind})
+    return az.InferenceData(**groups)
+
+
+def count_modes(x, bandwidth=None, grid_size: int = 512, min_prominence: float = 0.05) -> np.ndarray:
+    """Number of clear local maxima of a Gaussian kernel density estimate.
+
+    Parameters
+    ----------
+    x : array, shape (..., n_obs)
+        One or many 1-D samples; the count is vectorised over the leading axes.
+    bandwidth : float or array broadcastable to the leading shape, optional
+        Kernel standard deviation. Defaults to the normal reference rule of each
+        sample (:func:`kde_bandwidth`, as ``scipy.stats.gaussian_kde``). For a
+        predictive check pass one fixed value (see :func:`default_statistics`): the
+        number of modes depends on it, so observed and replicated data must share it.
+    grid_size : int
+        Points of the evaluation grid, which spans each sample's range plus three
+        bandwidths on either side.
+    min_prominence : float
+        A maximum counts only if it rises this fraction of the highest density above
+        the valley that separates it from any higher maximum (its topographic
+        prominence), so that wiggles of the estimate and bumps of lone points in the
+        tails are not modes.
+
+    Returns
+    -------
+    int ndarray, shape (...)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(-4, 1, 200), rng.normal(4, 1, 200)])
+    >>> int(count_modes(x))
+    2
+    """
+    x = np.asarray(x, dtype=float)
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    if bandwidth is None:
+        bw = kde_bandwidth(flat)
+    else:
+        bw = np.broadcast_to(np.asarray(bandwidth, dtype=float), lead).reshape(-1)
+    t = np.linspace(0.0, 1.0, grid_size)
+    out = np.empty(flat.shape[0], dtype=int)
+    # Chunks keep the (chunk, grid, n_obs) kernel matrix to a few tens of MB.
+    chunk = max(1, 4_000_000 // (grid_size * flat.shape[1]))
+    for start in range(0, flat.shape[0], chunk):
+        xs, h = flat[start : start + chunk], bw[start : start + chunk, None]
+        lo, hi = xs.min(axis=1, keepdims=True) - 3 * h, xs.max(axis=1, keepdims=True) + 3 * h
+        grid = lo + (hi - lo) * t
+        dens = np.exp(-0.5 * ((grid[:, :, None] - xs[:, None, :]) / h[:, :, None]) ** 2).sum(axis=2)
+        for i, d in enumerate(dens):
+            out[start + i] = len(find_peaks(d, prominence=min_prominence * d.max())[0])
+    return out.reshape(lead)
+
+
+def kde_bandwidth(x) -> np.ndarray:
+    """Normal reference bandwidth ``sd * n^(-1/5)`` along the last axis, shape (...).
+
+    The rule of ``scipy.stats.gaussian_kde``. It oversmooths multimodal data a little,
+    which is what a mode count used as a test statistic wants: modes it still finds
+    are real.
+    """
+    x = np.asarray(x, dtype=float)
+    return x.std(axis=-1, ddof=1) * x.shape[-1] ** -0.2
+
+
+def _standardised_moment(x, order: int):
+    d = x - x.mean(axis=-1, keepdims=True)
+    return (d**order).mean(axis=-1) / (d**2).mean(axis=-1) ** (order / 2)
+
+
+def default_statistics(X_obs, feature_names=None, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
+    """The default test statistics for data like ``X_obs``.
+
+    Per feature: mean, sd, skewness, excess kurtosis, quantiles, min, max and the
+    number of modes of a KDE whose bandwidth is fixed by the observed feature
+    (:func:`kde_bandwidth`), so that observed and replicated data are measured alike. For
+    two or more features, the correlation of every pair.
+
+    Parameters
+    ----------
+    X_obs : array, shape (n_obs, n_features)
+    feature_names : sequence of str, optional
+    quantiles : sequence of float
+
+    Returns
+    -------
+    dict of str to callable
+        Each maps data of shape (..., n_obs, n_features) to values of shape (...).
+
+    Examples
+    --------
+    >>> stats = default_statistics(np.random.default_rng(0).normal(size=(50, 2)))
+    >>> "corr[x0,x1]" in stats
+    True
+    """
+    X_obs = np.asarray(X_obs, dtype=float)
+    n_features = X_obs.shape[1]
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(n_features)]
+    stats = {}
+    for j, name in enumerate(names):
+        h = float(kde_bandwidth(X_obs[:, j]))
+        # Default arguments bind the loop variables now, not at call time.
+        stats[f"mean[{name}]"] = lambda X, j=j: X[..., j].mean(axis=-1)
+        stats[f"sd[{name}]"] = lambda X, j=j: X[..., j].std(axis=-1, ddof=1)
+        stats[f"skewness[{name}]"] = lambda X, j=j: _standardised_moment(X[..., j], 3)
+        stats[f"kurtosis[{name}]"] = lambda X, j=j: _standardised_moment(X[..., j], 4) - 3.0
+        for q in quantiles:
+            stats[f"q{q:g}[{name}]"] = lambda X, j=j, q=q: np.quantile(X[..., j], q, axis=-1)
+        stats[f"min[{name}]"] = lambda X, j=j: X[..., j].min(axis=-1)
+        stats[f"max[{name}]"] = lambda X, j=j: X[..., j].max(axis=-1)
+        stats[f"n_modes[{name}]"] = lambda X, j=j, h=h: count_modes(X[..., j], bandwidth=h)
+    for a, b in itertools.combinations(range(n_features), 2):
+        stats[f"corr[{names[a]},{names[b]}]"] = lambda X, a=a, b=b: _corr(X[..., a], X[..., b])
+    return stats
+
+
+def _corr(u, v):
+    u = u - u.mean(axis=-1, keepdims=True)
+    v = v - v.mean(axis=-1, keepdims=True)
+    return (u * v).sum(axis=-1) / np.sqrt((u * u).sum(axis=-1) * (v * v).sum(axis=-1))
+
+
+def replicated_statistics(idata, statistics=None, group: str = "posterior_predictive") -> xr.Dataset:
+    """Test statistics of every replicate data set and of the observed data.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``observed_data["X"]`` and ``group["X"]`` (see :func:`add_predictive`).
+    statistics : dict of str to callable, optional
+        Each maps data of shape (..., n_obs, n_features) to shape (...); defaults to
+        :func:`default_statistics` of the observed data.
+    group : {"posterior_predictive", "prior_predictive"}
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per statistic with dims (chain, draw); the observed value is in
+        each variable's ``attrs["observed"]``.
+
+    Examples
+    --------
+    >>> reps = replicated_statistics(idata)  # doctest: +SKIP
+    >>> reps["n_modes[velocity]"].attrs["observed"]  # doctest: +SKIP
+    """
+    if group not in idata.groups():
+        raise ValueError(f"idata has no {group!r} group; call add_predictive(idata, ...) first.")
+    observed = idata.observed_data["X"].transpose("obs", "feature")
+    X_obs = observed.values
+    if statistics is None:
+        statistics = default_statistics(X_obs, [str(f) for f in observed["feature"].values])
+    reps = idata[group]["X"].transpose("chain", "draw", "obs", "feature")
+    values = reps.values
+    out = {}
+    for name, fn in statistics.items():
+        # Every statistic sees the whole stack of replicates at once: vectorised over draws.
+        t_rep = np.asarray(fn(values), dtype=float)
+        t_obs = float(np.asarray(fn(X_obs[None]), dtype=float).reshape(-1)[0])
+        out[name] = xr.DataArray(t_rep, dims=("chain", "draw"), attrs={"observed": t_obs})
+    return xr.Dataset(out, coords={"chain": reps["chain"].values, "draw": reps["draw"].values})
+
+
+def ppc_pvalues(idata, statistics=None, group: str = "posterior_predictive") -> pd.DataFrame:
+    """Posterior (or prior) predictive p-values of test statistics.
+
+    ``p_value = P(T(y_rep) >= T(y))`` over the replicate data sets; values near 0 or 1
+    say the model does not reproduce that feature of the data. ``p_two_sided =
+    min(1, 2 min(P(T(y_rep) >= T(y)), P(T(y_rep) <= T(y))))`` is small in either case
+    and handles ties of discrete statistics such as the number of modes.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With ``observed_data["X"]`` and ``group["X"]`` (see :func:`add_predictive`).
+    statistics : dict of str to callable, optional
+        Each maps data of shape (..., n_obs, n_features) to shape (...). Defaults to
+        :func:`default_statistics`.
+    group : {"posterior_predictive", "prior_predictive"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by statistic, columns ``observed``, ``replicated_mean``,
+        ``replicated_sd``, ``p_value``, ``p_two_sided``.
+
+    Examples
+    --------
+    >>> idata = add_predictive(fit_nuts(X, 2, seed=0), seed=1)  # doctest: +SKIP
+    >>> ppc_pvalues(idata).loc["n_modes[velocity]", "p_two_sided"]  # doctest: +SKIP
+    """
+    reps = replicated_statistics(idata, statistics, group)
+    rows = {}
+    for name, da in reps.items():
+        t_rep, t_obs = da.values.reshape(-1), da.attrs["observed"]
+        upper, lower = np.mean(t_rep >= t_obs), np.mean(t_rep <= t_obs)
+        rows[name] = {
+            "observed": t_obs,
+            "replicated_mean": t_rep.mean(),
+            "replicated_sd": t_rep.std(),
+            "p_value": upper,
+            "p_two_sided": min(1.0, 2 * min(upper, lower)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
