@@ -14,6 +14,7 @@ import jax as _jax
 if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
+from bayesgmm import plots  # noqa: E402  (a namespace: import bayesgmm.plots as bp)
 from bayesgmm.datasets import load_dataset  # noqa: E402
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
 from bayesgmm.estimators.gaussian_mixture import GaussianMixture  # noqa: E402
@@ -31,6 +32,7 @@ from bayesgmm.posterior.partition import BestPartition, best_partition  # noqa: 
 from bayesgmm.posterior.relabel import relabel  # noqa: E402
 from bayesgmm.posterior.summary import summary  # noqa: E402
 from bayesgmm.posterior.switching import SwitchingReport, label_switching_report  # noqa: E402
+from bayesgmm.ppc import add_predictive, count_modes, ppc_pvalues  # noqa: E402
 from bayesgmm.priors import Priors  # noqa: E402
 
 __version__ = "0.1.0"
@@ -62,4 +64,9 @@ __all__ = [
     "summary",
     # --- SVI (issue 4) ---
     "fit_svi",
+    # --- checks and plots (issue 7) ---
+    "add_predictive",
+    "count_modes",
+    "plots",
+    "ppc_pvalues",
 ]
