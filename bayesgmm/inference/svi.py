@@ -34,7 +34,7 @@ from bayesgmm.inference.idata import build_inference_data
 from bayesgmm.inference.init import chain_init_params, em_start, sites_from_params
 from bayesgmm.inference.minibatch import as_source, row_blocks, streaming_moments
 from bayesgmm.inference.svi_draws import importance_stats
-from bayesgmm.models import LATENT_SITES, gmm_model, params_from_sites
+from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 
 #: Variational families by name. ``map`` is a point mass: a MAP estimate, not a posterior.
@@ -106,7 +106,8 @@ def _guides(model, fit_model, guide, Z_init, n_restarts, init, key, dtype, n_obs
     if init == "em":
         n_components, cov = model.keywords["n_components"], model.keywords["covariance_type"]
         seed = int(jax.random.randint(key, (), 0, 2**30))
-        sites = sites_from_params(em_start(Z_init, n_components, cov, seed=seed), cov)
+        start = em_start(Z_init, n_components, cov, seed=seed)
+        sites = sites_from_params(start, cov, model.keywords["weight_prior"], model.keywords["priors"])
         jittered = chain_init_params(model, {"Z": jnp.asarray(Z_init)}, sites, n_restarts, key)
         for r in range(n_restarts):
             values = constrain_fn(model, (), {"Z": Z_init}, {k: v[r] for k, v in jittered.items()})
@@ -123,6 +124,7 @@ def fit_svi(
     covariance_type: str = "full",
     *,
     priors: Priors | None = None,
+    weight_prior: str = "dirichlet",
     guide: str = "fullrank",
     optimizer: optax.GradientTransformation | None = None,
     num_samples: int = 1000,
@@ -160,6 +162,8 @@ def fit_svi(
     guide : {"fullrank", "meanfield", "lowrank", "map"}
         Multivariate normal, independent normals, low-rank plus diagonal normal (all
         in the unconstrained space), or a point mass at the MAP estimate.
+    weight_prior : {"dirichlet", "sparse", "dp"}
+        As in ``fit_nuts``.
     optimizer : optax.GradientTransformation, optional
         Defaults to ``default_optimizer()``.
     num_samples : int
@@ -244,6 +248,9 @@ def fit_svi(
     model_kwargs = dict(
         n_components=n_components, n_features=n_features, covariance_type=covariance_type, priors=priors
     )
+    if weight_prior not in WEIGHT_SITES:
+        raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
+    model_kwargs["weight_prior"] = weight_prior
     model = partial(gmm_model, **model_kwargs)
     fit_model = partial(model, n_obs=n_obs, subsample_size=batch_size) if streaming else model
     key_init, key_states = jax.random.split(key_init)
@@ -281,8 +288,9 @@ def fit_svi(
 
     n_draws = 1 if guide == "map" else num_samples
     draw_keys = jax.random.split(key_draws, len(kept))
-    names = ["weights", "means", "scale_tril", *LATENT_SITES[covariance_type]]
+    names = ["means", "scale_tril", *LATENT_SITES[covariance_type], *WEIGHT_SITES[weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or n_features > 1]
+    names = ["weights", *(n for n in names if n not in ("weights", "sticks") or n_components > 1)]
     predictive = partial(Predictive, model, guide=guides[0], num_samples=n_draws, return_sites=names)
     sites = [predictive(params=p)(k, n_obs=1) for p, k in zip(params, draw_keys, strict=True)]
     sites = {name: jnp.stack([s[name] for s in sites]) for name in names}
@@ -291,7 +299,7 @@ def fit_svi(
     sample_stats, attrs_extra = None, {}
     if not streaming and n_obs <= max_observed:
         sample_stats, attrs_extra = importance_stats(
-            model, guides[0], guide, params, sites, jnp.asarray(Z_full, dtype)
+            model, guides[0], guide, params, _latent(sites, weight_prior), jnp.asarray(Z_full, dtype)
         )
     prior_params = None
     if prior_draws:
@@ -303,7 +311,7 @@ def fit_svi(
         "guide": guide,
         "n_components": n_components,
         "covariance_type": covariance_type,
-        "weight_prior": "dirichlet",
+        "weight_prior": weight_prior,
         "priors": json.dumps(priors.to_dict()),
         "n_obs": n_obs,
         "n_steps": trace.shape[1],
@@ -327,6 +335,7 @@ def fit_svi(
             posterior_predictive=posterior_predictive,
             feature_names=feature_names,
             attrs=attrs,
+            hyper_draws=hyper_draws(sites, weight_prior),
         )
     elbo_ds = xr.Dataset({"elbo": (("restart", "step"), trace)}, attrs=attrs)
     idata.add_groups({"elbo_trace": elbo_ds})
@@ -346,3 +355,8 @@ def _observed_rows(source, n_obs: int, max_observed: int, rng) -> np.ndarray:
         if n_rows >= max_observed:
             break
     return np.concatenate(rows)
+
+
+def _latent(sites: dict, weight_prior: str) -> dict:
+    """The sampled sites among ``sites``: the dp prior's ``weights`` are deterministic."""
+    return {k: v for k, v in sites.items() if k != "weights" or weight_prior != "dp"}
