@@ -26,6 +26,11 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     inference : {"nuts", "svi"}, default "nuts"
     priors : bayesgmm.Priors, optional
         Weakly informative defaults on the standardised scale.
+    weight_prior : {"dirichlet", "sparse", "dp"}, default "dirichlet"
+        Prior on the weights: a symmetric Dirichlet, a sparse overfitted mixture
+        or a truncated Dirichlet process (see ``gmm_model``); with the last two,
+        ``n_components`` is an upper bound and ``n_components_posterior(idata_)``
+        gives the posterior of the number of occupied components.
     num_warmup, num_samples, num_chains : int
         NUTS settings (``num_samples`` and ``num_chains`` also set the number
         of guide draws and restarts for SVI).
@@ -61,6 +66,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         covariance_type: str = "full",
         inference: str = "nuts",
         priors=None,
+        weight_prior: str = "dirichlet",
         num_warmup: int = 1000,
         num_samples: int = 1000,
         num_chains: int = 4,
@@ -72,6 +78,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.covariance_type = covariance_type
         self.inference = inference
         self.priors = priors
+        self.weight_prior = weight_prior
         self.num_warmup = num_warmup
         self.num_samples = num_samples
         self.num_chains = num_chains
@@ -82,6 +89,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     def _fit_idata(self, X, feature_names):
         common = dict(
             priors=self.priors,
+            weight_prior=self.weight_prior,
             seed=self.random_state,
             progress_bar=self.progress_bar,
             feature_names=feature_names,
