@@ -15,6 +15,7 @@ if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
 from bayesgmm import plots  # noqa: E402  (a namespace: import bayesgmm.plots as bp)
+from bayesgmm.compare import compare_n_components  # noqa: E402
 from bayesgmm.datasets import load_dataset  # noqa: E402
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
 from bayesgmm.estimators.gaussian_mixture import GaussianMixture  # noqa: E402
@@ -28,6 +29,7 @@ from bayesgmm.posterior.assignments import (  # noqa: E402
     membership_probabilities,
     sample_assignments,
 )
+from bayesgmm.posterior.n_components import induced_prior_n_components, n_components_posterior  # noqa: E402
 from bayesgmm.posterior.partition import BestPartition, best_partition  # noqa: E402
 from bayesgmm.posterior.relabel import relabel  # noqa: E402
 from bayesgmm.posterior.summary import summary  # noqa: E402
@@ -69,4 +71,8 @@ __all__ = [
     "count_modes",
     "plots",
     "ppc_pvalues",
+    # --- number of components (issue 6) ---
+    "compare_n_components",
+    "induced_prior_n_components",
+    "n_components_posterior",
 ]
