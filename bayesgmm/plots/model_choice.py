@@ -13,6 +13,9 @@ CRITERIA = ("bic", "aic", "icl", "elpd_loo", "looic")
 
 
 def _as_series(probs, ks=None) -> pd.Series:
+    if isinstance(probs, pd.DataFrame):
+        # n_components_posterior / induced_prior_n_components: a "probability" column.
+        return probs["probability"].astype(float)
     if isinstance(probs, pd.Series):
         return probs.astype(float)
     if isinstance(probs, dict):
@@ -27,12 +30,13 @@ def plot_n_components(posterior_probs, prior_probs=None, ks=None, ax=None):
 
     Parameters
     ----------
-    posterior_probs : pandas.Series, dict or array
-        Probability of each K (a Series or dict indexed by K; an array is taken as
-        K = 1, 2, ... unless ``ks`` is given), e.g. ``n_components_posterior(idata)``.
+    posterior_probs : pandas.DataFrame, Series, dict or array
+        Probability of each K: a table indexed by K with a ``probability`` column
+        (``n_components_posterior(idata)``), a Series or dict indexed by K, or an array
+        taken as K = 1, 2, ... unless ``ks`` is given.
     prior_probs : same kinds, optional
-        The prior over K that the model's priors induce, e.g.
-        ``induced_prior_n_components(...)``.
+        The prior over K that the model's priors induce
+        (``induced_prior_n_components(n_obs, n_components, weight_prior)``).
     ks : array of int, optional
         The K of array inputs.
     ax : matplotlib Axes, optional
@@ -41,13 +45,13 @@ def plot_n_components(posterior_probs, prior_probs=None, ks=None, ax=None):
     -------
     matplotlib Axes
         Side-by-side bars, legend entries ``posterior`` (and ``prior``), x label
-        ``number of components K``.
+        ``number of occupied components K``.
 
     Examples
     --------
     >>> ax = plot_n_components([0.1, 0.6, 0.3], [0.3, 0.3, 0.4])
     >>> ax.get_xlabel()
-    'number of components K'
+    'number of occupied components K'
     """
     ax = get_ax(ax)
     post = _as_series(posterior_probs, ks)
@@ -60,7 +64,7 @@ def plot_n_components(posterior_probs, prior_probs=None, ks=None, ax=None):
         ax.bar(np.asarray(s.index, dtype=float) + offset, s.values, width=width, color=color, label=label)
     all_k = sorted(set().union(*(s.index for _, s, _ in series)))
     ax.set_xticks(all_k)
-    ax.set_xlabel("number of components K")
+    ax.set_xlabel("number of occupied components K")
     ax.set_ylabel("probability")
     ax.legend()
     return ax
@@ -72,12 +76,12 @@ def plot_criteria(table, criteria=None, ax=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        One row per K: indexed by K, or with a column ``n_components`` (or ``k``);
-        criteria columns such as ``bic``, ``aic``, ``icl`` (lower is better, as
-        :func:`bayesgmm.bic`) and ``elpd_loo`` (higher is better; drawn as
-        ``LOOIC = -2 elpd_loo`` so that every curve is on the deviance scale, with
-        ``2 * elpd_loo_se`` error bars when a ``elpd_loo_se`` or ``se`` column exists),
-        e.g. ``compare_n_components(X, ks)``.
+        One row per K, e.g. ``compare_n_components(X, ks)``: indexed by K (or by
+        (``n_components``, ``covariance_type``), one set of lines per covariance type),
+        or with a column ``n_components``. Criteria columns such as ``bic``, ``aic``,
+        ``icl`` (lower is better, as :func:`bayesgmm.bic`) and ``elpd_loo`` (higher is
+        better; drawn as ``LOOIC = -2 elpd_loo`` so that every curve is on the deviance
+        scale, with ``2 * se_loo`` error bars when a ``se_loo`` column exists).
     criteria : sequence of str, optional
         Columns to draw; defaults to those of ``CRITERIA`` present.
     ax : matplotlib Axes, optional
@@ -94,30 +98,36 @@ def plot_criteria(table, criteria=None, ax=None):
     ['BIC', 'ICL']
     """
     ax = get_ax(ax)
-    t = table.copy()
+    t = table.reset_index() if table.index.name or isinstance(table.index, pd.MultiIndex) else table.copy()
     lower = {str(c).lower(): c for c in t.columns}
-    for name in ("n_components", "k"):
-        if name in lower:
-            t = t.set_index(lower[name])
-            break
-    ks = np.asarray(t.index, dtype=float)
+    k_col = lower.get("n_components", lower.get("k"))
+    if k_col is None:
+        t, k_col = t.reset_index(names="n_components"), "n_components"
     if criteria is None:
         criteria = [lower[c] for c in CRITERIA if c in lower]
     if not criteria:
         raise ValueError(f"No criteria columns; expected some of {CRITERIA}, got {list(table.columns)}.")
-    for col in criteria:
-        key = str(col).lower()
-        y = t[col].to_numpy(dtype=float)
-        label = key.upper()
-        yerr = None
-        if key == "elpd_loo":
-            # -2 elpd_loo is on the scale of BIC/AIC: one axis, lower is better for all.
-            y, label = -2 * y, "LOOIC (-2 elpd_loo)"
-            se_col = lower.get("elpd_loo_se", lower.get("se"))
-            yerr = None if se_col is None else 2 * t[se_col].to_numpy(dtype=float)
-        line = ax.errorbar(ks, y, yerr=yerr, marker="o", ms=4, capsize=3, label=label)
-        best = int(np.nanargmin(y))
-        ax.plot(ks[best], y[best], marker="*", ms=14, color=line[0].get_color(), mec="k", zorder=5)
+    cov_col = lower.get("covariance_type")
+    groups = (
+        [(None, t)] if cov_col is None or t[cov_col].nunique() == 1 else list(t.groupby(cov_col, sort=False))
+    )
+    ks = np.unique(t[k_col].to_numpy(dtype=float))
+    for cov, g in groups:
+        g = g.sort_values(k_col)
+        x = g[k_col].to_numpy(dtype=float)
+        for col in criteria:
+            key = str(col).lower()
+            y, label, yerr = g[col].to_numpy(dtype=float), key.upper(), None
+            if key == "elpd_loo":
+                # -2 elpd_loo is on the scale of BIC/AIC: one axis, lower is better for all.
+                y, label = -2 * y, "LOOIC (-2 elpd_loo)"
+                se_col = next((lower[c] for c in ("se_loo", "elpd_loo_se", "se") if c in lower), None)
+                yerr = None if se_col is None else 2 * g[se_col].to_numpy(dtype=float)
+            label = label if cov is None else f"{label} ({cov})"
+            line = ax.errorbar(x, y, yerr=yerr, marker="o", ms=4, capsize=3, label=label)
+            if np.isfinite(y).any():
+                best = int(np.nanargmin(y))
+                ax.plot(x[best], y[best], marker="*", ms=14, color=line[0].get_color(), mec="k", zorder=5)
     ax.set_xticks(ks)
     ax.set_xlabel("number of components K")
     ax.set_ylabel("criterion (lower is better)")
