@@ -21,7 +21,6 @@ matplotlib.use("Agg")  # headless: the gallery only writes files
 import arviz as az  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 import bayesgmm  # noqa: E402
 from bayesgmm import plots as bp  # noqa: E402
@@ -49,6 +48,7 @@ FILES = (
     "galaxies_ppc.png",
     "galaxies_loo_pit.png",
     "galaxies_ppc_modes.png",
+    "galaxies_criteria.png",
     "iris_pairs.png",
 )
 
@@ -57,31 +57,6 @@ def _save(fig, outdir: Path, name: str) -> None:
     fig.savefig(outdir / name, dpi=110, bbox_inches="tight")
     plt.close(fig)
     print(f"  wrote {outdir / name}")
-
-
-def n_components_probs(idata, seed: int = 0) -> pd.Series:
-    """Posterior probabilities of the number of occupied components, indexed by K.
-
-    Uses ``bayesgmm.n_components_posterior`` where it exists; else counts the distinct
-    labels of one assignment draw per posterior draw.
-    """
-    if hasattr(bayesgmm, "n_components_posterior"):
-        probs = bayesgmm.n_components_posterior(idata)
-        return probs if isinstance(probs, pd.Series) else pd.Series(np.asarray(probs))
-    z = bayesgmm.sample_assignments(idata, seed=seed).assignments["assignments"].values
-    occupied = np.array([len(np.unique(row)) for row in z.reshape(-1, z.shape[-1])])
-    return pd.Series(occupied).value_counts(normalize=True).sort_index()
-
-
-def criteria_table(X, ks, seed: int = 0) -> pd.DataFrame:
-    """BIC, AIC and ICL of EM fits for each K: the cheap part of model comparison."""
-    rows = []
-    for k in ks:
-        em = bayesgmm.fit_em(X, k, n_init=4, seed=seed)
-        rows.append(
-            {"n_components": k, "bic": bayesgmm.bic(em), "aic": bayesgmm.aic(em), "icl": bayesgmm.icl(em)}
-        )
-    return pd.DataFrame(rows).set_index("n_components")
 
 
 def faithful(outdir: Path, s: dict, seed: int) -> None:
@@ -117,7 +92,7 @@ def faithful(outdir: Path, s: dict, seed: int) -> None:
     ax = bp.plot_trace_objective(em)
     ax.set_title("Old Faithful: EM log-likelihood per observation")
     _save(ax.figure, outdir, "faithful_em_trace.png")
-    ax = bp.plot_criteria(criteria_table(X, range(1, 6), seed))
+    ax = bp.plot_criteria(bayesgmm.compare_n_components(X, range(1, 6), seed=seed))
     ax.set_title("Old Faithful: information criteria of EM fits")
     _save(ax.figure, outdir, "faithful_criteria.png")
 
@@ -134,8 +109,9 @@ def galaxies(outdir: Path, s: dict, seed: int) -> None:
     ax = bp.plot_density_1d(sparse)
     ax.set(title="Galaxies: sparse mixture (K <= 6), posterior density", xlabel="velocity (1000 km/s)")
     _save(ax.figure, outdir, "galaxies_density.png")
-    ax = bp.plot_n_components(n_components_probs(sparse, seed))
-    ax.set_title("Galaxies: posterior of the number of occupied components")
+    prior = bayesgmm.induced_prior_n_components(len(X), 6, "sparse")
+    ax = bp.plot_n_components(bayesgmm.n_components_posterior(sparse, seed=seed), prior)
+    ax.set_title("Galaxies: number of occupied components of a sparse mixture (K <= 6)")
     _save(ax.figure, outdir, "galaxies_n_components.png")
     axes = bp.plot_relabel_traces(sparse, bayesgmm.relabel(sparse), var="means")
     _save(axes[0].figure, outdir, "galaxies_relabel_traces.png")
@@ -154,6 +130,15 @@ def galaxies(outdir: Path, s: dict, seed: int) -> None:
     fig.suptitle("Galaxies: number of modes of a KDE, observed vs replicated")
     fig.tight_layout()
     _save(fig, outdir, "galaxies_ppc_modes.png")
+    # LOO needs a Bayesian fit per K: NUTS in the full gallery, EM criteria only when smoking.
+    inference = None if s["num_samples"] < 100 else "nuts"
+    fit_kwargs = {k: s[k] for k in ("num_warmup", "num_samples", "num_chains")}
+    table = bayesgmm.compare_n_components(
+        X, range(1, 5), inference=inference, seed=seed, fit_kwargs=fit_kwargs
+    )
+    ax = bp.plot_criteria(table)
+    ax.set_title("Galaxies: criteria over K" + (" (LOO from NUTS fits)" if inference else " (EM)"))
+    _save(ax.figure, outdir, "galaxies_criteria.png")
 
 
 def iris(outdir: Path, s: dict, seed: int) -> None:

@@ -25,7 +25,8 @@ def plot_trace_objective(trace, ax=None, label: str | None = None):
     Returns
     -------
     matplotlib Axes
-        One line per restart, x label ``iteration``/``step``.
+        One line per restart (long traces: faint, under a moving average over 2% of
+        the steps), x label ``EM iteration``/``SVI step``/``step``.
 
     Examples
     --------
@@ -48,8 +49,16 @@ def plot_trace_objective(trace, ax=None, label: str | None = None):
     else:
         values = np.atleast_2d(np.asarray(trace, dtype=float))
     steps = np.arange(1, values.shape[1] + 1)
+    # Stochastic objectives (ELBO) are noisy: draw them faint under a moving average.
+    window = values.shape[1] // 50
     for r, line in enumerate(values):
-        ax.plot(steps, line, lw=1, label=f"restart {r}" if len(values) > 1 else None)
+        name = f"restart {r}" if len(values) > 1 else None
+        if window > 1:
+            drawn = ax.plot(steps, line, lw=0.6, alpha=0.35)
+            smooth = np.convolve(line, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1 :], smooth, lw=1.8, color=drawn[0].get_color(), label=name)
+        else:
+            ax.plot(steps, line, lw=1, label=name)
     # The first steps are often far below the rest; zoom on the part that tells convergence.
     tail = values[:, values.shape[1] // 10 :]
     if tail.size and np.all(np.isfinite(tail)):
