@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import bayesgmm
 from bayesgmm.inference import em, em_shapes
+from bayesgmm.inference.em_stats import n_stats
 from bayesgmm.inference.em_fit import fit_em
 from bayesgmm.params import GMMParams
 
@@ -72,7 +73,7 @@ def time_ours(X, n_components, covariance_type, init, repeats):
     n_features = X.shape[1]
     shift = X.mean(0)
     Z = jnp.asarray(X - shift)
-    F_blocks, w_blocks = em.to_blocks(em.features(Z, covariance_type), jnp.ones(len(X)))
+    data = em.em_data(Z, jnp.ones(len(X)), covariance_type)
     tril = em_shapes.scale_tril_from_precisions(
         init["precisions_init"], covariance_type, n_components, n_features
     )
@@ -86,8 +87,7 @@ def time_ours(X, n_components, covariance_type, init, repeats):
     def run():
         state = em.run_em_restarts(
             params0,
-            F_blocks,
-            w_blocks,
+            data,
             lb0,
             0.0,
             1e-6,
@@ -129,12 +129,6 @@ def matmul_peak(n=3000, repeats=3):
     mm(Aj).block_until_ready()
     t_jax = best_time(lambda: mm(Aj).block_until_ready(), repeats)
     return 2 * n**3 / min(t_np, t_jax) / 1e9, 2 * n**3 / t_np / 1e9, 2 * n**3 / t_jax / 1e9
-
-
-def n_stats(n_features, covariance_type):
-    if covariance_type in ("full", "tied"):
-        return 1 + n_features + n_features * (n_features + 1) // 2
-    return 1 + 2 * n_features
 
 
 def main():

@@ -241,14 +241,16 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, **static):
     ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
     """
     covariance_type, n_init = static["covariance_type"], static["n_init"]
-    F = em.features(Z, covariance_type)
-    F_blocks, w_blocks = em.to_blocks(F, w, static["block_size"])
+    data = em.em_data(Z, w, covariance_type, static["block_size"])
     from_resp = None
     if any(v is None for v in given):
         keys = jax.random.split(key, n_init)
         init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
         resp = jax.vmap(lambda k: init(k, Z, w))(keys)
-        from_resp, _ = jax.vmap(lambda r: em.m_step(F.T @ (r * w[:, None]), reg_covar, covariance_type))(resp)
+        F = em.features(Z, covariance_type)
+        from_resp, _ = jax.vmap(
+            lambda r: em.m_step(F.T @ (r * w[:, None]), reg_covar, covariance_type, None, data.second)
+        )(resp)
     params0 = GMMParams(
         *(
             jnp.broadcast_to(g, (n_init, *g.shape)) if g is not None else r
@@ -256,10 +258,8 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, **static):
         )
     )
     run = partial(em.run_em, covariance_type=covariance_type, max_iter=static["max_iter"])
-    state = jax.vmap(run, in_axes=(0, None, None, 0, None, None, None))(
-        params0, F_blocks, w_blocks, lb0, tol, reg_covar, prior
-    )
-    log_liks = jax.vmap(lambda p: em.sufficient_stats(p, F_blocks, w_blocks, covariance_type)[1])(
+    state = jax.vmap(run, in_axes=(0, None, 0, None, None, None))(params0, data, lb0, tol, reg_covar, prior)
+    log_liks = jax.vmap(lambda p: em.sufficient_stats(p, data.F_blocks, data.w_blocks, covariance_type)[1])(
         state.params
     )
     return state, log_liks

@@ -1,0 +1,171 @@
+"""The EM M-step and the log prior of MAP-EM, from the sufficient statistics of ``em_stats``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayesgmm.inference.em_stats import precisions
+from bayesgmm.params import GMMParams
+
+
+class EMPrior(NamedTuple):
+    """Conjugate prior for MAP-EM (Fraley & Raftery 2007), in the fit's coordinates.
+
+    Weights ~ Dirichlet(``weight_concentration``); given the covariance, each mean ~
+    Normal(``mean``, covariance / ``mean_precision``); each covariance ~ inverse-Wishart
+    (``dof``, ``scale``). ``diag`` uses the diagonal of ``scale`` (inverse-gamma per
+    feature) and ``spherical`` the mean of its diagonal.
+
+    Attributes
+    ----------
+    mean : array, shape (n_features,)
+    mean_precision : float
+        Pseudo-count kappa of the mean prior.
+    dof : float
+        Degrees of freedom nu of the inverse-Wishart prior.
+    scale : array, shape (n_features, n_features)
+        Scale matrix Psi of the inverse-Wishart prior.
+    weight_concentration : float
+        Dirichlet concentration alpha (1 leaves the weights unpenalised).
+    """
+
+    mean: jnp.ndarray
+    mean_precision: jnp.ndarray
+    dof: jnp.ndarray
+    scale: jnp.ndarray
+    weight_concentration: jnp.ndarray
+
+
+def _unpack_symmetric(v, n_features):
+    """Upper-triangle vectors, shape (n, n_features (n_features + 1) / 2) -> (n, D, D)."""
+    rows, cols = jnp.triu_indices(n_features)
+    M = jnp.zeros((v.shape[0], n_features, n_features), v.dtype).at[:, rows, cols].set(v)
+    return M + jnp.swapaxes(M, -1, -2) * (1.0 - jnp.eye(n_features, dtype=v.dtype))
+
+
+def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, second=None):
+    """New parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
+
+    Follows scikit-learn's ``_estimate_gaussian_parameters`` (``nk + 10 eps``, ``reg_covar``
+    added to the diagonal); with a prior, the posterior-mode updates of Fraley & Raftery
+    (2007).
+
+    Parameters
+    ----------
+    S : array, shape (n_stats, n_components)
+        Weighted counts, sums and (except for tied) second moments per component.
+    reg_covar : float
+    covariance_type : str
+    prior : EMPrior or None
+    second : array, shape (n_features (n_features + 1) / 2,), optional
+        Tied only: the total weighted second moment ``em_stats.second_moment(X, w)``.
+
+    Returns
+    -------
+    params : GMMParams
+    ok : bool scalar
+        False when a component is empty or a covariance is not positive definite.
+    """
+    dtype = S.dtype
+    eps = jnp.finfo(dtype).eps
+    n_stats, n_components = S.shape
+    n_features = {"full": _n_feat_full(n_stats), "tied": n_stats - 1}.get(covariance_type, (n_stats - 1) // 2)
+    counts = S[0]
+    nk = counts + 10 * eps
+    sums = S[1 : 1 + n_features].T
+    xbar = sums / nk[:, None]
+    eye = jnp.eye(n_features, dtype=dtype)
+    outer = xbar[:, :, None] * xbar[:, None, :]
+    if covariance_type == "tied":
+        # Only sum_k nk scatter_k is needed, and as responsibilities sum to one the second
+        # moments sum to the data's total: sum_k nk scatter_k = second - sum_k nk xbar xbar^T.
+        total = _unpack_symmetric(second[None], n_features)[0] - jnp.sum(nk[:, None, None] * outer, axis=0)
+        scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
+    elif covariance_type == "full":
+        # Scatter about each component mean, per unit weight: E_k[x x^T] - xbar xbar^T.
+        second_k = S[1 + n_features :].T / nk[:, None]
+        scatter = _unpack_symmetric(second_k, n_features) - outer
+    else:
+        scatter = S[1 + n_features :].T / nk[:, None] - xbar * xbar
+    if prior is None:
+        means = xbar
+        if covariance_type == "full":
+            cov = scatter
+        elif covariance_type == "tied":
+            cov = jnp.sum(nk[:, None, None] * scatter, axis=0) / jnp.sum(nk)
+        else:
+            cov = scatter
+        weights = nk / jnp.sum(nk)
+    else:
+        means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, prior)
+    if covariance_type == "spherical":
+        cov = jnp.mean(cov, axis=-1, keepdims=True) * jnp.ones((1, n_features), dtype)
+    if covariance_type in ("diag", "spherical"):
+        scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(cov + reg_covar))
+    else:
+        cov = cov + reg_covar * eye
+        if covariance_type == "tied":
+            cov = jnp.broadcast_to(cov, (n_components, n_features, n_features))
+        scale_tril = jnp.linalg.cholesky(cov)
+    diag = jnp.diagonal(scale_tril, axis1=-2, axis2=-1)
+    ok = jnp.all(jnp.isfinite(scale_tril)) & jnp.all(diag > 0) & jnp.all(counts > jnp.sqrt(eps))
+    return GMMParams(weights, means, scale_tril), ok
+
+
+def _n_feat_full(n_stats):
+    # n_stats = 1 + D + D (D + 1) / 2  =>  D = (-3 + sqrt(1 + 8 n_stats)) / 2
+    return int(round((-3 + (1 + 8 * n_stats) ** 0.5) / 2))
+
+
+def _map_update(nk, xbar, scatter, covariance_type, prior):
+    """Posterior-mode updates for the conjugate prior (Fraley & Raftery 2007, Table 2)."""
+    kappa, nu, psi, alpha = prior.mean_precision, prior.dof, prior.scale, prior.weight_concentration
+    n_components, n_features = xbar.shape
+    means = (nk[:, None] * xbar + kappa * prior.mean) / (nk + kappa)[:, None]
+    d = xbar - prior.mean
+    shrink = kappa * nk / (kappa + nk)
+    if covariance_type in ("full", "tied"):
+        num = nk[:, None, None] * scatter + shrink[:, None, None] * d[:, :, None] * d[:, None, :]
+        if covariance_type == "full":
+            cov = (psi + num) / (nu + nk + n_features + 2)[:, None, None]
+        else:
+            cov = (psi + jnp.sum(num, axis=0)) / (nu + jnp.sum(nk) + n_features + 1 + n_components)
+    elif covariance_type == "diag":
+        cov = (jnp.diagonal(psi) + nk[:, None] * scatter + shrink[:, None] * d * d) / (nu + nk + 3)[:, None]
+    else:
+        tr = jnp.sum(nk[:, None] * scatter + shrink[:, None] * d * d, axis=-1)
+        var = (jnp.trace(psi) / n_features + tr) / (nu + (nk + 1) * n_features + 2)
+        cov = var[:, None] * jnp.ones((1, n_features), xbar.dtype)
+    weights = (nk + alpha - 1) / (jnp.sum(nk) + n_components * (alpha - 1))
+    return means, cov, weights
+
+
+def log_prior(params: GMMParams, covariance_type: str, prior: EMPrior | None):
+    """Log prior density up to a constant (0 without a prior): the MAP-EM objective's extra term."""
+    if prior is None:
+        return jnp.zeros((), params.means.dtype)
+    weights, means, scale_tril = params
+    prec, half_log_det = precisions(scale_tril)
+    n_features = means.shape[-1]
+    d = means - prior.mean
+    lp_weights = (prior.weight_concentration - 1) * jnp.sum(jnp.log(weights))
+    mean_quad = prior.mean_precision * jnp.einsum("kij,ki,kj->k", prec, d, d)
+    if covariance_type == "tied":
+        # One shared inverse-Wishart factor, K normal factors for the means.
+        iw = (prior.dof + n_features + 1) * half_log_det[0] - 0.5 * jnp.trace(prec[0] @ prior.scale)
+        return lp_weights + iw + jnp.sum(half_log_det - 0.5 * mean_quad)
+    if covariance_type == "full":
+        power, psi = prior.dof + n_features + 2, prior.scale
+    elif covariance_type == "diag":
+        # Inverse-gamma per feature; half_log_det sums over features.
+        power, psi = prior.dof + 3, jnp.diag(jnp.diagonal(prior.scale))
+    else:
+        # Inverse-gamma(nu / 2, s2 / 2) on sigma^2 with s2 = tr(Psi) / D; half_log_det is
+        # -D/2 log sigma^2, so this power gives sigma^2 the exponent -(nu + 2 + D) / 2.
+        power = (prior.dof + 2) / n_features + 1
+        psi = jnp.trace(prior.scale) / n_features**2 * jnp.eye(n_features)
+    quad = mean_quad + jnp.einsum("kij,ji->k", prec, psi)
+    return lp_weights + jnp.sum(power * half_log_det - 0.5 * quad)

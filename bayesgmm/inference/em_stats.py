@@ -1,0 +1,176 @@
+"""The E-step and the M-step's sufficient statistics: one pass over the data per EM iteration.
+
+Every covariance type's log density is linear in a fixed feature map of one observation,
+``F(x) = [1, x, q(x)]``, with ``q(x)`` the upper triangle of ``x x^T`` (full) or ``x * x``
+(diag, spherical). So the E-step is one GEMM, ``logits = F @ C(params)``, and the M-step's
+weighted counts, sums and second moments are another, ``S = F.T @ (w * resp)``.
+
+``tied`` uses ``F(x) = [1, x]`` only: its quadratic term ``-x^T P x / 2`` is the same for
+every component, so it is computed once per row (a (D, D) whitening) and cancels in the
+responsibilities, and the M-step needs only the total second moment, a constant of the data.
+That makes both GEMMs 6x narrower than for full covariance (11 columns instead of 66 at D=10).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+_LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+
+
+def n_stats(n_features: int, covariance_type: str) -> int:
+    """Number of features ``F(x)`` for ``covariance_type``."""
+    if covariance_type == "full":
+        return 1 + n_features + n_features * (n_features + 1) // 2
+    if covariance_type == "tied":
+        return 1 + n_features
+    return 1 + 2 * n_features
+
+
+def features(X, covariance_type: str) -> jnp.ndarray:
+    """Data-only features ``[1, x, q(x)]``, shape (n_obs, n_stats); ``[1, x]`` for tied."""
+    n_obs, n_features = X.shape
+    ones = jnp.ones((n_obs, 1), X.dtype)
+    if covariance_type == "tied":
+        return jnp.concatenate([ones, X], axis=1)
+    if covariance_type == "full":
+        rows, cols = jnp.triu_indices(n_features)
+        quad = X[:, rows] * X[:, cols]
+    else:
+        quad = X * X
+    return jnp.concatenate([ones, X, quad], axis=1)
+
+
+def second_moment(X, w) -> jnp.ndarray:
+    """Weighted second moment ``sum_i w_i x_i x_i^T`` as its upper triangle, shape (D (D + 1) / 2,).
+
+    Constant over EM iterations: the tied M-step's only quadratic statistic.
+    """
+    rows, cols = jnp.triu_indices(X.shape[1])
+    return ((X * w[:, None]).T @ X)[rows, cols]
+
+
+def precisions(scale_tril):
+    """Precision matrices and ``-0.5 log|Sigma|`` from the Cholesky factors, per component."""
+    eye = jnp.eye(scale_tril.shape[-1], dtype=scale_tril.dtype)
+    # The moment expansion needs the precision itself; build it from L^{-1} by a
+    # triangular solve (as scikit-learn does) rather than inverting Sigma.
+    inv_tril = jax.vmap(lambda L: solve_triangular(L, eye, lower=True))(scale_tril)
+    prec = jnp.swapaxes(inv_tril, -1, -2) @ inv_tril
+    half_log_det = -jnp.sum(jnp.log(jnp.diagonal(scale_tril, axis1=-2, axis2=-1)), axis=-1)
+    return prec, half_log_det
+
+
+def coefficients(params, covariance_type: str) -> jnp.ndarray:
+    """Coefficients ``C`` with ``features(X) @ C = log w_k + log N(x | mu_k, Sigma_k)``.
+
+    For tied the shared term ``-x^T P x / 2`` is left out (see :func:`shared_term`).
+
+    Returns
+    -------
+    array, shape (n_stats, n_components)
+    """
+    weights, means, scale_tril = params
+    n_features = means.shape[-1]
+    prec, half_log_det = precisions(scale_tril)
+    lin = jnp.einsum("kij,kj->ki", prec, means)
+    const = (
+        jnp.log(weights) - 0.5 * n_features * _LOG_2PI + half_log_det - 0.5 * jnp.sum(means * lin, axis=-1)
+    )
+    if covariance_type == "tied":
+        return jnp.concatenate([const[:, None], lin], axis=1).T
+    if covariance_type == "full":
+        rows, cols = jnp.triu_indices(n_features)
+        # An off-diagonal product x_i x_j appears twice in x^T P x.
+        quad = -0.5 * prec[:, rows, cols] * jnp.where(rows == cols, 1.0, 2.0)
+    else:
+        quad = -0.5 * jnp.diagonal(prec, axis1=-2, axis2=-1)
+    return jnp.concatenate([const[:, None], lin, quad], axis=1).T
+
+
+def shared_term(params, F, covariance_type: str):
+    """Per-row log-density term common to all components, shape (n_obs,) (tied), else None."""
+    if covariance_type != "tied":
+        return None
+    L = params.scale_tril[0]
+    eye = jnp.eye(L.shape[-1], dtype=L.dtype)
+    # -x^T P x / 2 = -|L^{-1} x|^2 / 2: one (D, D) product per row instead of K of them.
+    z = F[:, 1:] @ solve_triangular(L, eye, lower=True).T
+    return -0.5 * jnp.sum(z * z, axis=1)
+
+
+def _softmax(logits, shared):
+    """``log_norm`` and responsibilities with a single ``exp`` over (n_obs, n_components)."""
+    top = jnp.max(logits, axis=1, keepdims=True)
+    e = jnp.exp(logits - top)
+    total = jnp.sum(e, axis=1, keepdims=True)
+    log_norm = top[:, 0] + jnp.log(total[:, 0])
+    if shared is not None:
+        log_norm = log_norm + shared
+    return log_norm, e, total
+
+
+def e_step(params, F, covariance_type: str):
+    """Log normaliser and responsibilities.
+
+    Parameters
+    ----------
+    params : GMMParams
+    F : array, shape (n_obs, n_stats)
+        ``features(X, covariance_type)``.
+    covariance_type : str
+
+    Returns
+    -------
+    log_norm : array, shape (n_obs,)
+        ``log p(x_i | params)``.
+    resp : array, shape (n_obs, n_components)
+        Responsibilities; each row sums to one.
+    """
+    logits = F @ coefficients(params, covariance_type)
+    log_norm, e, total = _softmax(logits, shared_term(params, F, covariance_type))
+    return log_norm, e / total
+
+
+def to_blocks(F, w, block_size: int = 4096):
+    """Split rows into blocks, padding with zero-weight rows.
+
+    Returns ``F`` as (n_blocks, block_size, n_stats) and ``w`` as (n_blocks, block_size);
+    with fewer rows than ``block_size`` there is one block of all rows.
+    """
+    n_obs = F.shape[0]
+    block_size = min(block_size, n_obs)
+    n_blocks = -(-n_obs // block_size)
+    pad = n_blocks * block_size - n_obs
+    F = jnp.concatenate([F, jnp.zeros((pad, F.shape[1]), F.dtype)]) if pad else F
+    w = jnp.concatenate([w, jnp.zeros(pad, w.dtype)]) if pad else w
+    return F.reshape(n_blocks, block_size, -1), w.reshape(n_blocks, block_size)
+
+
+def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
+    """E-step fused with the M-step's statistics, one pass over the data.
+
+    Each block is read once while it sits in cache: logits, responsibilities and its
+    contribution to ``S`` are computed together, because EM on large data is bound by
+    memory traffic rather than arithmetic.
+
+    Returns
+    -------
+    S : array, shape (n_stats, n_components)
+        ``F.T @ (w * resp)``.
+    log_lik : scalar
+        ``sum_i w_i log p(x_i | params)``.
+    """
+    C = coefficients(params, covariance_type)
+
+    def block(carry, fw):
+        f, w = fw
+        log_norm, e, total = _softmax(f @ C, shared_term(params, f, covariance_type))
+        resp = e * (w[:, None] / total)
+        return (carry[0] + f.T @ resp, carry[1] + w @ log_norm), None
+
+    init = (jnp.zeros((F_blocks.shape[-1], C.shape[1]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
+    (S, log_lik), _ = jax.lax.scan(block, init, (F_blocks, w_blocks))
+    return S, log_lik
