@@ -37,12 +37,15 @@ class Priors:
         Concentration ``eta`` of the LKJ prior on each correlation matrix
         (``full`` and ``tied``): 1 is uniform over correlation matrices, 2 shrinks
         gently towards independence.
-    sparse_shape, sparse_rate : float, default 10.0, 100.0
+    sparse_shape, sparse_rate : float, default 10.0, 1000.0
         Gamma(shape, rate) hyperprior on the Dirichlet concentration e0 of the
-        sparse (overfitted) mixture, ``weight_prior="sparse"``: mean 0.1, 95% in
-        about (0.05, 0.17). A small e0 empties the components the data do not
-        need (Malsiner-Walli, Fruehwirth-Schnatter & Gruen 2016); a tight
-        hyperprior keeps it small without fixing it.
+        sparse (overfitted) mixture, ``weight_prior="sparse"``: mean 0.01, 95% in
+        about (0.005, 0.017). A very small e0 empties the components the data do
+        not need (Malsiner-Walli, Fruehwirth-Schnatter & Gruen 2016). With e0 near
+        0.1 a spare component is about as likely to sit on top of a cluster with a
+        few per cent of its weight as to be empty, which inflates the number of
+        occupied components (seen in this package's tests); a tight hyperprior
+        keeps e0 small without fixing it.
     dp_shape, dp_rate : float, default 2.0, 4.0
         Gamma(shape, rate) hyperprior on the concentration alpha of the truncated
         Dirichlet process, ``weight_prior="dp"``: the choice of Escobar & West
@@ -61,7 +64,7 @@ class Priors:
     scale_scale: float = 1.0
     lkj_concentration: float = 2.0
     sparse_shape: float = 10.0
-    sparse_rate: float = 100.0
+    sparse_rate: float = 1000.0
     dp_shape: float = 2.0
     dp_rate: float = 4.0
 

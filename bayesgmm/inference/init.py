@@ -15,21 +15,49 @@ from bayesgmm.priors import Priors
 _MIN_WEIGHT = 1e-3
 
 
-def em_start(Z: np.ndarray, n_components: int, covariance_type: str, seed: int, n_init: int = 4) -> GMMParams:
+def em_start(
+    Z: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    seed: int,
+    n_init: int = 4,
+    overfitted: bool = False,
+) -> GMMParams:
     """Best EM fit of ``n_init`` k-means-started runs on standardised data ``Z``.
+
+    With ``overfitted`` (sparse and dp weight priors, where ``n_components`` is only an
+    upper bound), the EM fit with the lowest BIC among 1..n_components components is
+    used and the spare components start empty (weight ``_MIN_WEIGHT``, at the data mean
+    with unit scale): EM with too many components splits clusters in two, a mode the
+    sampler then has to leave through regions of tiny weight, which takes long.
 
     Returns
     -------
     GMMParams
         Weights clipped away from zero, so that every component can be sampled.
     """
-    from bayesgmm.inference.em_fit import fit_em
+    from bayesgmm.inference.em_fit import bic, fit_em
 
-    result = fit_em(
-        Z, n_components, covariance_type, n_init=n_init, init_params="k-means++", reg_covar=1e-4, seed=seed
+    def fit(k):
+        return fit_em(
+            Z, k, covariance_type, n_init=n_init, init_params="k-means++", reg_covar=1e-4, seed=seed
+        )
+
+    if overfitted:
+        result = min((fit(k) for k in range(1, n_components + 1)), key=bic)
+    else:
+        result = fit(n_components)
+    n_spare, n_features = n_components - result.params.n_components, Z.shape[1]
+    weights = np.concatenate([np.asarray(result.params.weights), np.zeros(n_spare)])
+    weights = np.clip(weights, _MIN_WEIGHT, None)
+    means = np.concatenate([np.asarray(result.params.means), np.zeros((n_spare, n_features))])
+    scale_tril = np.concatenate(
+        [
+            np.asarray(result.params.scale_tril),
+            np.broadcast_to(np.eye(n_features), (n_spare, n_features, n_features)),
+        ]
     )
-    weights = np.clip(np.asarray(result.params.weights), _MIN_WEIGHT, None)
-    return GMMParams(jnp.asarray(weights / weights.sum()), result.params.means, result.params.scale_tril)
+    return GMMParams(jnp.asarray(weights / weights.sum()), jnp.asarray(means), jnp.asarray(scale_tril))
 
 
 def sites_from_params(

@@ -111,8 +111,8 @@ def fit_nuts(
         ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``
         with dims ``component``/``feature``, and ``weight_concentration`` or
         ``concentration``, ``sticks``, ``stick_remainder`` for the sparse and dp
-        priors), ``sample_stats`` (``diverging``, ``tree_depth``, ``energy``, ...), ``log_likelihood`` (``X`` per
-        observation), ``observed_data``, ``constant_data`` and the optional
+        priors), ``sample_stats`` (``diverging``, ``tree_depth``, ``energy``, ...),
+        ``log_likelihood`` (``X`` per observation), ``observed_data``, ``constant_data`` and the optional
         predictive groups.
 
     Examples
@@ -147,7 +147,11 @@ def fit_nuts(
     init_params = None
     if init == "em":
         start = em_start(
-            Z, n_components, covariance_type, seed=int(jax.random.randint(key_init, (), 0, 2**30))
+            Z,
+            n_components,
+            covariance_type,
+            seed=int(jax.random.randint(key_init, (), 0, 2**30)),
+            overfitted=weight_prior != "dirichlet",
         )
         sites = sites_from_params(start, covariance_type, weight_prior, priors)
         init_params = chain_init_params(model, {"Z": jnp.asarray(Z)}, sites, num_chains, key_init)

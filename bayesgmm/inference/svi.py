@@ -106,7 +106,8 @@ def _guides(model, fit_model, guide, Z_init, n_restarts, init, key, dtype, n_obs
     if init == "em":
         n_components, cov = model.keywords["n_components"], model.keywords["covariance_type"]
         seed = int(jax.random.randint(key, (), 0, 2**30))
-        start = em_start(Z_init, n_components, cov, seed=seed)
+        overfitted = model.keywords["weight_prior"] != "dirichlet"
+        start = em_start(Z_init, n_components, cov, seed=seed, overfitted=overfitted)
         sites = sites_from_params(start, cov, model.keywords["weight_prior"], model.keywords["priors"])
         jittered = chain_init_params(model, {"Z": jnp.asarray(Z_init)}, sites, n_restarts, key)
         for r in range(n_restarts):

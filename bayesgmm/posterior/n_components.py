@@ -71,6 +71,8 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
     >>> n_components_posterior(idata)["probability"].idxmax()  # doctest: +SKIP
     3
     """
+    # Fit settings live in the InferenceData's own attrs (arviz.from_dict(attrs=...)).
+    weight_prior = getattr(idata, "attrs", {}).get("weight_prior", "dirichlet")
     if "assignments" not in idata.groups():
         idata = sample_assignments(idata, seed=seed)
     z = idata.assignments["assignments"].transpose("chain", "draw", "obs").values
@@ -78,7 +80,7 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
     k_plus = occupied_counts(z).ravel()
     counts = np.bincount(k_plus, minlength=n_components + 1)[1:]
     table = _table(counts)
-    table.attrs["weight_prior"] = idata.posterior.attrs.get("weight_prior", "dirichlet")
+    table.attrs["weight_prior"] = weight_prior
     if "stick_remainder" in idata.posterior:
         table.attrs["stick_remainder_mean"] = float(idata.posterior["stick_remainder"].mean())
     return table
