@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import bayesgmm
 from bayesgmm.inference import em, em_shapes
-from bayesgmm.inference.em_stats import n_stats
 from bayesgmm.inference.em_fit import fit_em
+from bayesgmm.inference.em_stats import n_stats
 from bayesgmm.params import GMMParams
 
 N_ITER = 10

@@ -13,11 +13,16 @@ That makes both GEMMs 6x narrower than for full covariance (11 columns instead o
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 _LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+# Cody-Waite split of ln 2 and Taylor coefficients of exp on [-ln2 / 2, ln2 / 2].
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_EXP_COEFS = [1.0 / math.factorial(i) for i in range(14)]
 
 
 def n_stats(n_features: int, covariance_type: str) -> int:
@@ -66,7 +71,7 @@ def precisions(scale_tril):
 def coefficients(params, covariance_type: str) -> jnp.ndarray:
     """Coefficients ``C`` with ``features(X) @ C = log w_k + log N(x | mu_k, Sigma_k)``.
 
-    For tied the shared term ``-x^T P x / 2`` is left out (see :func:`shared_term`).
+    For tied the shared term ``-x^T P x / 2`` is left out (see ``_tied_quadratic``).
 
     Returns
     -------
@@ -90,26 +95,42 @@ def coefficients(params, covariance_type: str) -> jnp.ndarray:
     return jnp.concatenate([const[:, None], lin, quad], axis=1).T
 
 
-def shared_term(params, F, covariance_type: str):
-    """Per-row log-density term common to all components, shape (n_obs,) (tied), else None."""
-    if covariance_type != "tied":
-        return None
+def exp_nonpositive(x):
+    """float64 ``exp(x)`` for ``x <= 0`` (NaN stays NaN), within 1 ulp; 0 below ``-708``.
+
+    XLA's CPU float64 ``exp`` is scalar code, ~4x slower than this vectorisable polynomial,
+    and the E-step takes ``n_obs * n_components`` of them per iteration. Results below
+    ``exp(-708) ~ 3e-308`` are flushed to 0: they cannot change a sum that contains 1.
+    """
+    clipped = jnp.maximum(x, -708.0)
+    n = jnp.round(clipped * 1.4426950408889634)  # x = n ln2 + r, |r| <= ln2 / 2
+    r = (clipped - n * _LN2_HI) - n * _LN2_LO
+    poly = _EXP_COEFS[-1]
+    for c in _EXP_COEFS[-2::-1]:
+        poly = poly * r + c
+    # 2**n from its bit pattern; n is in [-1021, 0] after the clip, a normal number.
+    scale = jax.lax.bitcast_convert_type((n.astype(jnp.int64) + 1023) << 52, jnp.float64)
+    return jnp.where(x < -708.0, 0.0, poly * scale)
+
+
+def _softmax(logits, axis):
+    """``log(sum(exp(logits)))``, ``exp(logits - max)`` and its sum over ``axis``: one ``exp``."""
+    top = jnp.max(logits, axis=axis, keepdims=True)
+    shifted = logits - top
+    e = exp_nonpositive(shifted) if logits.dtype == jnp.float64 else jnp.exp(shifted)
+    total = jnp.sum(e, axis=axis, keepdims=True)
+    return jnp.squeeze(top + jnp.log(total), axis), e, total
+
+
+def _tied_quadratic(params, xT):
+    """``-x^T P x / 2`` for tied, shape (n_obs,), from ``xT`` (n_features, n_obs).
+
+    It is common to all components, so it is computed once per row (``|L^{-1} x|^2``, one
+    (D, D) product) and only enters the log normaliser, not the responsibilities.
+    """
     L = params.scale_tril[0]
-    eye = jnp.eye(L.shape[-1], dtype=L.dtype)
-    # -x^T P x / 2 = -|L^{-1} x|^2 / 2: one (D, D) product per row instead of K of them.
-    z = F[:, 1:] @ solve_triangular(L, eye, lower=True).T
-    return -0.5 * jnp.sum(z * z, axis=1)
-
-
-def _softmax(logits, shared):
-    """``log_norm`` and responsibilities with a single ``exp`` over (n_obs, n_components)."""
-    top = jnp.max(logits, axis=1, keepdims=True)
-    e = jnp.exp(logits - top)
-    total = jnp.sum(e, axis=1, keepdims=True)
-    log_norm = top[:, 0] + jnp.log(total[:, 0])
-    if shared is not None:
-        log_norm = log_norm + shared
-    return log_norm, e, total
+    z = solve_triangular(L, jnp.eye(L.shape[-1], dtype=L.dtype), lower=True) @ xT
+    return -0.5 * jnp.sum(z * z, axis=0)
 
 
 def e_step(params, F, covariance_type: str):
@@ -129,16 +150,19 @@ def e_step(params, F, covariance_type: str):
     resp : array, shape (n_obs, n_components)
         Responsibilities; each row sums to one.
     """
-    logits = F @ coefficients(params, covariance_type)
-    log_norm, e, total = _softmax(logits, shared_term(params, F, covariance_type))
+    log_norm, e, total = _softmax(F @ coefficients(params, covariance_type), axis=1)
+    if covariance_type == "tied":
+        log_norm = log_norm + _tied_quadratic(params, F[:, 1:].T)
     return log_norm, e / total
 
 
 def to_blocks(F, w, block_size: int = 4096):
-    """Split rows into blocks, padding with zero-weight rows.
+    """Split rows into feature-major blocks, padding with zero-weight rows.
 
-    Returns ``F`` as (n_blocks, block_size, n_stats) and ``w`` as (n_blocks, block_size);
-    with fewer rows than ``block_size`` there is one block of all rows.
+    Returns ``F`` as (n_blocks, n_stats, block_size) and ``w`` as (n_blocks, block_size);
+    with fewer rows than ``block_size`` there is one block of all rows. Observations run
+    along the last, contiguous axis: XLA's dots and the softmax over components vectorise
+    along it (measured 10-20% faster per iteration than row-major blocks).
     """
     n_obs = F.shape[0]
     block_size = min(block_size, n_obs)
@@ -146,7 +170,7 @@ def to_blocks(F, w, block_size: int = 4096):
     pad = n_blocks * block_size - n_obs
     F = jnp.concatenate([F, jnp.zeros((pad, F.shape[1]), F.dtype)]) if pad else F
     w = jnp.concatenate([w, jnp.zeros(pad, w.dtype)]) if pad else w
-    return F.reshape(n_blocks, block_size, -1), w.reshape(n_blocks, block_size)
+    return jnp.swapaxes(F.reshape(n_blocks, block_size, -1), 1, 2), w.reshape(n_blocks, block_size)
 
 
 def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
@@ -156,6 +180,13 @@ def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
     contribution to ``S`` are computed together, because EM on large data is bound by
     memory traffic rather than arithmetic.
 
+    Parameters
+    ----------
+    params : GMMParams
+    F_blocks : array, shape (n_blocks, n_stats, block_size)
+    w_blocks : array, shape (n_blocks, block_size)
+    covariance_type : str
+
     Returns
     -------
     S : array, shape (n_stats, n_components)
@@ -163,14 +194,16 @@ def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
     log_lik : scalar
         ``sum_i w_i log p(x_i | params)``.
     """
-    C = coefficients(params, covariance_type)
+    CT = coefficients(params, covariance_type).T
 
     def block(carry, fw):
-        f, w = fw
-        log_norm, e, total = _softmax(f @ C, shared_term(params, f, covariance_type))
-        resp = e * (w[:, None] / total)
-        return (carry[0] + f.T @ resp, carry[1] + w @ log_norm), None
+        fT, w = fw
+        log_norm, e, total = _softmax(CT @ fT, axis=0)
+        if covariance_type == "tied":
+            log_norm = log_norm + _tied_quadratic(params, fT[1:])
+        resp_T = e * (w / total)
+        return (carry[0] + fT @ resp_T.T, carry[1] + w @ log_norm), None
 
-    init = (jnp.zeros((F_blocks.shape[-1], C.shape[1]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
+    init = (jnp.zeros((F_blocks.shape[1], CT.shape[0]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
     (S, log_lik), _ = jax.lax.scan(block, init, (F_blocks, w_blocks))
     return S, log_lik
