@@ -53,6 +53,28 @@ def test_predict_proba_and_predict(fitted):
     assert not np.allclose(proba, densities.responsibilities(one, X))
 
 
+def test_svi_inference(fitted):
+    # The same data fitted by SVI: fit_svi takes the estimator's settings (num_samples guide
+    # draws, num_chains restarts of which the best is kept) and agrees with the NUTS fit.
+    nuts, X, labels = fitted
+    model = BayesianGMM(
+        2,
+        "diag",
+        inference="svi",
+        num_samples=200,
+        num_chains=2,
+        random_state=1,
+        inference_kwargs=dict(guide="meanfield"),
+    ).fit(X)
+    assert model.idata_.attrs["inference"] == "svi"
+    assert model.idata_.posterior.sizes["chain"] == 1 and model.idata_.posterior.sizes["draw"] == 200
+    assert adjusted_rand_score(labels, model.predict(X)) > 0.95
+    # Components in the same order (by their first coordinate) for both fits.
+    o_svi, o_nuts = np.argsort(model.means_[:, 0]), np.argsort(nuts.means_[:, 0])
+    sd = nuts.idata_.posterior["means"].std(("chain", "draw")).values[o_nuts]
+    assert np.all(np.abs(model.means_[o_svi] - nuts.means_[o_nuts]) < 0.5 * sd)
+
+
 def test_score_samples_is_log_posterior_predictive(fitted):
     model, X, _ = fitted
     params = params_from_idata(model.idata_)

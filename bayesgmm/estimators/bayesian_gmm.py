@@ -113,7 +113,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             X,
             self.n_components,
             self.covariance_type,
-            num_draws=self.num_samples,
+            num_samples=self.num_samples,
             num_restarts=self.num_chains,
             **common,
         )

@@ -5,6 +5,8 @@ NUTS and SVI both end here, so every posterior has the same groups, names and di
 
 from __future__ import annotations
 
+from functools import partial
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -49,8 +51,13 @@ def pointwise_log_likelihood(params: GMMParams, X, batch_size: int = 64) -> np.n
     lead = params.weights.shape[:-1]
     flat = _flat(params, len(lead))
     X = jnp.asarray(X, dtype=flat.means.dtype)
-    ll = jax.lax.map(lambda p: densities.log_prob(p, X), flat, batch_size=batch_size)
-    return np.asarray(ll).reshape((*lead, X.shape[0]))
+    return np.asarray(_log_prob_draws(flat, X, batch_size)).reshape((*lead, X.shape[0]))
+
+
+@partial(jax.jit, static_argnums=2)
+def _log_prob_draws(flat: GMMParams, X, batch_size: int):
+    # Jitted at module level: an eager lax.map recompiles its body on every call.
+    return jax.lax.map(lambda p: densities.log_prob(p, X), flat, batch_size=batch_size)
 
 
 def predictive_draws(params: GMMParams, key, n_obs: int) -> np.ndarray:
@@ -84,6 +91,7 @@ def build_inference_data(
     feature_names=None,
     attrs: dict | None = None,
     hyper_draws: dict | None = None,
+    log_likelihood: bool = True,
 ) -> az.InferenceData:
     """Assemble the InferenceData of a Bayesian mixture fit.
 
@@ -109,6 +117,8 @@ def build_inference_data(
     hyper_draws : dict of arrays, optional
         Further posterior variables with leaves shaped (n_chains, n_draws, ...), unit-free
         (the weight prior's hyperparameters, see ``models.hyper_draws``).
+    log_likelihood : bool
+        Add the ``log_likelihood`` group (one density per draw and observation).
 
     Returns
     -------
@@ -138,7 +148,7 @@ def build_inference_data(
     }
     groups = {
         "posterior": {**_param_dict(post), **hyper},
-        "log_likelihood": {"X": pointwise_log_likelihood(post, X)},
+        "log_likelihood": {"X": pointwise_log_likelihood(post, X) if log_likelihood else None},
         "observed_data": {"X": X},
         "constant_data": {"standardize_loc": np.asarray(loc), "standardize_scale": np.asarray(scale)},
     }
@@ -158,6 +168,9 @@ def build_inference_data(
         dims=dims,
         attrs=attrs or {},
     )
-    ll = az.from_dict(log_likelihood=groups["log_likelihood"], coords=coords, dims=ll_dims, attrs=attrs or {})
-    idata.extend(ll)
+    if log_likelihood:
+        ll = az.from_dict(
+            log_likelihood=groups["log_likelihood"], coords=coords, dims=ll_dims, attrs=attrs or {}
+        )
+        idata.extend(ll)
     return idata

@@ -143,3 +143,18 @@ def row_blocks(source, n_rows: int, rng: np.random.Generator):
                 pool = pool[n_rows:]
         if n_seen == 0:
             raise ValueError("The data source yielded no rows.")
+
+
+def observed_rows(source, n_obs: int, max_observed: int, rng) -> np.ndarray:
+    """All rows, or ``max_observed`` distinct random rows (the first ones for a callable)."""
+    if source.random_access:
+        if n_obs <= max_observed:
+            return np.asarray(source.X, dtype=np.float64)
+        return np.asarray(source.X[np.sort(rng.choice(n_obs, max_observed, replace=False))], dtype=np.float64)
+    rows, n_rows = [], 0
+    for chunk in source.chunks():
+        rows.append(chunk[: max_observed - n_rows])
+        n_rows += rows[-1].shape[0]
+        if n_rows >= max_observed:
+            break
+    return np.concatenate(rows)

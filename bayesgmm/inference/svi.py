@@ -7,7 +7,9 @@ all restarts at once (``vmap``); a fit stops when the smoothed ELBO stops improv
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 import warnings
 from functools import partial
 
@@ -17,42 +19,45 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import xarray as xr
-from numpyro.infer import SVI, Predictive, Trace_ELBO
-from numpyro.infer.autoguide import (
-    AutoDelta,
-    AutoLowRankMultivariateNormal,
-    AutoMultivariateNormal,
-    AutoNormal,
-)
+from numpyro.infer import Predictive
 from numpyro.infer.initialization import init_to_median, init_to_value
-from numpyro.infer.util import constrain_fn
-from numpyro.optim import optax_to_numpyro
 from tqdm.auto import tqdm
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.idata import build_inference_data
-from bayesgmm.inference.init import chain_init_params, em_start, sites_from_params
-from bayesgmm.inference.minibatch import as_source, row_blocks, streaming_moments
+from bayesgmm.inference.init import em_start, sites_from_params
+from bayesgmm.inference.minibatch import as_source, observed_rows, row_blocks, streaming_moments
 from bayesgmm.inference.svi_draws import importance_stats
+from bayesgmm.inference.svi_run import (
+    GUIDES,
+    converged_from_stats,
+    initial_states,
+    make_guide,
+    program,
+    run_chunks,
+)
 from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
-
-#: Variational families by name. ``map`` is a point mass: a MAP estimate, not a posterior.
-GUIDES = {
-    "meanfield": AutoNormal,
-    "fullrank": AutoMultivariateNormal,
-    "lowrank": AutoLowRankMultivariateNormal,
-    "map": AutoDelta,
-}
 
 #: Minibatch size used when the data are streamed (memmap or chunk callable) and none is given.
 DEFAULT_BATCH_SIZE = 4096
 
 
 def default_optimizer() -> optax.GradientTransformation:
-    """Adam at 0.01: the model is on standardised data and starts at an EM fit, so
-    parameters move by O(0.1) and a step of about 0.01 reaches them in a few hundred steps."""
-    return optax.adam(1e-2)
+    """Adam from 0.01, halved every 1000 steps.
+
+    The model is on standardised data and starts at an EM fit, so parameters move by
+    O(0.1) and steps of about 0.01 reach them in a few hundred steps; the decay then
+    shrinks Adam's jitter around the optimum, which the convergence rule needs to see
+    the ELBO flatten. One object is shared by every fit, so that their compiled
+    programs are too (they are cached by optimizer).
+    """
+    return _DEFAULT_OPTIMIZER
+
+
+_DEFAULT_OPTIMIZER = optax.adam(optax.exponential_decay(1e-2, 1000, 0.5))
+#: Optimizers whose id() is part of a cached program's key, kept so that no id is reused.
+_KEEP_ALIVE: dict = {}
 
 
 def elbo_converged(previous: np.ndarray, current: np.ndarray, tol: float) -> np.ndarray:
@@ -77,46 +82,9 @@ def elbo_converged(previous: np.ndarray, current: np.ndarray, tol: float) -> np.
     >>> elbo_converged(np.full((1, 4), 10.0), np.full((1, 4), 10.0), 1e-4).tolist()
     [True]
     """
-    m0, m1 = previous.mean(axis=1), current.mean(axis=1)
-    se = np.sqrt((previous.var(axis=1) + current.var(axis=1)) / current.shape[1])
-    return (m0 - m1) < np.maximum(tol * np.abs(m1), 2.0 * se)
-
-
-def _chunk_runner(svi: SVI, chunk_size: int, minibatch: bool):
-    """Jitted ``(states, data) -> (states, losses (n_restarts, chunk_size))``; ``data`` is the
-    full data, or the chunk's minibatches stacked as (chunk_size, batch_size, n_features)."""
-
-    def run_one(state, data):
-        if minibatch:
-            return jax.lax.scan(lambda s, batch: svi.update(s, Z=batch), state, data)
-        return jax.lax.scan(lambda s, _: svi.update(s, Z=data), state, None, length=chunk_size)
-
-    return jax.jit(jax.vmap(run_one, in_axes=(0, None)))
-
-
-def _guides(model, fit_model, guide, Z_init, n_restarts, init, key, dtype, n_obs):
-    """One guide per restart, each initialised at its own start.
-
-    With ``init="em"`` every restart starts at the EM fit, moved by independent
-    ``Normal(0, 0.1)`` noise in the unconstrained space (as NUTS chains do). The
-    guide's initial scale is about a posterior sd, ``sqrt(n_components / n_obs)``:
-    from numpyro's default 0.1 it takes thousands of steps to shrink on big data.
-    """
-    starts = [init_to_median] * n_restarts
-    if init == "em":
-        n_components, cov = model.keywords["n_components"], model.keywords["covariance_type"]
-        seed = int(jax.random.randint(key, (), 0, 2**30))
-        overfitted = model.keywords["weight_prior"] != "dirichlet"
-        start = em_start(Z_init, n_components, cov, seed=seed, overfitted=overfitted)
-        sites = sites_from_params(start, cov, model.keywords["weight_prior"], model.keywords["priors"])
-        jittered = chain_init_params(model, {"Z": jnp.asarray(Z_init)}, sites, n_restarts, key)
-        for r in range(n_restarts):
-            values = constrain_fn(model, (), {"Z": Z_init}, {k: v[r] for k, v in jittered.items()})
-            starts[r] = init_to_value(values={k: jnp.asarray(v, dtype) for k, v in values.items()})
-    if guide == "map":
-        return [GUIDES[guide](fit_model, init_loc_fn=s) for s in starts]
-    init_scale = min(0.1, float(np.sqrt(model.keywords["n_components"] / n_obs)))
-    return [GUIDES[guide](fit_model, init_loc_fn=s, init_scale=init_scale) for s in starts]
+    m0, v0 = previous.mean(axis=1), previous.var(axis=1)
+    m1, v1 = current.mean(axis=1), current.var(axis=1)
+    return np.asarray(converged_from_stats(m0, v0, m1, v1, current.shape[1], tol))
 
 
 def fit_svi(
@@ -141,6 +109,7 @@ def fit_svi(
     init: str = "em",
     init_rows: int = 20_000,
     max_observed: int = 20_000,
+    log_likelihood: bool = True,
     prior_draws: int = 0,
     posterior_predictive: bool = False,
     progress_bar: bool = False,
@@ -175,23 +144,31 @@ def fit_svi(
         Keep the restart with the highest final ELBO as one chain, or every restart
         as a chain (their agreement is a check on the optimisation).
     max_steps, tol, chunk_size : int, float, int
-        Steps run ``chunk_size`` at a time; the fit stops after ``max_steps`` or when
+        Steps run ``chunk_size`` at a time in one compiled program (compiled once per
+        process and configuration); the fit stops after ``max_steps`` or when
         ``elbo_converged`` holds for two chunks in a row.
     batch_size : int, optional
         Minibatch size: the likelihood of ``batch_size`` random rows is scaled by
         ``n_obs / batch_size``. None fits the full data each step (arrays) or uses
-        ``DEFAULT_BATCH_SIZE`` (memmaps and callables).
+        ``DEFAULT_BATCH_SIZE`` (memmaps and callables). Rows of an in-memory array are
+        drawn on the device; those of a memmap or callable are read on the host.
     num_particles : int
         Monte Carlo draws per ELBO gradient.
     seed : int, numpy Generator or JAX key, optional
     dtype : numpy dtype, default float64
+        Of the SVI arithmetic (guide parameters, data, ELBO); float32 is about twice as
+        fast. The EM start and the returned draws' summaries are computed in float64.
     init : {"em", "prior"}
-        Start at the best of a few EM fits (on ``init_rows`` random rows when
-        streaming) or at the prior median.
+        Start at the best of a few EM fits (on ``init_rows`` random rows when there
+        are more) or at the prior median.
     max_observed : int
         ``observed_data`` and ``log_likelihood`` hold at most this many rows; a larger
         data set is represented by a random subset (``attrs["observed_subset"]``), since
         the log-likelihood of every draw at every row would not fit in memory.
+    log_likelihood : bool
+        Compute the ``log_likelihood`` group and ``sample_stats`` (each costs
+        ``num_samples * min(n_obs, max_observed) * n_components`` densities, often more
+        than the fit itself); False leaves both out.
     prior_draws, posterior_predictive, progress_bar, feature_names
         As in ``fit_nuts``.
 
@@ -203,6 +180,7 @@ def fit_svi(
         every restart) and, when the data are not subset, ``sample_stats`` with ``lp``
         and ``log_q`` per draw (see ``svi_draws.importance_stats``; ``attrs["pareto_k"]``
         says how far the guide is from the posterior: above 0.7, do not trust it).
+        ``attrs["timings"]`` holds the seconds spent in each phase (JSON).
 
     Examples
     --------
@@ -227,81 +205,113 @@ def fit_svi(
     key_init, key_svi, key_draws, key_prior, key_idata, key_rng = jax.random.split(key, 6)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key_rng)).ravel())
 
-    # Full batch: the data are in memory and every step sees all of them. Otherwise rows
-    # are streamed and standardised with moments from one pass.
-    streaming = callable(X) or isinstance(X, np.memmap) or batch_size is not None
+    # Full batch: every step sees all rows. With a batch_size, in-memory rows are drawn on
+    # the device; a memmap or callable is streamed (standardised with one-pass moments).
+    timings, clock = {}, _Clock()
+    streaming = callable(X) or isinstance(X, np.memmap)
     if streaming:
         source = as_source(X)
         n_obs, loc, scale = streaming_moments(source)
         batch_size = min(batch_size or DEFAULT_BATCH_SIZE, n_obs)
         blocks = row_blocks(source, batch_size * chunk_size, rng)
         Z_init = (next(row_blocks(source, min(init_rows, n_obs), rng)) - loc) / scale
-        X_obs = _observed_rows(source, n_obs, max_observed, rng)
+        X_obs = observed_rows(source, n_obs, max_observed, rng)
         if n_obs < n_components:
             raise ValueError(f"X has {n_obs} observations but n_components={n_components}.")
     else:
         X = check_X(X, n_components, dtype=np.float64)
         Z_full, loc, scale = standardize(X)
-        n_obs, Z_init = X.shape[0], Z_full
+        n_obs = X.shape[0]
+        batch_size = None if batch_size is None else min(batch_size, n_obs)
+        Z_init = Z_full if n_obs <= init_rows else Z_full[rng.choice(n_obs, init_rows, replace=False)]
         X_obs = X if n_obs <= max_observed else X[np.sort(rng.choice(n_obs, max_observed, replace=False))]
+    mode = "stream" if streaming else ("full" if batch_size is None else "index")
     n_features = loc.shape[0]
+    timings["data"] = clock.lap()
 
-    model_kwargs = dict(
-        n_components=n_components, n_features=n_features, covariance_type=covariance_type, priors=priors
-    )
     if weight_prior not in WEIGHT_SITES:
         raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
-    model_kwargs["weight_prior"] = weight_prior
-    model = partial(gmm_model, **model_kwargs)
-    fit_model = partial(model, n_obs=n_obs, subsample_size=batch_size) if streaming else model
-    key_init, key_states = jax.random.split(key_init)
-    guides = _guides(
-        model, fit_model, guide, np.asarray(Z_init, dtype), num_restarts, init, key_init, dtype, n_obs
+    model_kwargs = dict(
+        n_components=n_components,
+        n_features=n_features,
+        covariance_type=covariance_type,
+        priors=priors,
+        weight_prior=weight_prior,
     )
-    optim = optax_to_numpyro(optimizer or default_optimizer())
-    svis = [SVI(fit_model, g, optim, Trace_ELBO(num_particles=num_particles)) for g in guides]
-    keys = jax.random.split(key_states, num_restarts)
-    first = jnp.asarray((next(blocks)[:batch_size] - loc) / scale, dtype) if streaming else None
-    data = first if streaming else jnp.asarray(Z_full, dtype)
-    states = [s.init(k, Z=data) for s, k in zip(svis, keys, strict=True)]
-    states = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
-    runner = _chunk_runner(svis[0], chunk_size, streaming)
-
-    losses, converged_chunks = [], 0
-    with tqdm(total=max_steps, disable=not progress_bar, desc="SVI") as bar:
-        while len(losses) * chunk_size < max_steps:
-            if streaming:
-                data = jnp.asarray(((next(blocks) - loc) / scale).reshape(chunk_size, batch_size, -1), dtype)
-            states, chunk_losses = runner(states, data)
-            losses.append(np.asarray(chunk_losses))
-            bar.update(chunk_size)
-            bar.set_postfix(elbo=f"{-losses[-1].mean():.4g}")
-            if len(losses) > 1 and elbo_converged(losses[-2], losses[-1], tol).all():
-                converged_chunks += 1
-                if converged_chunks == 2:
-                    break
-            else:
-                converged_chunks = 0
-    trace = -np.concatenate(losses, axis=1)
-    final = trace[:, -chunk_size:].mean(axis=1)
-    kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
-    params = [svis[0].get_params(jax.tree_util.tree_map(lambda a, r=r: a[r], states)) for r in kept]
-
+    model = partial(gmm_model, **model_kwargs)
+    fit_model = model if mode == "full" else partial(model, n_obs=n_obs, subsample_size=batch_size)
     n_draws = 1 if guide == "map" else num_samples
-    draw_keys = jax.random.split(key_draws, len(kept))
     names = ["means", "scale_tril", *LATENT_SITES[covariance_type], *WEIGHT_SITES[weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or n_features > 1]
     names = ["weights", *(n for n in names if n not in ("weights", "sticks") or n_components > 1)]
-    predictive = partial(Predictive, model, guide=guides[0], num_samples=n_draws, return_sites=names)
-    sites = [predictive(params=p)(k, n_obs=1) for p, k in zip(params, draw_keys, strict=True)]
-    sites = {name: jnp.stack([s[name] for s in sites]) for name in names}
-    draws = params_from_sites(sites)
+    init_loc_fn = init_to_median
+    if init == "em":
+        em_seed = int(jax.random.randint(key_init, (), 0, 2**30))
+        overfitted = weight_prior != "dirichlet"
+        start = em_start(Z_init, n_components, covariance_type, seed=em_seed, overfitted=overfitted)
+        sites = sites_from_params(start, covariance_type, weight_prior, priors)
+        init_loc_fn = init_to_value(values={k: jnp.asarray(v, dtype) for k, v in sites.items()})
+    timings["em_start"] = clock.lap()
+    # A posterior sd is about sqrt(n_components / n_obs): from numpyro's default guide scale
+    # of 0.1 it takes thousands of steps to shrink on big data.
+    init_scale = min(0.1, float(np.sqrt(n_components / n_obs)))
+    guide_obj = make_guide(guide, fit_model, init_loc_fn, init_scale)
+    optimizer = optimizer or default_optimizer()
+    # The compiled programs depend on everything below, and on nothing else.
+    config = (
+        guide,
+        tuple(sorted(model_kwargs.items())),
+        n_obs if mode != "full" else None,
+        batch_size,
+        mode,
+        chunk_size,
+        num_particles,
+        np.dtype(dtype).str,
+        id(optimizer),
+    )
+    prog = program(config, model, fit_model, guide_obj, optimizer, num_particles, chunk_size, mode, names)
+    _KEEP_ALIVE[id(optimizer)] = optimizer  # id() in the key must not be reused by another optimizer
 
-    sample_stats, attrs_extra = None, {}
-    if not streaming and n_obs <= max_observed:
-        sample_stats, attrs_extra = importance_stats(
-            model, guides[0], guide, params, _latent(sites, weight_prior), jnp.asarray(Z_full, dtype)
-        )
+    # float32 needs x64 off while tracing: numpyro draws its noise in the default float
+    # type, which would make every guide sample float64.
+    precision = jax.enable_x64(False) if np.dtype(dtype) == np.float32 else contextlib.nullcontext()
+    with precision:
+        if mode == "stream":
+            data = jnp.asarray((next(blocks)[:batch_size] - loc) / scale, dtype)
+        else:
+            data = jnp.asarray(Z_full, dtype)
+        batch = data[:batch_size] if mode == "index" else data
+        states = initial_states(prog, guide_obj, batch, num_restarts, key_svi, dtype)
+        jax.block_until_ready(states)
+        timings["guide_init"] = clock.lap()
+
+        def data_fn():
+            if mode != "stream":
+                return data
+            return jnp.asarray(((next(blocks) - loc) / scale).reshape(chunk_size, batch_size, -1), dtype)
+
+        with tqdm(total=max_steps, disable=not progress_bar, desc="SVI") as bar:
+            key_svi, key_chunks = jax.random.split(key_svi)
+            states, trace, converged = run_chunks(
+                prog, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key_chunks, bar
+            )
+        timings["steps"] = clock.lap()
+        final = trace[:, -chunk_size:].mean(axis=1)
+        kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
+        params = jax.tree_util.tree_map(lambda a: a[kept], prog.svi.get_params(states))
+        fit_sites = jax.block_until_ready(prog.draw(params, jax.random.split(key_draws, len(kept)), n_draws))
+        # The summaries (user units, log-likelihood) are computed in float64 whatever the dtype.
+        sites = {k: np.asarray(v, np.float64) for k, v in fit_sites.items()}
+        draws = params_from_sites(sites)
+        timings["draws"] = clock.lap()
+
+        sample_stats, attrs_extra = None, {}
+        if log_likelihood and mode == "full" and n_obs <= max_observed:
+            params_list = [jax.tree_util.tree_map(lambda a, r=r: a[r], params) for r in range(len(kept))]
+            sample_stats, attrs_extra = importance_stats(
+                prog.importance, guide, params_list, _latent(fit_sites, weight_prior), data
+            )
+        timings["importance"] = clock.lap()
     prior_params = None
     if prior_draws:
         prior_sites = Predictive(model, num_samples=prior_draws)(key_prior, n_obs=1)
@@ -316,8 +326,9 @@ def fit_svi(
         "priors": json.dumps(priors.to_dict()),
         "n_obs": n_obs,
         "n_steps": trace.shape[1],
-        "converged": int(converged_chunks == 2),
+        "converged": int(converged),
         "batch_size": batch_size or n_obs,
+        "dtype": np.dtype(dtype).name,
         "kept_restarts": json.dumps(kept.tolist()),
         "observed_subset": int(X_obs.shape[0] < n_obs),
         **attrs_extra,
@@ -337,25 +348,25 @@ def fit_svi(
             feature_names=feature_names,
             attrs=attrs,
             hyper_draws=hyper_draws(sites, weight_prior),
+            log_likelihood=log_likelihood,
         )
+    timings["inference_data"] = clock.lap()
+    idata.attrs["timings"] = json.dumps({k: round(v, 4) for k, v in timings.items()})
     elbo_ds = xr.Dataset({"elbo": (("restart", "step"), trace)}, attrs=attrs)
     idata.add_groups({"elbo_trace": elbo_ds})
     return idata
 
 
-def _observed_rows(source, n_obs: int, max_observed: int, rng) -> np.ndarray:
-    """All rows, or ``max_observed`` distinct random rows (the first ones for a callable)."""
-    if source.random_access:
-        if n_obs <= max_observed:
-            return np.asarray(source.X, dtype=np.float64)
-        return np.asarray(source.X[np.sort(rng.choice(n_obs, max_observed, replace=False))], dtype=np.float64)
-    rows, n_rows = [], 0
-    for chunk in source.chunks():
-        rows.append(chunk[: max_observed - n_rows])
-        n_rows += rows[-1].shape[0]
-        if n_rows >= max_observed:
-            break
-    return np.concatenate(rows)
+class _Clock:
+    """Seconds between successive ``lap`` calls (the phase timings in ``attrs["timings"]``)."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        return elapsed
 
 
 def _latent(sites: dict, weight_prior: str) -> dict:

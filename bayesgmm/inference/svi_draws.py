@@ -35,14 +35,30 @@ def _guide_log_q(guide, guide_name: str, params: dict, u: dict):
     return guide.get_posterior(params).log_prob(flat)
 
 
-def importance_stats(model, guide, guide_name: str, params: list, sites: dict, Z):
+def importance_fn(model, guide, guide_name: str):
+    """Jitted ``(params, draws, Z) -> (lp, log_q)`` for one chain's draws (leaves (n_draws, ...)).
+
+    Built once per fit configuration (see ``svi_run.program``) so that later fits reuse
+    the compiled code. ``log_q`` is zeros for ``"map"``.
+    """
+
+    def one_chain(params, draws, Z):
+        u = jax.vmap(lambda d: unconstrain_fn(model, (), {"Z": Z}, d))(draws)
+        lp = jax.lax.map(lambda v: -potential_energy(model, (), {"Z": Z}, v), u, batch_size=_BATCH)
+        if guide_name == "map":
+            return lp, jnp.zeros_like(lp)
+        return lp, jax.vmap(lambda v: _guide_log_q(guide, guide_name, params, v))(u)
+
+    return jax.jit(one_chain)
+
+
+def importance_stats(fn, guide_name: str, params: list, sites: dict, Z):
     """Per-draw ``lp`` and ``log_q``, and the Pareto ``k`` of each chain.
 
     Parameters
     ----------
-    model : callable
-        The model, without minibatching.
-    guide : AutoGuide
+    fn : callable
+        From ``importance_fn``.
     guide_name : str
         A key of ``svi.GUIDES``; ``"map"`` gives ``lp`` only.
     params : list of dict
@@ -61,13 +77,9 @@ def importance_stats(model, guide, guide_name: str, params: list, sites: dict, Z
     latent = [name for name in sites if name != "scale_tril"]
     stats = {"lp": [], "log_q": []}
     for chain, chain_params in enumerate(params):
-        draws = {name: sites[name][chain] for name in latent}
-        u = jax.vmap(lambda d: unconstrain_fn(model, (), {"Z": Z}, d))(draws)
-        lp = jax.lax.map(lambda v: -potential_energy(model, (), {"Z": Z}, v), u, batch_size=_BATCH)
+        lp, log_q = fn(chain_params, {name: sites[name][chain] for name in latent}, Z)
         stats["lp"].append(np.asarray(lp))
-        if guide_name != "map":
-            log_q = jax.vmap(lambda v, p=chain_params: _guide_log_q(guide, guide_name, p, v))(u)
-            stats["log_q"].append(np.asarray(log_q))
+        stats["log_q"].append(np.asarray(log_q))
     if guide_name == "map":
         return {"lp": np.stack(stats["lp"])}, {}
     stats = {k: np.stack(v) for k, v in stats.items()}
