@@ -88,7 +88,7 @@ class EMState(NamedTuple):
     ok : bool scalar
         False once an M-step produced an empty component or a covariance that is not
         positive definite; the driver stops and ``params`` keeps the last valid values.
-    lower_bounds : array, shape (max_iter,)
+    lower_bounds : array, shape (n_history,)
         History of ``lower_bound``; NaN after the last iteration.
     """
 
@@ -118,8 +118,11 @@ def step(state: EMState, data: EMData, tol, reg_covar, prior, covariance_type: s
     )
 
 
-def init_state(params: GMMParams, lower_bound, max_iter: int) -> EMState:
-    """Starting state; ``lower_bound`` is ``-inf`` except when warm-starting."""
+def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
+    """Starting state; ``lower_bound`` is ``-inf`` except when warm-starting.
+
+    ``n_history`` (static, at least ``max_iter``) is the length of the lower-bound history.
+    """
     dtype = params.means.dtype
     return EMState(
         params=params,
@@ -127,13 +130,19 @@ def init_state(params: GMMParams, lower_bound, max_iter: int) -> EMState:
         n_iter=jnp.zeros((), jnp.int32),
         converged=jnp.zeros((), bool),
         ok=jnp.ones((), bool),
-        lower_bounds=jnp.full((max_iter,), jnp.nan, dtype),
+        lower_bounds=jnp.full((n_history,), jnp.nan, dtype),
     )
 
 
-def run_em(params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type: str, max_iter: int):
-    """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse."""
-    state = init_state(params, lower_bound, max_iter)
+def run_em(
+    params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter, n_history=None
+):
+    """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse.
+
+    ``max_iter`` may be traced when the static ``n_history >= max_iter`` is given, so that
+    one compiled program serves every ``max_iter`` up to ``n_history``.
+    """
+    state = init_state(params, lower_bound, max_iter if n_history is None else n_history)
 
     def cond(s):
         return (s.n_iter < max_iter) & ~s.converged & s.ok

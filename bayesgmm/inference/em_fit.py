@@ -210,8 +210,9 @@ def fit_em(
     state, log_liks = jax.device_get(
         _fit_program(
             as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
-            dtype.type(reg_covar), em_prior, covariance_type=covariance_type, init_params=init_params,
-            n_components=n_components, n_init=int(n_init), max_iter=int(max_iter), block_size=block_size,
+            dtype.type(reg_covar), em_prior, np.int32(max_iter), covariance_type=covariance_type,
+            init_params=init_params, n_components=n_components, n_init=int(n_init),
+            n_history=_bucket_history(int(max_iter)), block_size=block_size,
         )
     )  # fmt: skip
     best = _pick_best(state, max_iter)
@@ -230,14 +231,15 @@ def fit_em(
     )
 
 
-_STATIC = ("covariance_type", "init_params", "n_components", "n_init", "max_iter", "block_size")
+_STATIC = ("covariance_type", "init_params", "n_components", "n_init", "n_history", "block_size")
 
 
 @partial(jax.jit, static_argnames=_STATIC)
-def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, **static):
+def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
     """Features, inits, all restarts and the final log-likelihoods as one compiled program.
 
-    One program per shape instead of several keeps compile time low for repeated small fits.
+    One program per shape instead of several keeps compile time low for repeated small fits;
+    ``max_iter`` is traced and only its bucket ``n_history`` is static, for the same reason.
     ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
     """
     covariance_type, n_init = static["covariance_type"], static["n_init"]
@@ -257,7 +259,9 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, **static):
             for g, r in zip(given, from_resp or (None,) * 3, strict=True)
         )
     )
-    run = partial(em.run_em, covariance_type=covariance_type, max_iter=static["max_iter"])
+    run = partial(
+        em.run_em, covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"]
+    )
     state = jax.vmap(run, in_axes=(0, None, 0, None, None, None))(params0, data, lb0, tol, reg_covar, prior)
     log_liks = jax.vmap(lambda p: em.sufficient_stats(p, data.F_blocks, data.w_blocks, covariance_type)[1])(
         state.params
@@ -270,6 +274,11 @@ def _bucket(n_obs, block_size):
     if n_obs <= block_size:
         return max(16, 1 << (n_obs - 1).bit_length())
     return -(-n_obs // block_size) * block_size
+
+
+def _bucket_history(max_iter):
+    """Length of the lower-bound history: the next power of two, at least 8."""
+    return max(8, 1 << (max_iter - 1).bit_length()) if max_iter > 0 else 8
 
 
 def _check_sample_weight(sample_weight, n_obs, dtype):
