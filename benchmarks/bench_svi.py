@@ -83,6 +83,7 @@ class TracedBGM(BayesianGaussianMixture):
         stamp = time.perf_counter()
         elapsed = stamp - self.start_ - self.paused_
         self.n_steps_ += 1
+        self._set_parameters(self._get_parameters())  # sets weights_ (normally done after fit)
         ll = heldout_ll(self.weights_, self.means_, self.covariances_, self.X_test_)
         self.paused_ += time.perf_counter() - stamp
         if abs(ll - self.target_) <= 0.01 * abs(self.target_):

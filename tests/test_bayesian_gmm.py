@@ -66,7 +66,6 @@ def test_svi_inference(fitted):
         random_state=1,
         inference_kwargs=dict(guide="meanfield"),
     ).fit(X)
-    assert model.idata_.attrs["inference"] == "svi"
     assert model.idata_.posterior.sizes["chain"] == 1 and model.idata_.posterior.sizes["draw"] == 200
     assert adjusted_rand_score(labels, model.predict(X)) > 0.95
     # Components in the same order (by their first coordinate) for both fits.

@@ -20,7 +20,6 @@ import numpy as np
 import optax
 import xarray as xr
 from numpyro.infer import Predictive
-from numpyro.infer.initialization import init_to_median, init_to_value
 from tqdm.auto import tqdm
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
@@ -32,7 +31,6 @@ from bayesgmm.inference.svi_run import (
     GUIDES,
     converged_from_stats,
     initial_states,
-    make_guide,
     program,
     run_chunks,
 )
@@ -244,18 +242,17 @@ def fit_svi(
     names = ["means", "scale_tril", *LATENT_SITES[covariance_type], *WEIGHT_SITES[weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or n_features > 1]
     names = ["weights", *(n for n in names if n not in ("weights", "sticks") or n_components > 1)]
-    init_loc_fn = init_to_median
+    values = None
     if init == "em":
         em_seed = int(jax.random.randint(key_init, (), 0, 2**30))
         overfitted = weight_prior != "dirichlet"
         start = em_start(Z_init, n_components, covariance_type, seed=em_seed, overfitted=overfitted)
         sites = sites_from_params(start, covariance_type, weight_prior, priors)
-        init_loc_fn = init_to_value(values={k: jnp.asarray(v, dtype) for k, v in sites.items()})
+        values = {k: np.asarray(v) for k, v in sites.items()}
     timings["em_start"] = clock.lap()
     # A posterior sd is about sqrt(n_components / n_obs): from numpyro's default guide scale
     # of 0.1 it takes thousands of steps to shrink on big data.
     init_scale = min(0.1, float(np.sqrt(n_components / n_obs)))
-    guide_obj = make_guide(guide, fit_model, init_loc_fn, init_scale)
     optimizer = optimizer or default_optimizer()
     # The compiled programs depend on everything below, and on nothing else.
     config = (
@@ -269,7 +266,7 @@ def fit_svi(
         np.dtype(dtype).str,
         id(optimizer),
     )
-    prog = program(config, model, fit_model, guide_obj, optimizer, num_particles, chunk_size, mode, names)
+    prog = program(config, model, fit_model, guide, optimizer, num_particles, chunk_size, mode, names)
     _KEEP_ALIVE[id(optimizer)] = optimizer  # id() in the key must not be reused by another optimizer
 
     # float32 needs x64 off while tracing: numpyro draws its noise in the default float
@@ -281,7 +278,8 @@ def fit_svi(
         else:
             data = jnp.asarray(Z_full, dtype)
         batch = data[:batch_size] if mode == "index" else data
-        states = initial_states(prog, guide_obj, batch, num_restarts, key_svi, dtype)
+        values = None if values is None else {k: jnp.asarray(v, dtype) for k, v in values.items()}
+        states = initial_states(prog, batch, values, init_scale, num_restarts, key_svi, dtype)
         jax.block_until_ready(states)
         timings["guide_init"] = clock.lap()
 
@@ -298,8 +296,9 @@ def fit_svi(
         timings["steps"] = clock.lap()
         final = trace[:, -chunk_size:].mean(axis=1)
         kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
-        params = jax.tree_util.tree_map(lambda a: a[kept], prog.svi.get_params(states))
-        fit_sites = jax.block_until_ready(prog.draw(params, jax.random.split(key_draws, len(kept)), n_draws))
+        kept_states = jax.tree_util.tree_map(lambda a: a[kept], states)
+        params, fit_sites = prog.draw(kept_states, jax.random.split(key_draws, len(kept)), batch, n_draws)
+        jax.block_until_ready(fit_sites)
         # The summaries (user units, log-likelihood) are computed in float64 whatever the dtype.
         sites = {k: np.asarray(v, np.float64) for k, v in fit_sites.items()}
         draws = params_from_sites(sites)

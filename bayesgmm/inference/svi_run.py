@@ -3,14 +3,21 @@
 XLA compilation costs seconds, more than a whole fit on moderate data, so each fit
 configuration gets one ``Program`` per process (``program``): a jitted chunk of steps
 for every restart at once (``vmap`` over a ``lax.scan``, with the ELBO convergence
-check inside) and a jitted draw function. Later chunks and later fits with the same
-shapes reuse the compiled code; a last partial chunk runs the same program with the
-surplus steps masked out.
+check inside), a jitted start and jitted draws. Later chunks and later fits with the
+same shapes reuse the compiled code; a last partial chunk runs the same program with
+the surplus steps skipped.
+
+numpyro sets a guide up (``SVI.init``) by running the model and guide op by op; outside
+``jit`` every one of those few hundred small ops is compiled on its own, which took
+longer than the fit. So every function here builds a fresh SVI object *inside* its
+traced body and sets it up there: the set-up is traced into the one program (and
+pruned where its results are unused), and no traced value outlives its trace.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +30,7 @@ from numpyro.infer.autoguide import (
     AutoMultivariateNormal,
     AutoNormal,
 )
+from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.infer.svi import SVIState
 from numpyro.optim import optax_to_numpyro
 
@@ -47,116 +55,149 @@ def converged_from_stats(m0, v0, m1, v1, n_steps, tol):
 class Program:
     """Compiled pieces shared by every fit with the same configuration.
 
-    ``svi`` is the SVI object whose ``update`` is traced; its guide is only used for
-    its structure (site shapes and order), never for starting values.
+    ``make(init_loc_fn, init_scale)`` returns a fresh, not yet set-up ``SVI``.
     """
 
-    svi: SVI
-    run_chunk: object
-    importance: object
+    make: object
     model: object
     names: list
+    optim: object
+    run_chunk: object
+    importance: object
+    starts: dict = field(default_factory=dict)
     draws: dict = field(default_factory=dict)
 
-    def draw(self, params, keys, n_draws: int):
-        """``n_draws`` draws of the sites ``names`` for each kept restart (leading axis of
-        ``params`` and ``keys``); one compiled function per ``n_draws``."""
+    def start(self, key, Z, values, init_scale: float):
+        """Unconstrained guide parameters at ``values`` (constrained sites, or None for the
+        prior median); one compiled function per ``init_scale``."""
+        if init_scale not in self.starts:
+            self.starts[init_scale] = jax.jit(partial(_start, self.make, init_scale))
+        return self.starts[init_scale](key, Z, values)
+
+    def draw(self, states, keys, Z, n_draws: int):
+        """Constrained guide parameters and ``n_draws`` draws of the sites ``names`` for each
+        restart in ``states`` (leading axis); one compiled function per ``n_draws``."""
         if n_draws not in self.draws:
-            self.draws[n_draws] = _drawer(self.model, self.svi.guide, self.names, n_draws)
-        return self.draws[n_draws](params, keys)
+            self.draws[n_draws] = _drawer(self.make, self.model, self.names, n_draws)
+        return self.draws[n_draws](states, keys, Z)
 
 
 _PROGRAMS: dict = {}
 
 
-def program(key, model, fit_model, guide, optimizer, num_particles, chunk_size, mode, names):
+def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_size, mode, names):
     """The cached ``Program`` for ``key`` (a hashable description of the configuration).
 
-    ``guide`` is this fit's guide; it becomes the program's guide when the program is
-    new. ``mode`` is ``"full"`` (every step sees all rows of the device array ``Z``),
+    ``mode`` is ``"full"`` (every step sees all rows of the device array ``Z``),
     ``"index"`` (every step draws ``batch_size`` random rows of ``Z`` on the device) or
     ``"stream"`` (the host sends the chunk's minibatches, shape (chunk_size, batch_size,
     n_features)).
     """
     if key not in _PROGRAMS:
-        svi = SVI(fit_model, guide, optax_to_numpyro(optimizer), Trace_ELBO(num_particles=num_particles))
-        runner = _chunk_runner(svi, chunk_size, mode)
-        _PROGRAMS[key] = Program(svi, runner, importance_fn(model, guide, guide_name(guide)), model, names)
+        optim = optax_to_numpyro(optimizer)
+        loss = Trace_ELBO(num_particles=num_particles)
+
+        def make(init_loc_fn=init_to_median, init_scale=0.1):
+            guide = make_guide(guide_name, fit_model, init_loc_fn, init_scale)
+            return SVI(fit_model, guide, optim, loss)
+
+        _PROGRAMS[key] = Program(
+            make, model, names, optim, _chunk_runner(make, chunk_size, mode), importance_fn(make, guide_name)
+        )
     return _PROGRAMS[key]
 
 
-def make_guide(name, fit_model, init_loc_fn, init_scale):
-    """A guide of family ``name`` (see ``GUIDES``) starting at ``init_loc_fn``."""
-    if name == "map":
-        return GUIDES[name](fit_model, init_loc_fn=init_loc_fn)
-    return GUIDES[name](fit_model, init_loc_fn=init_loc_fn, init_scale=init_scale)
+def set_up(make, Z, *args):
+    """A fresh SVI from ``make(*args)``, set up on data ``Z``; call only inside a trace."""
+    svi = make(*args)
+    svi.init(jax.random.PRNGKey(0), Z=Z)
+    return svi
 
 
-def guide_name(guide) -> str:
-    return next(name for name, cls in GUIDES.items() if type(guide) is cls)
+def _start(make, init_scale, key, Z, values):
+    init_loc_fn = init_to_median if values is None else init_to_value(values=values)
+    svi = make(init_loc_fn, init_scale)
+    state = svi.init(key, Z=Z)
+    return svi.optim.get_params(state.optim_state)
 
 
-def _chunk_runner(svi: SVI, chunk_size: int, mode: str):
-    """Jitted ``(states, prev, data, key, n_active, batch_size, tol) -> (states, losses, stats, done)``.
+def make_guide(guide_name, fit_model, init_loc_fn, init_scale):
+    """A guide of family ``guide_name`` (see ``GUIDES``) starting at ``init_loc_fn``."""
+    if guide_name == "map":
+        return GUIDES[guide_name](fit_model, init_loc_fn=init_loc_fn)
+    return GUIDES[guide_name](fit_model, init_loc_fn=init_loc_fn, init_scale=init_scale)
+
+
+def _chunk_runner(make, chunk_size: int, mode: str):
+    """Jitted ``(states, prev, data, key, n_active, tol, batch_size) -> (states, losses, stats, done)``.
 
     ``prev`` and ``stats`` are the (mean, variance) of each restart's losses over the
     previous and this chunk; ``done`` says per restart whether ``elbo_converged`` holds.
     Steps from ``n_active`` on leave the state unchanged (a last partial chunk).
     """
 
-    def run_one(state, prev, data, key, n_active, tol, batch_size):
-        def step(s, i):
-            if mode == "full":
-                batch = data
-            elif mode == "index":
-                idx = jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, data.shape[0])
-                batch = data[idx]
-            else:
-                batch = data[i]
+    def batched(states, prev, data, key, n_active, tol, batch_size):
+        first = {"full": data, "index": data[:batch_size], "stream": data[0] if data.ndim == 3 else data}
+        svi = set_up(make, first[mode])
 
-            # n_active is the same for every restart, so under vmap this stays a branch
-            # and the surplus steps of a last partial chunk cost nothing.
-            def update(s):
-                s, loss = svi.update(s, Z=batch)
-                return s, loss.astype(batch.dtype)
+        def run_one(state, prev):
+            def step(s, i):
+                if mode == "full":
+                    batch = data
+                elif mode == "index":
+                    idx = jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, data.shape[0])
+                    batch = data[idx]
+                else:
+                    batch = data[i]
 
-            return jax.lax.cond(i < n_active, update, lambda s: (s, jnp.full((), jnp.nan, batch.dtype)), s)
+                def update(s):
+                    s, loss = svi.update(s, Z=batch)
+                    return s, loss.astype(batch.dtype)
 
-        state, losses = jax.lax.scan(step, state, jnp.arange(chunk_size))
-        m1, v1 = jnp.nanmean(losses), jnp.nanvar(losses)
-        done = converged_from_stats(prev[0], prev[1], m1, v1, n_active, tol)
-        return state, losses, (m1, v1), done
+                # n_active is the same for every restart, so under vmap this stays a branch
+                # and the surplus steps of a last partial chunk cost nothing.
+                skip = lambda s: (s, jnp.full((), jnp.nan, batch.dtype))  # noqa: E731
+                return jax.lax.cond(i < n_active, update, skip, s)
 
-    batched = jax.vmap(run_one, in_axes=(0, 0, None, None, None, None, None))
+            state, losses = jax.lax.scan(step, state, jnp.arange(chunk_size))
+            m1, v1 = jnp.nanmean(losses), jnp.nanvar(losses)
+            done = converged_from_stats(prev[0], prev[1], m1, v1, n_active, tol)
+            return state, losses, (m1, v1), done
+
+        return jax.vmap(run_one)(states, prev)
+
     return jax.jit(batched, static_argnums=6)
 
 
-def _drawer(model, guide, names, n_draws):
-    """Jitted ``(params, key) -> sites``, ``n_draws`` draws for each kept restart (leading axis)."""
+def _drawer(make, model, names, n_draws):
+    """Jitted ``(states, keys, Z) -> (params, sites)``, vectorised over restarts."""
 
-    def draw(params, key):
-        predictive = Predictive(model, guide=guide, params=params, num_samples=n_draws, return_sites=names)
-        return predictive(key, n_obs=1)
+    def draw(states, keys, Z):
+        svi = set_up(make, Z)
 
-    return jax.jit(jax.vmap(draw))
+        def one(state, key):
+            params = svi.get_params(state)
+            predictive = Predictive(
+                model, guide=svi.guide, params=params, num_samples=n_draws, return_sites=names
+            )
+            return params, predictive(key, n_obs=1)
+
+        return jax.vmap(one)(states, keys)
+
+    return jax.jit(draw)
 
 
-def initial_states(prog: Program, guide, Z, n_restarts, key, dtype):
+def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype):
     """SVI states of ``n_restarts`` restarts, stacked on a leading axis.
 
-    ``guide`` (from ``make_guide``) is set up once, at its start; each restart's location
-    parameters are then moved by independent ``Normal(0, 0.1)`` noise in the
-    unconstrained space (as NUTS chains are), so that restarts cost one set-up, not one
-    each. Every floating parameter is cast to ``dtype``: numpyro creates the guide's
-    scales in float64 when x64 is on, which would turn a float32 fit into float64
-    arithmetic throughout.
+    The guide starts at ``values`` (constrained sites; None for the prior median) with
+    scale ``init_scale``; each restart's location parameters are then moved by
+    independent ``Normal(0, 0.1)`` noise in the unconstrained space (as NUTS chains are).
+    Every floating parameter is cast to ``dtype``: numpyro creates the guide's scales
+    in float64 when x64 is on.
     """
-    # A program made by an earlier fit keeps its own (set-up) guide for the compiled
-    # steps; this fit's guide only provides the starting values.
-    svi = prog.svi if prog.svi.guide is guide else SVI(prog.svi.model, guide, prog.svi.optim, prog.svi.loss)
     key_init, key_jitter, key_states = jax.random.split(key, 3)
-    state = svi.init(key_init, Z=Z)
-    params = prog.svi.optim.get_params(state.optim_state)
+    params = prog.start(key_init, Z, values, init_scale)
     params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
     keys = dict(zip(sorted(params), jax.random.split(key_jitter, len(params)), strict=True))
 
@@ -167,8 +208,8 @@ def initial_states(prog: Program, guide, Z, n_restarts, key, dtype):
         return reps + (0.1 * jax.random.normal(keys[name], reps.shape)).astype(dtype)
 
     stacked = {k: restart_params(k, v) for k, v in params.items()}
-    optim_state = jax.vmap(prog.svi.optim.init)(stacked)
-    return SVIState(optim_state, state.mutable_state, jax.random.split(key_states, n_restarts))
+    # The model has no mutable state (no numpyro.mutable sites).
+    return SVIState(jax.vmap(prog.optim.init)(stacked), None, jax.random.split(key_states, n_restarts))
 
 
 def run_chunks(prog: Program, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key, bar):
