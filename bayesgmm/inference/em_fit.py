@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,8 +12,12 @@ import numpy as np
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X
 from bayesgmm.inference import em, em_shapes
+from bayesgmm.inference.em_criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em_init import INIT_PARAMS, initial_resp
+from bayesgmm.inference.em_mstep import centred_prior, default_prior
 from bayesgmm.params import GMMParams
+
+__all__ = ["EMResult", "aic", "bic", "default_prior", "fit_em", "icl", "n_parameters"]
 
 _COLLAPSE_ADVICE = (
     "increase reg_covar (e.g. to 1e-4 or 1e-3 times the data variance), use fewer components, "
@@ -206,7 +209,7 @@ def fit_em(
     )
     if all(v is not None for v in given):
         n_init = 1  # every restart would be identical
-    em_prior = _centred_prior(prior, X, w, n_components, shift, dtype)
+    em_prior = centred_prior(prior, X, w, n_components, shift, dtype)
     state, log_liks = jax.device_get(
         _fit_program(
             as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
@@ -294,45 +297,6 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
     return w
 
 
-def _centred_prior(prior, X, w, n_components, shift, dtype):
-    if prior is None:
-        return None
-    base = default_prior(X, n_components, sample_weight=w)
-    if isinstance(prior, str):
-        if prior != "default":
-            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {prior!r}.")
-        prior = base
-    elif isinstance(prior, dict):
-        unknown = set(prior) - set(em.EMPrior._fields)
-        if unknown:
-            raise ValueError(f"Unknown prior fields {sorted(unknown)}; use {em.EMPrior._fields}.")
-        prior = base._replace(**prior)
-    elif not isinstance(prior, em.EMPrior):
-        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(prior).__name__}.")
-    prior = em.EMPrior(*(jnp.asarray(v, dtype) for v in prior))
-    return prior._replace(mean=prior.mean - shift)
-
-
-def default_prior(X, n_components: int, sample_weight=None) -> em.EMPrior:
-    """Fraley & Raftery's (2007) default conjugate prior, in the units of ``X``.
-
-    Mean prior at the data mean with pseudo-count 0.01, ``n_features + 2`` degrees of
-    freedom, scale ``cov(X) / n_components**(2 / n_features)``, flat Dirichlet.
-    """
-    X = np.asarray(X, dtype=float)
-    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
-    n_features = X.shape[1]
-    mean = w @ X / w.sum()
-    cov = ((X - mean) * w[:, None]).T @ (X - mean) / w.sum()
-    return em.EMPrior(
-        mean=mean,
-        mean_precision=0.01,
-        dof=n_features + 2.0,
-        scale=cov / n_components ** (2.0 / n_features),
-        weight_concentration=1.0,
-    )
-
-
 def _pick_best(state, max_iter):
     ok = np.asarray(state.ok)
     if not ok.any():
@@ -354,51 +318,3 @@ def _pick_best(state, max_iter):
     if max_iter == 0:
         return int(np.argmax(ok))
     return int(np.argmax(lb))
-
-
-def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Number of free parameters, as scikit-learn counts them."""
-    cov = {
-        "full": n_components * n_features * (n_features + 1) / 2,
-        "diag": n_components * n_features,
-        "tied": n_features * (n_features + 1) / 2,
-        "spherical": n_components,
-    }[check_covariance_type(covariance_type)]
-    return int(cov + n_features * n_components + n_components - 1)
-
-
-def _total_and_n(result: EMResult, X, sample_weight):
-    X = result.X if X is None else check_X(X, dtype=np.asarray(result.params.means).dtype)
-    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
-    ll = np.asarray(em_shapes.log_prob(result.params, jnp.asarray(X)))
-    return X, w, float(w @ ll), float(w.sum())
-
-
-def bic(result: EMResult, X=None, sample_weight=None) -> float:
-    """Bayesian information criterion, scikit-learn's sign (lower is better).
-
-    ``-2 log L + n_parameters * log(n_obs)``; ``X`` defaults to the data fitted and
-    ``n_obs`` is the total sample weight.
-    """
-    X, _, total, n = _total_and_n(result, X, sample_weight)
-    p = n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
-    return -2 * total + p * math.log(n)
-
-
-def aic(result: EMResult, X=None, sample_weight=None) -> float:
-    """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better)."""
-    X, _, total, _ = _total_and_n(result, X, sample_weight)
-    return -2 * total + 2 * n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
-
-
-def icl(result: EMResult, X=None, sample_weight=None) -> float:
-    """Integrated completed likelihood (Biernacki et al. 2000), BIC's sign (lower is better).
-
-    ``ICL = BIC + 2 * E`` with ``E = -sum_i sum_k r_ik log r_ik >= 0`` the entropy of the
-    responsibilities, so ICL >= BIC and it penalises overlapping components. (mclust
-    reports ``-ICL``.)
-    """
-    X, w, _, _ = _total_and_n(result, X, sample_weight)
-    resp = np.asarray(em_shapes.responsibilities(result.params, jnp.asarray(X)))
-    entropy = -np.sum(w[:, None] * resp * np.log(np.where(resp > 0, resp, 1.0)))
-    return bic(result, X, sample_weight) + 2 * entropy

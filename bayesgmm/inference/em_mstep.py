@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bayesgmm.inference.em_stats import precisions
 from bayesgmm.params import GMMParams
@@ -169,3 +170,43 @@ def log_prior(params: GMMParams, covariance_type: str, prior: EMPrior | None):
         psi = jnp.trace(prior.scale) / n_features**2 * jnp.eye(n_features)
     quad = mean_quad + jnp.einsum("kij,ji->k", prec, psi)
     return lp_weights + jnp.sum(power * half_log_det - 0.5 * quad)
+
+
+def centred_prior(prior, X, w, n_components, shift, dtype):
+    """``fit_em``'s ``prior`` argument as an EMPrior in ``dtype``, centred on ``shift``."""
+    if prior is None:
+        return None
+    base = default_prior(X, n_components, sample_weight=w)
+    if isinstance(prior, str):
+        if prior != "default":
+            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {prior!r}.")
+        prior = base
+    elif isinstance(prior, dict):
+        unknown = set(prior) - set(EMPrior._fields)
+        if unknown:
+            raise ValueError(f"Unknown prior fields {sorted(unknown)}; use {EMPrior._fields}.")
+        prior = base._replace(**prior)
+    elif not isinstance(prior, EMPrior):
+        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(prior).__name__}.")
+    prior = EMPrior(*(jnp.asarray(v, dtype) for v in prior))
+    return prior._replace(mean=prior.mean - shift)
+
+
+def default_prior(X, n_components: int, sample_weight=None) -> EMPrior:
+    """Fraley & Raftery's (2007) default conjugate prior, in the units of ``X``.
+
+    Mean prior at the data mean with pseudo-count 0.01, ``n_features + 2`` degrees of
+    freedom, scale ``cov(X) / n_components**(2 / n_features)``, flat Dirichlet.
+    """
+    X = np.asarray(X, dtype=float)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    n_features = X.shape[1]
+    mean = w @ X / w.sum()
+    cov = ((X - mean) * w[:, None]).T @ (X - mean) / w.sum()
+    return EMPrior(
+        mean=mean,
+        mean_precision=0.01,
+        dof=n_features + 2.0,
+        scale=cov / n_components ** (2.0 / n_features),
+        weight_concentration=1.0,
+    )
