@@ -297,7 +297,10 @@ def fit_svi(
         final = trace[:, -chunk_size:].mean(axis=1)
         kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
         kept_states = jax.tree_util.tree_map(lambda a: a[kept], states)
-        params, fit_sites = prog.draw(kept_states, jax.random.split(key_draws, len(kept)), batch, n_draws)
+        # Full batch: one row is enough to set the guide up, and keeps the draw program's
+        # shapes (so its compiled code) the same for every n_obs.
+        draw_Z = data[:1] if mode == "full" else batch
+        params, fit_sites = prog.draw(kept_states, jax.random.split(key_draws, len(kept)), draw_Z, n_draws)
         jax.block_until_ready(fit_sites)
         # The summaries (user units, log-likelihood) are computed in float64 whatever the dtype.
         sites = {k: np.asarray(v, np.float64) for k, v in fit_sites.items()}
