@@ -45,9 +45,7 @@ def _sample_scale_tril(covariance_type: str, n_components: int, n_features: int,
         scales = numpyro.sample("scales", _scale_prior(priors).expand([n_components]).to_event(1))
         return scales[:, None, None] * eye
     if covariance_type == "diag":
-        scales = numpyro.sample(
-            "scales", _scale_prior(priors).expand([n_components, n_features]).to_event(1)
-        )
+        scales = numpyro.sample("scales", _scale_prior(priors).expand([n_components, n_features]).to_event(1))
         return scales[..., :, None] * eye
     shape = [n_features] if covariance_type == "tied" else [n_components, n_features]
     scales = numpyro.sample("scales", _scale_prior(priors).expand(shape).to_event(len(shape)))
@@ -55,7 +53,9 @@ def _sample_scale_tril(covariance_type: str, n_components: int, n_features: int,
         corr = jnp.ones((1, 1))
     else:
         lkj = dist.LKJCholesky(n_features, priors.lkj_concentration)
-        corr = numpyro.sample("corr_cholesky", lkj if covariance_type == "tied" else lkj.expand([n_components]))
+        corr = numpyro.sample(
+            "corr_cholesky", lkj if covariance_type == "tied" else lkj.expand([n_components])
+        )
     scale_tril = scales[..., :, None] * corr
     return jnp.broadcast_to(scale_tril, (n_components, n_features, n_features))
 
