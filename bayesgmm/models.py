@@ -158,7 +158,7 @@ def gmm_model(
     n_features: int,
     n_obs: int | None = None,
     covariance_type: str = "full",
-    priors: Priors = Priors(),
+    priors: Priors | None = None,
     subsample_size: int | None = None,
     weight_prior: str = "dirichlet",
 ):
@@ -173,7 +173,8 @@ def gmm_model(
         Number of observations; defaults to ``len(Z)``. Give it with a minibatch
         ``Z`` of ``subsample_size`` rows to fit the full data set's likelihood.
     covariance_type : {"full", "tied", "diag", "spherical"}
-    priors : Priors
+    priors : Priors, optional
+        Defaults to ``Priors()``.
     subsample_size : int, optional
         Minibatch size for stochastic variational inference; the likelihood is
         scaled by ``n_obs / subsample_size`` by the ``obs`` plate. ``Z`` may hold
@@ -202,6 +203,7 @@ def gmm_model(
     >>> draws["Z"].shape
     (2, 5, 1)
     """
+    priors = Priors() if priors is None else priors
     n_obs = Z.shape[0] if n_obs is None else n_obs
     weights = _sample_weights(weight_prior, n_components, priors)
     means = numpyro.sample(
