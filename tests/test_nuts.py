@@ -102,10 +102,15 @@ def test_recovery_1d(covariance_type):
     assert_recovers(idata, truth)
 
 
-def test_old_faithful_diagnostics():
-    """2 components on Old Faithful: converged chains, no divergences, means in minutes."""
+@pytest.fixture(scope="module")
+def faithful_fit():
     X, _ = load_dataset("faithful")
-    idata = relabel(fit_nuts(X, 2, seed=0))
+    return relabel(fit_nuts(X, 2, seed=0))
+
+
+def test_old_faithful_diagnostics(faithful_fit):
+    """2 components on Old Faithful: converged chains, no divergences, means in minutes."""
+    idata = faithful_fit
     summ = az.summary(idata, var_names=["weights", "means", "covariances"])
     assert summ["r_hat"].max() < 1.01
     assert summ["ess_bulk"].min() > 400 and summ["ess_tail"].min() > 400
@@ -114,6 +119,28 @@ def test_old_faithful_diagnostics():
     means = means[np.argsort(means[:, 0])]
     # Published two-component fits (e.g. mclust VVV): (2.04, 54.5) and (4.29, 80.0).
     np.testing.assert_allclose(means, [[2.04, 54.5], [4.29, 80.0]], rtol=0.02)
+
+
+def test_float32_fit_agrees_with_float64_in_mcse(faithful_fit):
+    """A float32 fit is float32 throughout and agrees with float64 within 4 combined MCSEs."""
+    X, _ = load_dataset("faithful")
+    single = relabel(fit_nuts(X, 2, seed=1, dtype=np.float32, **SMALL))
+    assert single.posterior["means"].dtype == np.float32
+    assert single.log_likelihood["X"].dtype == np.float32
+    order = [
+        np.argsort(r.posterior["means"].mean(("chain", "draw")).values[:, 0]) for r in (single, faithful_fit)
+    ]
+    for name in ("weights", "means"):
+        m32, m64 = (
+            r.posterior[name].mean(("chain", "draw")).values[o]
+            for r, o in zip((single, faithful_fit), order, strict=True)
+        )
+        se32, se64 = (
+            az.mcse(r, var_names=[name])[name].values[o]
+            for r, o in zip((single, faithful_fit), order, strict=True)
+        )
+        z = np.abs(m32 - m64) / np.sqrt(se32**2 + se64**2)
+        assert np.all(z < 4), (name, z.max())
 
 
 @pytest.mark.slow

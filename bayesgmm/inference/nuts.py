@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from functools import partial
 
@@ -167,7 +168,13 @@ def fit_nuts(
         chain_method=_chain_method(num_chains),
         progress_bar=progress_bar,
     )
-    mcmc.run(key_mcmc, Z=jnp.asarray(Z), init_params=init_params, extra_fields=_EXTRA_FIELDS)
+    # float32 needs x64 off while tracing: with it on, numpyro's momenta and the model's
+    # constants are float64 and silently upcast the whole sampler.
+    single = np.dtype(dtype) == np.float32
+    with jax.enable_x64(False) if single else contextlib.nullcontext():
+        if init_params is not None:
+            init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
+        mcmc.run(key_mcmc, Z=jnp.asarray(Z, dtype), init_params=init_params, extra_fields=_EXTRA_FIELDS)
     samples = mcmc.get_samples(group_by_chain=True)
     draws = params_from_sites(samples)
     extra = mcmc.get_extra_fields(group_by_chain=True)
