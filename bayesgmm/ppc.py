@@ -25,20 +25,16 @@ from __future__ import annotations
 import itertools
 
 import arviz as az
-import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.signal import find_peaks
 
+from bayesgmm._validation import as_key
 from bayesgmm.inference.idata import predictive_draws
 from bayesgmm.posterior.draws import params_from_idata
 
 KINDS = {"posterior": ("posterior", "posterior_predictive"), "prior": ("prior", "prior_predictive")}
-
-
-def _as_key(seed):
-    return seed if isinstance(seed, jax.Array) else jax.random.PRNGKey(int(seed))
 
 
 def feature_var_names(n_features: int) -> list[str]:
@@ -80,7 +76,7 @@ def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = T
         raise ValueError(f"idata has no {source!r} group.{hint}")
     observed = idata.observed_data["X"].transpose("obs", "feature")
     params = params_from_idata(idata, source)
-    reps = predictive_draws(params, _as_key(seed), observed.sizes["obs"])
+    reps = predictive_draws(params, as_key(seed), observed.sizes["obs"])
     draws = idata[source]
     coords = {"chain": draws["chain"].values, "draw": draws["draw"].values}
     coords.update({d: observed[d].values for d in ("obs", "feature")})

@@ -136,6 +136,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only N=200,000")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", help="run one row, e.g. 1000000,tied")
     args = parser.parse_args()
 
     blas = [
@@ -154,6 +155,9 @@ def main():
     configs = [(200_000, "full"), (200_000, "diag"), (200_000, "tied")]
     if not args.quick:
         configs += [(1_000_000, "full"), (1_000_000, "diag"), (1_000_000, "tied")]
+    if args.only:
+        n_obs, covariance_type = args.only.split(",")
+        configs = [(int(n_obs), covariance_type)]
     header = (
         f"{'N':>9} {'cov':>5} {'ours ms':>8} {'sk1 ms':>8} {'sk2 ms':>8} {'speed-up':>8} "
         f"{'GFLOP/s':>8} {'%peak':>6} {'LL ours':>16} {'LL sklearn':>16} {'rel diff':>9}"

@@ -18,12 +18,9 @@ import numpy as np
 import xarray as xr
 
 from bayesgmm import densities
+from bayesgmm._validation import as_key
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
-
-
-def _as_key(seed):
-    return seed if isinstance(seed, jax.Array) else jax.random.PRNGKey(int(seed))
 
 
 @partial(jax.jit, static_argnames="batch_size")
@@ -63,7 +60,7 @@ def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
     n_chains, n_draws, n_components = params.weights.shape
     flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
-    keys = jax.random.split(_as_key(seed), n_chains * n_draws)
+    keys = jax.random.split(as_key(seed), n_chains * n_draws)
     z = np.asarray(_categorical_over_draws(flat, keys, X, batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
