@@ -5,6 +5,10 @@ log-likelihoods and marginal likelihoods must match scikit-learn and brute-force
 oracles to ~1e-6. Every fit still takes ``dtype=np.float32`` for speed. Set the
 environment variable ``BAYESGMM_ENABLE_X64=0`` before importing to keep JAX's
 default float32 mode (then only float32 fits are possible).
+
+Importing bayesgmm also turns on JAX's persistent compilation cache (compiled
+programs kept on disk, so a new process does not compile again); see
+``bayesgmm.enable_compilation_cache``. ``BAYESGMM_COMPILATION_CACHE=0`` turns it off.
 """
 
 import os as _os
@@ -13,6 +17,10 @@ import jax as _jax
 
 if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
+
+from bayesgmm._compile_cache import enable_compilation_cache, enable_on_import  # noqa: E402
+
+enable_on_import()
 
 from bayesgmm import plots  # noqa: E402  (a namespace: import bayesgmm.plots as bp)
 from bayesgmm.compare import compare_n_components  # noqa: E402
@@ -41,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GMMParams",
+    "enable_compilation_cache",
     "load_dataset",
     # --- EM (issue 3) ---
     "EMResult",

@@ -4,14 +4,18 @@ Tolerances are in units of the NUTS posterior sd, fixed seeds throughout.
 """
 
 import json
+from functools import partial
 
 import arviz as az
 import jax
 import numpy as np
+import optax
 import pytest
 import scipy.linalg
 from numpyro import handlers
+from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import log_density
+from numpyro.optim import optax_to_numpyro
 from scipy.special import logsumexp
 
 from bayesgmm import densities, fit_nuts, fit_svi, load_dataset, params_from_idata
@@ -225,3 +229,67 @@ def test_map_guide_and_restarts_as_chains():
     assert idata.elbo_trace.sizes["restart"] == 3
     with pytest.raises(ValueError, match="guide"):
         fit_svi(X, 2, guide="laplace")
+
+
+@pytest.mark.parametrize("guide", ["meanfield", "fullrank"])
+def test_ordered_elbo_equals_numpyro_trace_elbo(guide):
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from bayesgmm.inference.elbo import OrderedTraceELBO
+    from bayesgmm.inference.svi_run import make_guide
+
+    def losses(model, n_particles, key, Z):
+        # Guide and SVI are set up inside the trace: op by op, each of numpyro's few hundred
+        # small set-up ops would compile on its own.
+        g = make_guide(guide, model, init_to_median, 0.3)
+        svi = SVI(model, g, optax_to_numpyro(optax.adam(0.01)), OrderedTraceELBO())
+        params = svi.get_params(svi.init(jax.random.PRNGKey(0), Z=Z))
+        return [
+            elbo(num_particles=n_particles).loss(key, params, model, g, Z=Z)
+            for elbo in (OrderedTraceELBO, Trace_ELBO)
+        ]
+
+    Z = simulated(200)
+    model = partial(gmm_model, n_components=2, n_features=2, covariance_type="full")
+    minibatch = partial(model, n_obs=1000, subsample_size=200)  # likelihood scaled by 5
+    for m, n_particles in ((model, 1), (minibatch, 3)):
+        ours, numpyro_loss = jax.jit(partial(losses, m, n_particles))(jax.random.PRNGKey(n_particles), Z)
+        np.testing.assert_allclose(ours, numpyro_loss, rtol=1e-12)
+
+
+_LOWER_ELBO = """
+import hashlib, jax, numpy as np, optax
+from functools import partial
+from numpyro.infer import SVI
+from numpyro.infer.initialization import init_to_median
+from numpyro.optim import optax_to_numpyro
+import bayesgmm
+from bayesgmm.inference.elbo import OrderedTraceELBO
+from bayesgmm.inference.svi_run import make_guide
+from bayesgmm.models import gmm_model
+model = partial(gmm_model, n_components=3, n_features=2, covariance_type="full")
+
+def step(Z):
+    guide = make_guide("meanfield", model, init_to_median, 0.1)
+    svi = SVI(model, guide, optax_to_numpyro(optax.adam(0.01)), OrderedTraceELBO())
+    return svi.update(svi.init(jax.random.PRNGKey(0), Z=Z), Z=Z)
+
+text = jax.jit(step).lower(np.zeros((5, 2))).as_text(debug_info=False)
+print(hashlib.sha256(text.encode()).hexdigest())
+"""
+
+
+def test_svi_step_program_is_the_same_in_every_process():
+    # JAX's persistent compilation cache finds a program by its text: with numpyro's
+    # Trace_ELBO it changed with the hash seed, and every new process recompiled.
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run([sys.executable, "-c", _LOWER_ELBO], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip().splitlines()[-1])
+    assert len(digests) == 1

@@ -291,7 +291,7 @@ def fit_svi(
         with tqdm(total=max_steps, disable=not progress_bar, desc="SVI") as bar:
             key_svi, key_chunks = jax.random.split(key_svi)
             states, trace, converged = run_chunks(
-                prog, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key_chunks, bar
+                prog, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key_chunks, bar, dtype
             )
         timings["steps"] = clock.lap()
         final = trace[:, -chunk_size:].mean(axis=1)

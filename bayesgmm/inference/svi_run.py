@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.infer import SVI, Predictive, Trace_ELBO
+from numpyro.infer import SVI, Predictive
 from numpyro.infer.autoguide import (
     AutoDelta,
     AutoLowRankMultivariateNormal,
@@ -34,6 +34,7 @@ from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.infer.svi import SVIState
 from numpyro.optim import optax_to_numpyro
 
+from bayesgmm.inference.elbo import OrderedTraceELBO
 from bayesgmm.inference.svi_draws import importance_fn
 
 #: Variational families by name. ``map`` is a point mass: a MAP estimate, not a posterior.
@@ -95,7 +96,7 @@ def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_s
     """
     if key not in _PROGRAMS:
         optim = optax_to_numpyro(optimizer)
-        loss = Trace_ELBO(num_particles=num_particles)
+        loss = OrderedTraceELBO(num_particles=num_particles)
 
         def make(init_loc_fn=init_to_median, init_scale=0.1):
             guide = make_guide(guide_name, fit_model, init_loc_fn, init_scale)
@@ -212,13 +213,15 @@ def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype)
     return SVIState(jax.vmap(prog.optim.init)(stacked), None, jax.random.split(key_states, n_restarts))
 
 
-def run_chunks(prog: Program, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key, bar):
+def run_chunks(prog: Program, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key, bar, dtype):
     """Run chunks until ``max_steps`` or two converged chunks in a row.
 
     Returns the final states, the ELBO trace (n_restarts, n_steps) and whether it converged.
     """
     n_restarts = jax.tree_util.tree_leaves(states)[0].shape[0]
-    prev = (jnp.full(n_restarts, jnp.inf), jnp.zeros(n_restarts))
+    # Typed like the chunk's own output (not weakly typed), or the second chunk would
+    # recompile the program (seconds).
+    prev = (jnp.full(n_restarts, jnp.inf, dtype), jnp.zeros(n_restarts, dtype))
     losses, n_done, in_a_row = [], 0, 0
     while n_done < max_steps and in_a_row < 2:
         n_active = min(chunk_size, max_steps - n_done)

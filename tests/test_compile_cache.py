@@ -1,0 +1,45 @@
+"""The persistent compilation cache: on at import, honouring opt-outs, and found by a new process."""
+
+import os
+import subprocess
+import sys
+
+_FIT = """
+import logging, numpy as np, bayesgmm
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+logging.getLogger("jax._src.compiler").setLevel(logging.DEBUG)
+X = np.random.default_rng(0).normal(size=(500, 2))
+bayesgmm.fit_svi(X, 2, guide="meanfield", batch_size=100, max_steps=400, num_samples=10,
+                 log_likelihood=False, seed=0)
+"""
+
+
+def run(code, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION", "BAYESGMM_C"))}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_cache_directory_and_opt_outs(tmp_path):
+    def cache_dir(**env):
+        code = "import bayesgmm, jax; print(jax.config.jax_compilation_cache_dir)"
+        return run(code, BAYESGMM_CACHE_DIR=str(tmp_path), **env).stdout.strip()
+
+    assert cache_dir() == str(tmp_path)
+    assert cache_dir(BAYESGMM_COMPILATION_CACHE="0") == "None"
+    # A cache the user configured for JAX is left as it is.
+    assert cache_dir(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "theirs")) == str(tmp_path / "theirs")
+
+
+def test_second_process_loads_the_svi_programs(tmp_path):
+    # Different hash seeds: the programs must not depend on the iteration order of sets.
+    first = run(_FIT, BAYESGMM_CACHE_DIR=str(tmp_path), PYTHONHASHSEED="1")
+    assert "PERSISTENT COMPILATION CACHE MISS for 'jit_batched'" in first.stderr
+    assert any(tmp_path.glob("jit_batched-*"))
+    second = run(_FIT, BAYESGMM_CACHE_DIR=str(tmp_path), PYTHONHASHSEED="2")
+    for program in ("jit_batched", "jit__start", "jit_draw", "jit__fit_program"):
+        assert f"Persistent compilation cache hit for '{program}'" in second.stderr, program
+    assert "PERSISTENT COMPILATION CACHE MISS for 'jit_batched'" not in second.stderr
