@@ -12,11 +12,14 @@ the held-out mean log-likelihood (50,000 test rows) of the best EM optimum (scik
 it when its held-out log-likelihood is within 1% of it.
 
 scikit-learn ``BayesianGaussianMixture(weight_concentration_prior_type=
-"dirichlet_distribution")``, one fit for each of ``SK_SEEDS``: the held-out
-log-likelihood of its mean parameters is computed after every M-step with the clock
-paused, and the fit stops at the first iteration within 1% (the clock starts before
-its k-means initialisation). Its time is the median over the seeds, a seed that never
-reaches the target counting as infinite.
+"dirichlet_distribution")`` with its other defaults (k-means start, tol 1e-3, max_iter
+100), one fit per seed (``SK_SEEDS``). Its time to 1% is read two ways. *Oracle stop*:
+the held-out log-likelihood of its mean parameters is computed after every M-step
+with the clock paused, and the time of the first M-step within 1% counts (the clock
+starts before the k-means start); no user can stop there, so this is a lower bound.
+*Own convergence*: the time until ``fit`` returns, counted only if the result is
+within 1%. Either time is the median over the seeds, a seed that never gets within
+1% counting as infinite.
 
 bayesgmm: the whole ``fit_svi`` call, its EM start included (held-out log-likelihood
 of the posterior-mean parameters), timed three ways. *First run*: a fresh process
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 
 # This process's own fits (the 10M run) start with an empty compilation cache too.
 os.environ.setdefault("BAYESGMM_CACHE_DIR", tempfile.mkdtemp(prefix="bench_svi_cache_"))
@@ -49,7 +53,7 @@ from bayesgmm import densities  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
 
 N_FEATURES, N_COMPONENTS, N_TEST = 10, 10, 50_000
-SK_SEEDS = (0, 1, 2, 3, 4)
+SK_SEEDS = (0, 1, 2, 3, 4)  # the first 3 at N = 1,000,000 (a fit there takes minutes)
 SVI_SEEDS = (0, 1, 2, 3)  # the first in a fresh process, the second in a new one, then warm
 
 
@@ -78,14 +82,11 @@ def heldout_ll(weights, means, covariances, X_test) -> float:
     return float(np.mean(densities.log_prob(params, X_test)))
 
 
-class _Reached(Exception):
-    pass
-
-
 class TracedBGM(BayesianGaussianMixture):
-    """Stops at the first M-step whose held-out log-likelihood is within 1% of ``target``.
+    """Records the first M-step whose held-out log-likelihood is within 1% of ``target``.
 
-    Scoring happens with the clock paused: ``paused_`` accumulates its seconds.
+    The fit then goes on to its own convergence. Scoring happens with the clock paused:
+    ``paused_`` accumulates its seconds.
     """
 
     def _m_step(self, X, log_resp, **kwargs):
@@ -96,25 +97,28 @@ class TracedBGM(BayesianGaussianMixture):
         self._set_parameters(self._get_parameters())  # sets weights_ (normally done after fit)
         ll = heldout_ll(self.weights_, self.means_, self.covariances_, self.X_test_)
         self.paused_ += time.perf_counter() - stamp
-        if abs(ll - self.target_) <= 0.01 * abs(self.target_):
-            self.reached_ = (elapsed, ll)
-            raise _Reached
+        if self.reached_ is None and abs(ll - self.target_) <= 0.01 * abs(self.target_):
+            self.reached_ = (elapsed, ll, self.n_steps_)
 
 
-def bench_sklearn(X, X_test, target, seed, max_iter=500):
+def bench_sklearn(X, X_test, target, seed):
+    """scikit-learn's defaults (tol 1e-3, max_iter 100, k-means start) but the prior type.
+
+    Returns (seconds to the first M-step within 1% or inf, its iteration or None,
+    seconds of the whole fit, the fit's held-out log-likelihood, its iterations).
+    """
     bgm = TracedBGM(
-        n_components=N_COMPONENTS,
-        weight_concentration_prior_type="dirichlet_distribution",
-        max_iter=max_iter,
-        random_state=seed,
+        n_components=N_COMPONENTS, weight_concentration_prior_type="dirichlet_distribution", random_state=seed
     )
     bgm.X_test_, bgm.target_, bgm.paused_, bgm.n_steps_, bgm.reached_ = X_test, target, 0.0, 0, None
     bgm.start_ = time.perf_counter()
-    try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: counted in the table instead
         bgm.fit(X)
-    except _Reached:
-        pass
-    return bgm.reached_, bgm.n_steps_
+    total = time.perf_counter() - bgm.start_ - bgm.paused_
+    ll = heldout_ll(bgm.weights_, bgm.means_, bgm.covariances_, X_test)
+    reached_time, reached_at = (bgm.reached_[0], bgm.reached_[2]) if bgm.reached_ else (np.inf, None)
+    return reached_time, reached_at, total, ll, bgm.n_iter_
 
 
 def bench_svi(X, X_test, seed, **kwargs):
@@ -158,19 +162,32 @@ def svi_config(n_obs: int, dtype: str, seeds: list[int]) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def compare(n_obs: int):
+def median_cell(times) -> str:
+    m = float(np.median(times))
+    return (
+        (f"{m:.2f} s" if np.isfinite(m) else "never")
+        + " ("
+        + ", ".join(f"{t:.1f}" if np.isfinite(t) else "never" for t in times)
+        + ")"
+    )
+
+
+def compare(n_obs: int, sk_seeds):
     X, X_test, params = data(n_obs)
     target = target_ll(X, X_test, params)
-    sk = [bench_sklearn(X, X_test, target, seed) for seed in SK_SEEDS]
+    sk = [bench_sklearn(X, X_test, target, seed) for seed in sk_seeds]
     del X
-    sk_times = [r[0] if r else np.inf for r, _ in sk]
-    sk_median = float(np.median(sk_times))
-    n_reached = sum(np.isfinite(sk_times))
-    sk_cell = f"{sk_median:.2f} s" if np.isfinite(sk_median) else "never"
-    sk_cell += f" ({n_reached}/{len(SK_SEEDS)} reached; " + ", ".join(
-        f"{t:.1f}" if np.isfinite(t) else "never" for t in sk_times
-    )
-    sk_cell += f"; iterations {[it for _, it in sk]})"
+    # Two readings of scikit-learn's time to 1%: stopped by an oracle at the first M-step
+    # within 1% (a lower bound no user gets), and the fit a user gets, run to its own
+    # convergence, which counts only if it ended within 1%.
+    oracle = [r[0] for r in sk]
+    own = [r[2] if abs(r[3] - target) <= 0.01 * abs(target) else np.inf for r in sk]
+    sk_cells = [
+        median_cell(oracle) + f"; reached at iteration {[r[1] for r in sk]}",
+        median_cell(own)
+        + f"; {[r[4] for r in sk]} iterations, held-out LL "
+        + ", ".join(f"{r[3]:.3f}" for r in sk),
+    ]
     for dtype in ("float64", "float32"):
         cache = tempfile.mkdtemp(prefix=f"bench_svi_{n_obs}_{dtype}_")
         first = run_in_subprocess(["--config", str(n_obs), dtype, str(SVI_SEEDS[0])], cache)
@@ -184,13 +201,14 @@ def compare(n_obs: int):
         gaps = [abs(r["ll"] - target) / abs(target) for r in runs]
         cells = []
         for t in times.values():
-            ratio = f"{sk_median / t:.1f}x" if np.isfinite(sk_median) else "inf (sklearn never reached)"
-            cells += [f"{t:.2f} s", ratio if max(gaps) <= 0.01 else "n/a (bayesgmm missed 1%)"]
+            ratios = [np.median(sk_t) / t for sk_t in (oracle, own)]
+            cell = " / ".join(f"{r:.1f}x" if np.isfinite(r) else "inf" for r in ratios)
+            cells += [f"{t:.2f} s", cell if max(gaps) <= 0.01 else "n/a (bayesgmm missed 1%)"]
         phases = ", ".join(f"{k} {v:.2f}" for k, v in later[-1]["phases"].items() if v >= 0.01)
         lls = ", ".join(f"{r['ll']:.3f}" for r in runs)
         row(
             f"{n_obs:,}",
-            [dtype, f"{target:.3f}", sk_cell, *cells, f"{lls} (worst {100 * max(gaps):.2f}% off)", phases],
+            [dtype, f"{target:.3f}", *sk_cells, *cells, f"{lls} (worst {100 * max(gaps):.2f}% off)", phases],
         )
 
 
@@ -261,13 +279,19 @@ def main(argv=None):
         f"bayesgmm {bayesgmm.__version__}, python {sys.version.split()[0]}, fit_svi settings {SVI_KWARGS}\n"
     )
     if not args.only_10m:
-        header = ["dtype", "target LL (EM)", "sklearn BGM: time to 1% (median of seeds)"]
+        header = [
+            "dtype",
+            "target LL (EM)",
+            "sklearn BGM, oracle stop: time to 1% (median; per seed)",
+            "sklearn BGM, own convergence: time if within 1% (median; per seed)",
+        ]
         for label in ("first run", "new process", "warm"):
-            header += [f"bayesgmm {label}", f"speed-up {label}"]
+            header += [f"bayesgmm {label}", f"speed-up {label} (vs oracle / own)"]
         row("N", [*header, "bayesgmm held-out LL per seed", "warm phases (s)"])
         row("---", ["---"] * (len(header) + 2))
-        for n_obs in [20_000] if args.quick else [100_000, 1_000_000]:
-            compare(n_obs)
+        sizes = [(20_000, SK_SEEDS)] if args.quick else [(100_000, SK_SEEDS), (1_000_000, SK_SEEDS[:3])]
+        for n_obs, sk_seeds in sizes:
+            compare(n_obs, sk_seeds)
     if not (args.quick or args.skip_10m):
         bench_10m({k: v for k, v in SVI_KWARGS.items() if k != "batch_size"})
 
