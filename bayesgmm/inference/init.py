@@ -80,15 +80,16 @@ def sites_from_params(
     only the diagonal (its mean square for ``spherical``). The hyperparameter of
     a ``sparse`` or ``dp`` weight prior starts at its prior median; for ``dp`` the
     components are sorted by decreasing weight (the order stick-breaking favours)
-    and the weights are turned into sticks.
+    and the weights are turned into sticks. Computed with numpy on the host: op by op in
+    JAX, every small operation would be compiled on its own in a fresh process.
     """
     if weight_prior == "dp":
         params = params.permute(np.argsort(-np.asarray(params.weights), kind="stable"))
-    L = jnp.asarray(params.scale_tril)
-    row_norms = jnp.sqrt(jnp.sum(L * L, axis=-1))
-    sites = {"means": jnp.asarray(params.means)}
+    L = np.asarray(params.scale_tril)
+    row_norms = np.sqrt(np.sum(L * L, axis=-1))
+    sites = {"means": np.asarray(params.means)}
     if covariance_type == "spherical":
-        sites["scales"] = jnp.sqrt(jnp.mean(row_norms**2, axis=-1))
+        sites["scales"] = np.sqrt(np.mean(row_norms**2, axis=-1))
     elif covariance_type == "diag":
         sites["scales"] = row_norms
     else:
@@ -103,17 +104,17 @@ def sites_from_params(
 def _weight_sites(weights: np.ndarray, weight_prior: str, priors: Priors) -> dict:
     """Sites of the weight prior that reproduce ``weights`` (n_components,)."""
     if weight_prior == "dirichlet":
-        return {"weights": jnp.asarray(weights)}
+        return {"weights": np.asarray(weights)}
     if weight_prior == "sparse":
         e0 = stats.gamma(priors.sparse_shape, scale=1 / priors.sparse_rate).median()
-        return {"weights": jnp.asarray(weights), "weight_concentration": jnp.asarray(e0)}
-    alpha = jnp.asarray(stats.gamma(priors.dp_shape, scale=1 / priors.dp_rate).median())
+        return {"weights": np.asarray(weights), "weight_concentration": np.asarray(e0)}
+    alpha = np.asarray(stats.gamma(priors.dp_shape, scale=1 / priors.dp_rate).median())
     if len(weights) == 1:
         return {"concentration": alpha}
     # v_k = w_k / (mass left before k); clipped inside (0, 1) so it can be unconstrained.
     left = 1.0 - np.concatenate([[0.0], np.cumsum(weights)[:-2]])
     sticks = np.clip(weights[:-1] / left, 1e-6, 1 - 1e-6)
-    return {"concentration": alpha, "sticks": jnp.asarray(sticks)}
+    return {"concentration": alpha, "sticks": np.asarray(sticks)}
 
 
 def chain_init_params(
