@@ -1,8 +1,8 @@
 """JAX's persistent compilation cache, which bayesgmm turns on when it is imported.
 
 A fit compiles a handful of XLA programs. At K=10, D=10 the SVI chunk program takes
-3.6 s, the guide start, the draws and the EM start 1.3 s each, and about 130 small
-eager operations another 3 s. That is more than the fit itself on moderate data, and
+3.6 s, the guide start, the draws and the EM start 1.3 s each, and a hundred or so
+small eager operations another 2-3 s. That is more than the fit itself on moderate data, and
 it is paid again in every new Python process. JAX can keep compiled programs on disk
 and load them in later processes, keyed by the program text, the JAX and XLA
 versions and the compiler flags. So a stale entry is never used: a changed program is
@@ -65,8 +65,8 @@ def enable_compilation_cache(
         Least recently used entries are evicted beyond this size.
     min_compile_time_secs : float
         Programs that compile faster are not cached. The default 0 caches the small
-        eager operations too: about 130 of them cost 3 s in a fresh process, and
-        loading them costs far less.
+        eager operations too: a fit's hundred or so of them cost 2-3 s in a fresh
+        process, and loading them costs far less.
 
     Returns
     -------
