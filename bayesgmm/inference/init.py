@@ -20,18 +20,20 @@ def em_start(
     n_components: int,
     covariance_type: str,
     seed: int,
-    n_init: int = 16,
+    n_init: int = 4,
     overfitted: bool = False,
 ) -> GMMParams:
     """Best EM fit of ``n_init`` k-means-started runs on standardised data ``Z``.
 
     Neither sampler nor SVI leaves a poor local optimum of the likelihood once started
-    there, so the start is worth restarts. With 10 overlapping components in 10-D
-    (``benchmarks/bench_svi.py``, 20,000 rows) one k-means++-started EM run reaches the
-    best optimum only about a quarter of the time; the others end about 1% lower in
-    held-out log-likelihood. The best of 4 runs missed it for 3 of 8 seeds, the best of
-    8 for 1 of 12, the best of 16 for none of 12. The runs are vectorised: 16 on 20,000
-    rows take about 0.6 s.
+    there, so the start matters, but the best likelihood is not always the best start.
+    With 10 overlapping components in 10-D (``benchmarks/bench_svi.py``, 20,000 rows) one
+    k-means++-started EM run reaches the best optimum only about a quarter of the time:
+    the best of 4 runs missed it for 3 of 8 seeds (SVI then ended 0.9% lower in held-out
+    log-likelihood), the best of 16 for none of 12. But on iris (K=3, full) the best of 16
+    started NUTS in another optimum whose held-out log predictive density was 2% worse
+    (-59.1 against -58.0 from the best of 4). So the default stays 4; a start chosen by
+    posterior density rather than likelihood is the open fix.
 
     With ``overfitted`` (sparse and dp weight priors, where ``n_components`` is only an
     upper bound), the EM fit with the lowest BIC among 1..n_components components is
