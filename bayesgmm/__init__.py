@@ -6,9 +6,9 @@ oracles to ~1e-6. Every fit still takes ``dtype=np.float32`` for speed. Set the
 environment variable ``BAYESGMM_ENABLE_X64=0`` before importing to keep JAX's
 default float32 mode (then only float32 fits are possible).
 
-Importing bayesgmm also turns on JAX's persistent compilation cache (compiled
-programs kept on disk, so a new process does not compile again); see
-``bayesgmm.enable_compilation_cache``. ``BAYESGMM_COMPILATION_CACHE=0`` turns it off.
+``bayesgmm.enable_compilation_cache()`` (or ``BAYESGMM_COMPILATION_CACHE=1`` at
+import) turns on JAX's persistent compilation cache: compiled programs are kept on
+disk, so a new process does not compile again.
 """
 
 import os as _os

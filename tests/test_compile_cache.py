@@ -1,4 +1,4 @@
-"""The persistent compilation cache: on at import, honouring opt-outs, and found by a new process."""
+"""The persistent compilation cache: off by default, on when asked, and found by a new process."""
 
 import os
 import subprocess
@@ -28,18 +28,22 @@ def test_cache_directory_and_opt_outs(tmp_path):
         code = "import bayesgmm, jax; print(jax.config.jax_compilation_cache_dir)"
         return run(code, BAYESGMM_CACHE_DIR=str(tmp_path), **env).stdout.strip()
 
-    assert cache_dir() == str(tmp_path)
-    assert cache_dir(BAYESGMM_COMPILATION_CACHE="0") == "None"
+    assert cache_dir() == "None"
+    assert cache_dir(BAYESGMM_COMPILATION_CACHE="1") == str(tmp_path)
     # A cache the user configured for JAX is left as it is.
-    assert cache_dir(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "theirs")) == str(tmp_path / "theirs")
+    theirs = str(tmp_path / "theirs")
+    assert cache_dir(BAYESGMM_COMPILATION_CACHE="1", JAX_COMPILATION_CACHE_DIR=theirs) == theirs
+    code = f"import bayesgmm, jax; print(bayesgmm.enable_compilation_cache({str(tmp_path / 'x')!r}))"
+    assert run(code).stdout.strip() == str(tmp_path / "x")
 
 
 def test_second_process_loads_the_svi_programs(tmp_path):
     # Different hash seeds: the programs must not depend on the iteration order of sets.
-    first = run(_FIT, BAYESGMM_CACHE_DIR=str(tmp_path), PYTHONHASHSEED="1")
+    env = dict(BAYESGMM_CACHE_DIR=str(tmp_path), BAYESGMM_COMPILATION_CACHE="1")
+    first = run(_FIT, **env, PYTHONHASHSEED="1")
     assert "PERSISTENT COMPILATION CACHE MISS for 'jit_batched'" in first.stderr
     assert any(tmp_path.glob("jit_batched-*"))
-    second = run(_FIT, BAYESGMM_CACHE_DIR=str(tmp_path), PYTHONHASHSEED="2")
+    second = run(_FIT, **env, PYTHONHASHSEED="2")
     for program in ("jit_batched", "jit__start", "jit_draw", "jit__fit_program"):
         assert f"Persistent compilation cache hit for '{program}'" in second.stderr, program
     assert "PERSISTENT COMPILATION CACHE MISS for 'jit_batched'" not in second.stderr
