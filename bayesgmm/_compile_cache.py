@@ -93,12 +93,8 @@ def enable_compilation_cache(
             stacklevel=2,
         )
         return None
-    try:
-        import filelock  # noqa: F401  (JAX's size-bounded cache locks with it)
-
-        jax.config.update("jax_compilation_cache_max_size", int(max_size_bytes))
-    except ImportError:  # a declared dependency; without it the cache is unbounded
-        pass
+    # JAX's size-bounded cache locks with filelock (a dependency of bayesgmm).
+    jax.config.update("jax_compilation_cache_max_size", int(max_size_bytes))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_secs))
     jax.config.update("jax_compilation_cache_dir", str(directory))
     # JAX decides once per process, at its first compilation, whether a cache is used;

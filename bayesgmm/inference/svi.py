@@ -247,8 +247,7 @@ def fit_svi(
         em_seed = int(jax.random.randint(key_init, (), 0, 2**30))
         overfitted = weight_prior != "dirichlet"
         start = em_start(Z_init, n_components, covariance_type, seed=em_seed, overfitted=overfitted)
-        sites = sites_from_params(start, covariance_type, weight_prior, priors)
-        values = {k: np.asarray(v) for k, v in sites.items()}
+        values = sites_from_params(start, covariance_type, weight_prior, priors)  # numpy arrays
     timings["em_start"] = clock.lap()
     # A posterior sd is about sqrt(n_components / n_obs): from numpyro's default guide scale
     # of 0.1 it takes thousands of steps to shrink on big data.
