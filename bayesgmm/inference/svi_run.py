@@ -2,10 +2,9 @@
 
 XLA compilation costs seconds, more than a whole fit on moderate data, so each fit
 configuration gets one ``Program`` per process (``program``): a jitted chunk of steps
-for every restart at once (``vmap`` over a ``lax.scan``, with the ELBO convergence
-check inside), a jitted start and jitted draws. Later chunks and later fits with the
-same shapes reuse the compiled code; a last partial chunk runs the same program with
-the surplus steps skipped.
+for every restart at once (``vmap`` over a ``lax.scan``), a jitted start and jitted
+draws. Later chunks and later fits with the same shapes reuse the compiled code; a
+last partial chunk runs the same program with the surplus steps skipped.
 
 numpyro sets a guide up (``SVI.init``) by running the model and guide op by op; outside
 ``jit`` every one of those few hundred small ops is compiled on its own, which took
@@ -22,7 +21,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from numpyro.infer import SVI, Predictive
 from numpyro.infer.autoguide import (
     AutoDelta,
@@ -46,10 +44,38 @@ GUIDES = {
 }
 
 
-def converged_from_stats(m0, v0, m1, v1, n_steps, tol):
-    """``svi.elbo_converged`` from the means and variances of the two chunks' losses."""
-    se = jnp.sqrt((v0 + v1) / n_steps)
-    return (m0 - m1) < jnp.maximum(tol * jnp.abs(m1), 2.0 * se)
+#: How far back (in steps, at most) ``run_chunks`` compares the current chunk: the
+#: learning rate's half-life in ``svi.default_optimizer``.
+CONVERGENCE_LAG_STEPS = 2000
+
+
+def elbo_converged(previous: np.ndarray, current: np.ndarray, tol: float) -> np.ndarray:
+    """Whether the smoothed loss of each restart stopped improving between two chunks.
+
+    The smoothed loss is the mean of a chunk of steps. A restart has converged when
+    its improvement is below ``tol`` relative to the loss, or below two standard
+    errors of the difference of the two means (progress smaller than the noise of
+    the stochastic ELBO cannot be told from none).
+
+    Parameters
+    ----------
+    previous, current : ndarray, shape (n_restarts, n_steps)
+        Negative ELBO of every step of two chunks (NaN-free).
+    tol : float
+
+    Returns
+    -------
+    ndarray of bool, shape (n_restarts,)
+
+    Examples
+    --------
+    >>> elbo_converged(np.full((1, 4), 10.0), np.full((1, 4), 10.0), 1e-4).tolist()
+    [True]
+    """
+    m0, v0 = previous.mean(axis=1), previous.var(axis=1)
+    m1, v1 = current.mean(axis=1), current.var(axis=1)
+    se = np.sqrt(v0 / previous.shape[1] + v1 / current.shape[1])
+    return (m0 - m1) < np.maximum(tol * np.abs(m1), 2.0 * se)
 
 
 @dataclass
@@ -131,19 +157,20 @@ def make_guide(guide_name, fit_model, init_loc_fn, init_scale):
 
 
 def _chunk_runner(make, chunk_size: int, mode: str):
-    """Jitted ``(states, prev, data, key, n_active, tol, batch_size) -> (states, losses, stats, done)``.
+    """Jitted ``(states, data, key, n_active, batch_size) -> (states, losses, mean_params)``.
 
-    ``prev`` and ``stats`` are the (mean, variance) of each restart's losses over the
-    previous and this chunk; ``done`` says per restart whether ``elbo_converged`` holds.
-    Steps from ``n_active`` on leave the state unchanged (a last partial chunk).
+    ``losses`` has shape (n_restarts, chunk_size); ``mean_params`` are the optimizer's
+    parameters averaged over the chunk's steps (see ``run_chunks``). Steps from
+    ``n_active`` on leave the state unchanged and have NaN losses (a last partial chunk).
     """
 
-    def batched(states, prev, data, key, n_active, tol, batch_size):
+    def batched(states, data, key, n_active, batch_size):
         first = {"full": data, "index": data[:batch_size], "stream": data[0] if data.ndim == 3 else data}
         svi = set_up(make, first[mode])
 
-        def run_one(state, prev):
-            def step(s, i):
+        def run_one(state):
+            def step(carry, i):
+                s, total = carry
                 if mode == "full":
                     batch = data
                 elif mode == "index":
@@ -159,16 +186,19 @@ def _chunk_runner(make, chunk_size: int, mode: str):
                 # n_active is the same for every restart, so under vmap this stays a branch
                 # and the surplus steps of a last partial chunk cost nothing.
                 skip = lambda s: (s, jnp.full((), jnp.nan, batch.dtype))  # noqa: E731
-                return jax.lax.cond(i < n_active, update, skip, s)
+                s, loss = jax.lax.cond(i < n_active, update, skip, s)
+                params = svi.optim.get_params(s.optim_state)
+                total = jax.tree_util.tree_map(lambda t, p: t + jnp.where(i < n_active, p, 0), total, params)
+                return (s, total), loss
 
-            state, losses = jax.lax.scan(step, state, jnp.arange(chunk_size))
-            m1, v1 = jnp.nanmean(losses), jnp.nanvar(losses)
-            done = converged_from_stats(prev[0], prev[1], m1, v1, n_active, tol)
-            return state, losses, (m1, v1), done
+            zero = jax.tree_util.tree_map(jnp.zeros_like, svi.optim.get_params(state.optim_state))
+            (state, total), losses = jax.lax.scan(step, (state, zero), jnp.arange(chunk_size))
+            mean = jax.tree_util.tree_map(lambda t: t / n_active.astype(t.dtype), total)
+            return state, losses, mean
 
-        return jax.vmap(run_one)(states, prev)
+        return jax.vmap(run_one)(states)
 
-    return jax.jit(batched, static_argnums=6)
+    return jax.jit(batched, static_argnums=4)
 
 
 def _drawer(make, model, names, n_draws):
@@ -223,30 +253,40 @@ def _restart_states(optim, n_restarts, dtype, params, key):
     return SVIState(jax.vmap(optim.init)(stacked), None, jax.random.split(key_states, n_restarts))
 
 
-def run_chunks(prog: Program, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key, bar, dtype):
+def run_chunks(prog: Program, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key, bar):
     """Run chunks until ``max_steps`` or two converged chunks in a row.
+
+    Each chunk is compared (``elbo_converged``) with the one ``CONVERGENCE_LAG_STEPS``
+    steps back (or the first, early on), with ``tol`` scaled by the number of chunks
+    between them. Next to the chunk before it, progress per chunk sinks below the noise of
+    the stochastic ELBO long before the guide stops moving: on iris (K=3, full-rank guide)
+    that rule stopped at 1,200-2,200 steps, 1.5 nats of ELBO short of the optimum, and the
+    held-out log predictive density was 1-3% off NUTS's (0.6% at the optimum).
+
+    The returned states hold the guide parameters averaged over the last chunk's steps
+    (Polyak-Ruppert averaging) rather than the last step's: Adam's last iterate jitters
+    around the optimum, and on iris that jitter alone moved the held-out log predictive
+    density by about 2 nats (3%) from seed to seed.
 
     Returns the final states, the ELBO trace (n_restarts, n_steps) and whether it converged.
     """
-    n_restarts = jax.tree_util.tree_leaves(states)[0].shape[0]
-    # Typed like the chunk's own output (not weakly typed), or the second chunk would
-    # recompile the program (seconds).
-    prev = (jnp.full(n_restarts, jnp.inf, dtype), jnp.zeros(n_restarts, dtype))
+    max_lag = max(1, round(CONVERGENCE_LAG_STEPS / chunk_size))
     losses, n_done, in_a_row = [], 0, 0
     while n_done < max_steps and in_a_row < 2:
         n_active = min(chunk_size, max_steps - n_done)
         key, sub = jax.random.split(key)
-        states, chunk_losses, prev, done = prog.run_chunk(
-            states, prev, data_fn(), sub, n_active, tol, batch_size if mode == "index" else 0
+        states, chunk_losses, mean_params = prog.run_chunk(
+            states, data_fn(), sub, n_active, batch_size if mode == "index" else 0
         )
         losses.append(np.asarray(chunk_losses)[:, :n_active])
         n_done += n_active
-        in_a_row = in_a_row + 1 if np.asarray(done).all() and len(losses) > 1 else 0
+        if len(losses) > 1:
+            lag = min(len(losses) - 1, max_lag)
+            done = elbo_converged(losses[-1 - lag], losses[-1], tol * lag).all()
+            in_a_row = in_a_row + 1 if done else 0
         bar.update(n_active)
         bar.set_postfix(elbo=f"{-losses[-1].mean():.4g}")
+    # numpyro's optax wrapper keeps (step, (params, optax state)).
+    step, (_, inner) = states.optim_state
+    states = states._replace(optim_state=(step, (mean_params, inner)))
     return states, -np.concatenate(losses, axis=1), in_a_row == 2
-
-
-def default_optimizer(lr: float = 0.01) -> optax.GradientTransformation:
-    """Adam, ``lr`` decaying by half every 1000 steps (see ``svi.default_optimizer``)."""
-    return optax.adam(optax.exponential_decay(lr, 1000, 0.5))
