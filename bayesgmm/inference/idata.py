@@ -34,6 +34,8 @@ def _flat(tree, n_lead: int):
     return jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[n_lead:])), tree)
 
 
+# Jitted: op by op, each of its few operations would compile on its own in a fresh process.
+@jax.jit
 def user_params(std_params: GMMParams, loc, scale) -> GMMParams:
     """Map standardised parameters with any leading batch axes to the user's units."""
     lead = std_params.weights.ndim - 1

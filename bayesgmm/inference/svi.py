@@ -286,7 +286,8 @@ def fit_svi(
         timings["steps"] = clock.lap()
         final = trace[:, -chunk_size:].mean(axis=1)
         kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
-        kept_states = jax.tree_util.tree_map(lambda a: a[kept], states)
+        # Indexed on the host: op by op on the device, every leaf compiles a few small programs.
+        kept_states = jax.tree_util.tree_map(lambda a: np.asarray(a)[kept], states)
         # Full batch: one row is enough to set the guide up, and keeps the draw program's
         # shapes (so its compiled code) the same for every n_obs.
         draw_Z = data[:1] if mode == "full" else batch

@@ -78,6 +78,13 @@ def elbo_converged(previous: np.ndarray, current: np.ndarray, tol: float) -> np.
     return (m0 - m1) < np.maximum(tol * np.abs(m1), 2.0 * se)
 
 
+#: Compiler options of the programs that run once per fit and do little work (guide start,
+#: restart states, draws): without LLVM's optimisations they compile in about half the time
+#: (1.3 s less in a fresh process at K=10, D=10). The chunk program keeps them: it runs every
+#: step, twice as slowly without.
+RUN_ONCE = dict(compiler_options={"xla_backend_optimization_level": 0})
+
+
 @dataclass
 class Program:
     """Compiled pieces shared by every fit with the same configuration.
@@ -99,7 +106,7 @@ class Program:
         """Unconstrained guide parameters at ``values`` (constrained sites, or None for the
         prior median); one compiled function per ``init_scale``."""
         if init_scale not in self.starts:
-            self.starts[init_scale] = jax.jit(partial(_start, self.make, init_scale))
+            self.starts[init_scale] = jax.jit(partial(_start, self.make, init_scale), **RUN_ONCE)
         return self.starts[init_scale](key, Z, values)
 
     def draw(self, states, keys, Z, n_draws: int):
@@ -216,7 +223,7 @@ def _drawer(make, model, names, n_draws):
 
         return jax.vmap(one)(states, keys)
 
-    return jax.jit(draw)
+    return jax.jit(draw, **RUN_ONCE)
 
 
 def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype):
@@ -233,7 +240,8 @@ def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype)
     # One compiled program: op by op, each small operation here compiled on its own
     # (about 1 s in a fresh process at K=10, D=10).
     if (n_restarts, dtype) not in prog.restarts:
-        prog.restarts[n_restarts, dtype] = jax.jit(partial(_restart_states, prog.optim, n_restarts, dtype))
+        restarts = partial(_restart_states, prog.optim, n_restarts, dtype)
+        prog.restarts[n_restarts, dtype] = jax.jit(restarts, **RUN_ONCE)
     return prog.restarts[n_restarts, dtype](params, key_rest)
 
 
