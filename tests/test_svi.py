@@ -199,13 +199,18 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
         def run_chunk(self, states, data, key, n_active, batch_size):
             self.calls += 1
             level = 100.0 - 5.0 * min(self.calls, 5) - 0.1 * self.calls
-            return states, level + self.rng.normal(0.0, 1.0, (1, 50)), states.optim_state[1][0]
+            moved = jax.tree_util.tree_map(lambda p: p + 1.0, states.optim_state[1][0])
+            return states, level + self.rng.normal(0.0, 1.0, (1, 50)), moved
 
     drift = Drift()
     bar = type("Bar", (), {"update": lambda *a: None, "set_postfix": lambda *a, **k: None})()
     run = partial(run_chunks, drift, state_stack(state), "full", lambda: Z)
-    _, trace, converged = run(2000, 50, 0.0, None, key, bar)
+    final, trace, converged = run(2000, 50, 0.0, None, key, bar)
     assert not converged and trace.shape == (1, 2000)
+    # The states returned hold the last chunk's mean parameters, not its last step's.
+    np.testing.assert_allclose(
+        final.optim_state[1][0]["mu_auto_loc"], state.optim_state[1][0]["mu_auto_loc"] + 1.0
+    )
     chunks = -trace.reshape(40, 50)
     assert not elbo_converged(chunks[5:6], chunks[15:16], 0.0).all()  # 10 chunks back: 1.0
     assert elbo_converged(chunks[5:6], chunks[6:7], 0.0).all()  # 1 chunk back: noise
