@@ -272,7 +272,7 @@ def run_chunks(
     sinks below the noise of the stochastic ELBO long before the guide stops moving: on
     iris (K=3, full-rank guide) that rule stopped at 1,200-2,200 steps, 1.5 nats of ELBO
     short of the optimum, with the held-out log predictive density 0-3% off NUTS's over
-    seeds 0-4 (0.6-1.2% after 24,000 steps).
+    seeds 0-4 (0.5-1.2% after 24,000 steps, against two NUTS runs).
 
     The returned states hold the guide parameters averaged over the last chunk's steps
     (Polyak-Ruppert averaging) rather than the last step's, which jitters around the
