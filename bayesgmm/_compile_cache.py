@@ -1,9 +1,10 @@
 """JAX's persistent compilation cache, which bayesgmm turns on when asked.
 
 A fit compiles a handful of XLA programs. At K=10, D=10 the SVI chunk program takes
-3.6 s, the guide start, the draws and the EM start 1.3 s each, and a hundred or so
-small eager operations another 2-3 s. That is more than the fit itself on moderate data, and
-it is paid again in every new Python process. JAX can keep compiled programs on disk
+about 4.5 s to compile, the EM start 1.7 s, the guide start and the draws about 1 s each,
+and a few dozen small eager operations another 0.5 s (``benchmarks/README.md``). That is
+more than the fit itself on moderate data, and it is paid again in every new Python
+process. JAX can keep compiled programs on disk
 and load them in later processes, keyed by the program text, the JAX and XLA
 versions and the compiler flags. So a stale entry is never used: a changed program is
 a different key.
@@ -66,8 +67,8 @@ def enable_compilation_cache(
         Least recently used entries are evicted beyond this size.
     min_compile_time_secs : float
         Programs that compile faster are not cached. The default 0 caches the small
-        eager operations too: a fit's hundred or so of them cost 2-3 s in a fresh
-        process, and loading them costs far less.
+        eager operations too: a fit's few dozen of them cost about 0.5 s in a fresh
+        process, and loading them costs less.
 
     Returns
     -------
