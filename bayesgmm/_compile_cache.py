@@ -12,9 +12,17 @@ a different key.
 ``enable_compilation_cache()`` turns it on; so does importing bayesgmm with the
 environment variable ``BAYESGMM_COMPILATION_CACHE=1`` (in ``default_cache_dir()``),
 unless JAX's own cache directory is already set (``JAX_COMPILATION_CACHE_DIR`` or
-``jax.config``), which is left alone. It is off by default: in one full test run
-with a day-old cache of 14,000 entries (some written by processes killed mid-write)
-both pytest workers crashed, cause not found; runs with a fresh cache passed.
+``jax.config``), which is left alone.
+
+It is off by default because loading from it can crash the process. With jax/jaxlib
+0.10.2 on CPU, a full test run (2 pytest-xdist workers) sharing a cache of about 7,000
+entries from earlier runs died with a segmentation fault inside JAX's
+``backend.deserialize_executable`` (the NUTS sampling loop's program); the same test
+alone, loading the same entries, passed, so the crash is not one bad entry. It happened
+in both such runs (2026-11-25); runs with a fresh cache passed. That run also took about
+twice as long as without the cache (32 min against about 15): with a size bound, JAX
+reads every entry's access time under its file lock each time it writes one, and
+``min_compile_time_secs=0`` writes many.
 
 The cache holds at most ``max_size_bytes``, evicting the least recently used entries
 (with a file lock, so parallel processes, such as pytest-xdist workers, share it
