@@ -25,8 +25,8 @@ reads every entry's access time under its file lock each time it writes one, and
 ``min_compile_time_secs=0`` writes many.
 
 The cache holds at most ``max_size_bytes``, evicting the least recently used entries
-(with a file lock, so parallel processes, such as pytest-xdist workers, share it
-safely).
+(with a file lock, so that parallel processes, such as pytest-xdist workers, do not
+write over each other's files).
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ def enable_compilation_cache(
     This sets JAX's process-wide options ``jax_compilation_cache_dir``,
     ``jax_compilation_cache_max_size`` and ``jax_persistent_cache_min_compile_time_secs``:
     it caches every program of the process, not only bayesgmm's.
+
+    Loading from a large cache shared by parallel processes crashed one with a
+    segmentation fault inside JAX (jaxlib 0.10.2, CPU; see the module docstring): use a
+    cache per project or per run, not one shared by long runs in parallel.
 
     Parameters
     ----------
