@@ -4,10 +4,9 @@ A fit compiles a handful of XLA programs. At K=10, D=10 the SVI chunk program ta
 about 4.5 s to compile, the EM start 1.7 s, the guide start and the draws about 1 s each,
 and a few dozen small eager operations another 0.5 s (``benchmarks/README.md``). That is
 more than the fit itself on moderate data, and it is paid again in every new Python
-process. JAX can keep compiled programs on disk
-and load them in later processes, keyed by the program text, the JAX and XLA
-versions and the compiler flags. So a stale entry is never used: a changed program is
-a different key.
+process. JAX can keep compiled programs on disk and load them in later processes, keyed
+by the program text, the JAX and XLA versions and the compiler flags. So a stale entry
+is never used: a changed program is a different key.
 
 ``enable_compilation_cache()`` turns it on; so does importing bayesgmm with the
 environment variable ``BAYESGMM_COMPILATION_CACHE=1`` (in ``default_cache_dir()``),

@@ -20,6 +20,7 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 from scipy.special import logsumexp
+from tqdm.auto import tqdm
 
 from bayesgmm import densities, fit_nuts, fit_svi, load_dataset, params_from_idata
 from bayesgmm.inference.minibatch import ArraySource, ChunkSource, row_blocks, streaming_moments
@@ -164,7 +165,7 @@ def test_heldout_lpd_iris_within_one_percent_of_nuts():
 def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     from numpyro.infer.autoguide import AutoDelta
 
-    from bayesgmm.inference.svi_run import _chunk_runner, run_chunks
+    from bayesgmm.inference.svi_run import CONVERGENCE_LAG_STEPS, _chunk_runner, run_chunks
 
     # A MAP fit of one mean (Adam, no noise): the chunk returns the mean of its active steps'
     # parameters, which single-step chunks from the same state reproduce.
@@ -178,7 +179,8 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
 
     Z = jax.numpy.full(4, 3.0)
     state = make().init(jax.random.PRNGKey(0), Z=Z)
-    states = jax.tree_util.tree_map(lambda a: a[None], state)
+    stacked = jax.tree_util.tree_map(lambda a: a[None], state)  # one restart
+    states = stacked
     key = jax.random.PRNGKey(1)
     _, losses, mean = _chunk_runner(make, 8, "full")(states, Z, key, 5, 0)
     assert np.isnan(np.asarray(losses)[0, 5:]).all()
@@ -203,9 +205,8 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
             return states, level + self.rng.normal(0.0, 1.0, (1, 50)), moved
 
     drift = Drift()
-    bar = type("Bar", (), {"update": lambda *a: None, "set_postfix": lambda *a, **k: None})()
-    run = partial(run_chunks, drift, state_stack(state), "full", lambda: Z)
-    final, trace, converged = run(2000, 50, 0.0, None, key, bar)
+    run = partial(run_chunks, drift, stacked, "full", lambda: Z, lag_steps=CONVERGENCE_LAG_STEPS)
+    final, trace, converged = run(2000, 50, 0.0, None, key, tqdm(disable=True))
     assert not converged and trace.shape == (1, 2000)
     # The states returned hold the last chunk's mean parameters, not its last step's.
     np.testing.assert_allclose(
@@ -214,10 +215,6 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     chunks = -trace.reshape(40, 50)
     assert not elbo_converged(chunks[5:6], chunks[15:16], 0.0).all()  # 10 chunks back: 1.0
     assert elbo_converged(chunks[5:6], chunks[6:7], 0.0).all()  # 1 chunk back: noise
-
-
-def state_stack(state):
-    return jax.tree_util.tree_map(lambda a: a[None], state)
 
 
 def test_minibatch_likelihood_is_unbiased():

@@ -28,6 +28,7 @@ from bayesgmm.inference.init import em_start, sites_from_params
 from bayesgmm.inference.minibatch import as_source, observed_rows, row_blocks, streaming_moments
 from bayesgmm.inference.svi_draws import importance_stats
 from bayesgmm.inference.svi_run import (
+    CONVERGENCE_LAG_STEPS,
     GUIDES,
     initial_states,
     program,
@@ -272,20 +273,11 @@ def fit_svi(
             # 2000 steps back, the steps of bench_svi.py's 100,000-row fits took 3.4 times as
             # long, for a held-out log-likelihood 0.006 nats per row higher. In full batch
             # the noise is only the guide's draws.
-            lag_steps = None if mode == "full" else chunk_size
+            lag_steps = CONVERGENCE_LAG_STEPS if mode == "full" else chunk_size
             states, trace, converged = run_chunks(
-                prog,
-                states,
-                mode,
-                data_fn,
-                max_steps,
-                chunk_size,
-                tol,
-                batch_size,
-                key_chunks,
-                bar,
-                lag_steps,
-            )
+                prog, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key_chunks, bar,
+                lag_steps=lag_steps,
+            )  # fmt: skip
         timings["steps"] = clock.lap()
         final = trace[:, -chunk_size:].mean(axis=1)
         kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
