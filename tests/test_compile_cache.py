@@ -44,6 +44,6 @@ def test_second_process_loads_the_svi_programs(tmp_path):
     assert "PERSISTENT COMPILATION CACHE MISS for 'jit_batched'" in first.stderr
     assert any(tmp_path.glob("jit_batched-*"))
     second = run(_FIT, **env, PYTHONHASHSEED="2")
-    for program in ("jit_batched", "jit__start", "jit_draw", "jit__fit_program"):
+    for program in ("jit_batched", "jit__initial_states", "jit_draw", "jit__fit_program"):
         assert f"Persistent compilation cache hit for '{program}'" in second.stderr, program
     assert "PERSISTENT COMPILATION CACHE MISS for 'jit_batched'" not in second.stderr

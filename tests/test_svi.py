@@ -320,6 +320,78 @@ def test_ordered_elbo_equals_numpyro_trace_elbo(guide):
         np.testing.assert_allclose(ours, numpyro_loss, rtol=1e-12)
 
 
+class _RecordKeys(handlers.Messenger):
+    """The distribution and key numpyro's seed handler gives each sample site, in order."""
+
+    def __init__(self, fn):
+        self.sites = []
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["kwargs"].get("rng_key") is not None:
+            self.sites.append((msg["fn"], msg["kwargs"]["rng_key"]))
+
+
+def _numpyro_noise(guide, key, Z):
+    """The standard normal values numpyro's samplers draw for the guide seeded with ``key``."""
+    recorder = _RecordKeys(handlers.seed(guide, key))
+    recorder(Z=Z)
+    parts = []
+    for fn, site_key in recorder.sites:
+        fn = fn.base_dist if isinstance(fn, dist.TransformedDistribution) else fn
+        base = fn.base_dist if isinstance(fn, dist.Independent) else fn
+        if isinstance(base, dist.LowRankMultivariateNormal):
+            key_W, key_D = jax.random.split(site_key)
+            parts += [jax.random.normal(key_W, base.batch_shape + base.cov_factor.shape[-1:])]
+            parts += [jax.random.normal(key_D, base.batch_shape + base.cov_diag.shape[-1:])]
+        elif isinstance(base, dist.Normal | dist.MultivariateNormal):
+            parts.append(jax.random.normal(site_key, base.batch_shape + base.event_shape))
+    return jax.numpy.concatenate([p.ravel() for p in parts])
+
+
+@pytest.mark.parametrize("guide", ["meanfield", "fullrank", "lowrank"])
+def test_guide_noise_reproduces_numpyro_draws(guide):
+    # Fed the very values numpyro's samplers would draw from the guide's keys, the ELBO with
+    # given noise (as the chunk program runs it) is numpyro's Trace_ELBO, particles included.
+    from bayesgmm.inference.elbo import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
+    from bayesgmm.inference.svi_run import make_guide
+
+    def losses(model, n_particles, key, Z):
+        g = make_guide(guide, model, init_to_median, 0.3)
+        svi = SVI(model, g, optax_to_numpyro(optax.adam(0.01)), OrderedTraceELBO())
+        params = svi.get_params(svi.init(jax.random.PRNGKey(0), Z=Z))
+        keys = jax.random.split(key, n_particles) if n_particles > 1 else key[None]
+        guided = handlers.substitute(g, data=params)
+        noise = jax.numpy.stack([_numpyro_noise(guided, jax.random.split(k)[1], Z) for k in keys])
+        assert noise.shape[1] == guide_noise_size(g, Z=Z)
+        eps = noise if n_particles > 1 else noise[0]
+        ours = OrderedTraceELBO(num_particles=n_particles).loss(key, params, model, g, Z=Z, **{NOISE: eps})
+        # The draws themselves, site by site.
+        fed = handlers.trace(GuideNoise(handlers.seed(guided, 0), noise[0])).get_trace(Z=Z)
+        seeded = handlers.trace(handlers.seed(guided, jax.random.split(keys[0])[1])).get_trace(Z=Z)
+        draws = [(fed[k]["value"], seeded[k]["value"]) for k in seeded if seeded[k]["type"] == "sample"]
+        return ours, Trace_ELBO(num_particles=n_particles).loss(key, params, model, g, Z=Z), draws
+
+    Z = simulated(200)
+    model = partial(gmm_model, n_components=2, n_features=2, covariance_type="full")
+    minibatch = partial(model, n_obs=1000, subsample_size=200)
+    for m, n_particles in ((model, 1), (minibatch, 3)):
+        ours, numpyro_loss, draws = jax.jit(partial(losses, m, n_particles))(jax.random.PRNGKey(5), Z)
+        np.testing.assert_allclose(ours, numpyro_loss, rtol=1e-12)
+        for fed, seeded in draws:
+            np.testing.assert_allclose(fed, seeded, rtol=1e-12, atol=1e-14)
+
+
+def test_guide_noise_refuses_too_little_noise():
+    from bayesgmm.inference.elbo import GuideNoise
+
+    def guide():
+        numpyro.sample("x", dist.Normal(jax.numpy.zeros(3), 1.0).to_event(1))
+
+    with pytest.raises(ValueError, match="more than the 2 noise values"):
+        GuideNoise(guide, jax.numpy.zeros(2))()
+
+
 _LOWER_ELBO = """
 import hashlib, jax, numpy as np, optax
 from functools import partial
