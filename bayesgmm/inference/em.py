@@ -19,6 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayesgmm._jit import jit
 from bayesgmm.inference.em_mstep import EMPrior, log_prior, m_step
 from bayesgmm.inference.em_stats import (
     coefficients,
@@ -153,7 +154,7 @@ def run_em(
     return jax.lax.while_loop(cond, body, state)
 
 
-@partial(jax.jit, static_argnames=("covariance_type", "max_iter"))
+@partial(jit, static_argnames=("covariance_type", "max_iter"))
 def run_em_restarts(params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter):
     """``run_em`` over a leading restart axis of ``params`` (and ``lower_bound``), in parallel."""
     run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesgmm._jit import jit
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X
 from bayesgmm.inference import em, em_shapes
 from bayesgmm.inference.em_criteria import aic, bic, icl, n_parameters
@@ -237,7 +238,7 @@ def fit_em(
 _STATIC = ("covariance_type", "init_params", "n_components", "n_init", "n_history", "block_size")
 
 
-@partial(jax.jit, static_argnames=_STATIC)
+@partial(jit, static_argnames=_STATIC)
 def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
     """Features, inits, all restarts and the final log-likelihoods as one compiled program.
 

@@ -9,16 +9,16 @@ covariances. The precision Cholesky factor of a full covariance follows scikit-l
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import scipy.linalg
 
 from bayesgmm import densities
+from bayesgmm._jit import jit
 from bayesgmm.params import GMMParams
 
 #: Jitted densities, so that predictions do not dispatch op by op.
-log_prob = jax.jit(densities.log_prob)
-responsibilities = jax.jit(densities.responsibilities)
+log_prob = jit(densities.log_prob)
+responsibilities = jit(densities.responsibilities)
 
 
 def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import densities
+from bayesgmm._jit import jit
 from bayesgmm.params import GMMParams
 
 #: Dims of every posterior variable after ``chain`` and ``draw``.
@@ -35,7 +36,7 @@ def _flat(tree, n_lead: int):
 
 
 # Jitted: op by op, each of its few operations would compile on its own in a fresh process.
-@jax.jit
+@jit
 def user_params(std_params: GMMParams, loc, scale) -> GMMParams:
     """Map standardised parameters with any leading batch axes to the user's units."""
     lead = std_params.weights.ndim - 1
@@ -56,7 +57,7 @@ def pointwise_log_likelihood(params: GMMParams, X, batch_size: int = 64) -> np.n
     return np.asarray(_log_prob_draws(flat, X, batch_size)).reshape((*lead, X.shape[0]))
 
 
-@partial(jax.jit, static_argnums=2)
+@partial(jit, static_argnums=2)
 def _log_prob_draws(flat: GMMParams, X, batch_size: int):
     # Jitted at module level: an eager lax.map recompiles its body on every call.
     return jax.lax.map(lambda p: densities.log_prob(p, X), flat, batch_size=batch_size)

@@ -19,6 +19,8 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.infer.util import potential_energy, unconstrain_fn
 
+from bayesgmm._jit import jit
+
 #: Draws whose log joint density is evaluated at once (memory is draws * n_obs * n_components).
 _BATCH = 32
 
@@ -54,7 +56,7 @@ def importance_fn(make, guide_name: str):
             return lp, jnp.zeros_like(lp)
         return lp, jax.vmap(lambda v: _guide_log_q(guide, guide_name, params, v))(u)
 
-    return jax.jit(one_chain)
+    return jit(one_chain)
 
 
 def importance_stats(fn, guide_name: str, params: list, sites: dict, Z):

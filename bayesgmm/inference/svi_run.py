@@ -33,6 +33,7 @@ from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.infer.svi import SVIState
 from numpyro.optim import optax_to_numpyro
 
+from bayesgmm._jit import jit
 from bayesgmm.inference.elbo import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
 from bayesgmm.inference.svi_draws import importance_fn
 
@@ -77,13 +78,6 @@ def elbo_converged(previous: np.ndarray, current: np.ndarray, tol: float) -> np.
     m1, v1 = current.mean(axis=1), current.var(axis=1)
     se = np.sqrt(v0 / previous.shape[1] + v1 / current.shape[1])
     return (m0 - m1) < np.maximum(tol * np.abs(m1), 2.0 * se)
-
-
-#: Compiler options of the programs that run once per fit and do little work (guide start,
-#: restart states, draws): without LLVM's optimisations they compile in about half the time
-#: (1.3 s less in a fresh process at K=10, D=10). The chunk program keeps them: it runs every
-#: step, twice as slowly without.
-RUN_ONCE = dict(compiler_options={"xla_backend_optimization_level": 0})
 
 
 @dataclass
@@ -197,7 +191,7 @@ def _chunk_runner(make, chunk_size: int, mode: str):
 
         return map_restarts(run_one, states, noise)
 
-    return jax.jit(batched, static_argnums=4)
+    return jit(batched, static_argnums=4)
 
 
 def map_restarts(fn, *args):
@@ -242,7 +236,7 @@ def _drawer(make, model, names, n_draws):
 
         return map_restarts(one, states, keys)
 
-    return jax.jit(draw, **RUN_ONCE)
+    return jit(draw, run_once=True)
 
 
 def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype):
@@ -259,7 +253,7 @@ def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype)
     config = (init_scale, n_restarts, np.dtype(dtype).str)
     if config not in prog.starts:
         start = partial(_initial_states, prog.make, prog.optim, init_scale, n_restarts, dtype)
-        prog.starts[config] = jax.jit(start, **RUN_ONCE)
+        prog.starts[config] = jit(start, run_once=True)
     return prog.starts[config](key, Z, values)
 
 

@@ -18,12 +18,13 @@ import numpy as np
 import xarray as xr
 
 from bayesgmm import densities
+from bayesgmm._jit import jit
 from bayesgmm._validation import as_key
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
 
 
-@partial(jax.jit, static_argnames="batch_size")
+@partial(jit, static_argnames="batch_size")
 def _categorical_over_draws(flat, keys, X, batch_size):
     def one(args):
         p, key = args

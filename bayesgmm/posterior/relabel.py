@@ -35,6 +35,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import densities
+from bayesgmm._jit import jit
 from bayesgmm.posterior.draws import params_from_idata
 
 METHODS = ("ordering", "ecr", "stephens")
@@ -72,7 +73,7 @@ def draw_responsibilities(idata, group: str = "posterior", batch_size: int = 64)
 
 
 # Jitted at module level so that repeated calls with the same shapes reuse one compilation.
-@partial(jax.jit, static_argnames="batch_size")
+@partial(jit, static_argnames="batch_size")
 def _responsibilities_over_draws(flat, X, batch_size):
     return jax.lax.map(lambda p: densities.responsibilities(p, X), flat, batch_size=batch_size)
 
