@@ -169,7 +169,12 @@ def _chunk_runner(make, chunk_size: int, mode: str):
         def run_one(state, restart_noise):
             def step(carry, xs):
                 i, eps, idx = xs
-                batch = {"full": data, "index": None if idx is None else data[idx], "stream": data[i]}[mode]
+                if mode == "full":
+                    batch = data
+                elif mode == "index":
+                    batch = data[idx]
+                else:
+                    batch = data[i]
 
                 def update(carry):
                     s, total = carry
@@ -198,8 +203,7 @@ def map_restarts(fn, *args):
     """``jax.vmap(fn)(*args)`` over the restarts (leading axis of every leaf).
 
     A single restart (the default) is run without ``vmap``: batching the traced chunk of
-    steps took about a second of tracing at K=10, D=10, and its batch axis of size one
-    made a bigger program to compile.
+    steps took about a second of tracing at K=10, D=10 (2.2 -> 1.3 s in all).
     """
     if jax.tree_util.tree_leaves(args)[0].shape[0] != 1:
         return jax.vmap(fn)(*args)
@@ -246,9 +250,9 @@ def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype)
     scale ``init_scale``; each restart's location parameters are then moved by
     independent ``Normal(0, 0.1)`` noise in the unconstrained space (as NUTS chains are).
     Every floating parameter is cast to ``dtype``: numpyro creates the guide's scales
-    in float64 when x64 is on. One compiled program per ``(init_scale, n_restarts, dtype)``:
-    op by op, each small operation would be compiled on its own (about 1 s in a fresh
-    process at K=10, D=10), and a second program for the restarts cost 0.7 s more.
+    in float64 when x64 is on. One compiled program per ``(init_scale, n_restarts, dtype)``
+    for the start and the restarts together: op by op, each small operation would be
+    compiled on its own (about 1 s in a fresh process at K=10, D=10).
     """
     config = (init_scale, n_restarts, np.dtype(dtype).str)
     if config not in prog.starts:
