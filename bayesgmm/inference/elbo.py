@@ -33,7 +33,10 @@ class OrderedTraceELBO(ELBO):
     """``numpyro.infer.Trace_ELBO`` with a deterministic order of summation.
 
     For models without mutable state and with one guide draw per particle (all of
-    bayesgmm's). With the same key it draws exactly what ``Trace_ELBO`` draws.
+    bayesgmm's). With the same key it draws exactly what ``Trace_ELBO`` draws. Given the
+    keyword argument ``NOISE`` (shape (n_noise,), or (num_particles, n_noise)), the guide's
+    reparameterised sites take that noise (``GuideNoise``) instead of drawing it from
+    their keys; model and guide never see the argument.
 
     Parameters
     ----------
