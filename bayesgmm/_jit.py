@@ -3,11 +3,13 @@
 A fit compiles a few programs of a few hundred small kernels each (the model's log density,
 its gradient, the optimizer), and on CPU XLA's time goes into each kernel's code generation:
 about 25 ms a kernel with its MLIR fusion emitters (each fusion runs an MLIR pass pipeline
-before LLVM). Its older element-wise emitters make the same programs in far less time, and
-the code runs as fast. Measured on the 2-core development machine (AMD EPYC, jax 0.10.2;
+before LLVM). Its older element-wise emitters make the same programs in far less time.
+Measured on the 2-core development machine (AMD EPYC, jax 0.10.2;
 ``benchmarks/bench_svi.py`` settings at N=100,000, K=10, D=10, float64), compile time of a first
 ``fit_svi`` in a fresh process went from 16.8 to 9.7 s and the whole first fit from 25.2 to 17.4 s;
-a warm fit took 2.31 s with the fusion emitters and 2.23 s without.
+a warm fit took 2.31 s with the fusion emitters and 2.23 s without. Not settled: in the full
+benchmark warm fits ran slower after the change (float32 most), and EM with tied covariances
+looked slower per iteration (``benchmarks/README.md``).
 
 The option only concerns XLA's CPU backend and only bayesgmm's own programs: numpyro's NUTS
 compiles its programs itself, and a user's code keeps JAX's defaults.
@@ -27,10 +29,10 @@ COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 RUN_ONCE = {**COMPILER_OPTIONS, "xla_backend_optimization_level": 0}
 
 
-def jit(fun=None, *, run_once: bool = False, **kwargs):
+def jit(fun, *, run_once: bool = False, **kwargs):
     """``jax.jit(fun, **kwargs)`` compiled with ``COMPILER_OPTIONS`` (``RUN_ONCE`` if asked).
 
-    Usable as a decorator, plain or through ``functools.partial`` with ``jit``'s keywords.
+    A decorator as it is, or through ``functools.partial`` with ``jit``'s keywords.
 
     Examples
     --------
@@ -38,7 +40,4 @@ def jit(fun=None, *, run_once: bool = False, **kwargs):
     >>> int(double(3))
     6
     """
-    options = RUN_ONCE if run_once else COMPILER_OPTIONS
-    if fun is None:
-        return lambda f: jax.jit(f, compiler_options=options, **kwargs)
-    return jax.jit(fun, compiler_options=options, **kwargs)
+    return jax.jit(fun, compiler_options=RUN_ONCE if run_once else COMPILER_OPTIONS, **kwargs)

@@ -382,6 +382,33 @@ def test_guide_noise_reproduces_numpyro_draws(guide):
             np.testing.assert_allclose(fed, seeded, rtol=1e-12, atol=1e-14)
 
 
+def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
+    # The step program goes through bayesgmm._jit: an option XLA does not know reaches the
+    # compiler and fails there, so the real options reach it too.
+    from jax.errors import JaxRuntimeError
+    from numpyro.infer.autoguide import AutoDelta
+
+    from bayesgmm import _jit
+    from bayesgmm.inference.svi_run import _chunk_runner
+
+    def model(Z):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("obs", Z.shape[0]):
+            numpyro.sample("z", dist.Normal(mu, 1.0), obs=Z)
+
+    def make():
+        return SVI(model, AutoDelta(model), optax_to_numpyro(optax.adam(0.1)), Trace_ELBO())
+
+    Z = jax.numpy.zeros(4)
+    states = jax.tree_util.tree_map(lambda a: a[None], make().init(jax.random.PRNGKey(0), Z=Z))
+    monkeypatch.setattr(_jit, "COMPILER_OPTIONS", {"xla_no_such_option_bayesgmm": True})
+    with pytest.raises(JaxRuntimeError, match="xla_no_such_option_bayesgmm"):
+        _chunk_runner(make, 2, "full")(states, Z, jax.random.PRNGKey(1), 2, 0)
+    monkeypatch.undo()
+    _, losses, _ = _chunk_runner(make, 2, "full")(states, Z, jax.random.PRNGKey(1), 2, 0)
+    assert np.isfinite(np.asarray(losses)).all()
+
+
 def test_guide_noise_refuses_too_little_noise():
     from bayesgmm.inference.elbo import GuideNoise
 
