@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import arviz as az
@@ -30,11 +31,13 @@ from bayesgmm.inference.svi_draws import importance_stats
 from bayesgmm.inference.svi_run import (
     CONVERGENCE_LAG_STEPS,
     GUIDES,
+    compile_ahead,
     initial_states,
     program,
     run_chunks,
 )
 from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
+from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
 
 #: Minibatch size used when the data are streamed (memmap or chunk callable) and none is given.
@@ -221,13 +224,7 @@ def fit_svi(
     names = ["means", "scale_tril", *LATENT_SITES[covariance_type], *WEIGHT_SITES[weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or n_features > 1]
     names = ["weights", *(n for n in names if n not in ("weights", "sticks") or n_components > 1)]
-    values = None
-    if init == "em":
-        em_seed = int(jax.random.randint(key_init, (), 0, 2**30))
-        overfitted = weight_prior != "dirichlet"
-        start = em_start(Z_init, n_components, covariance_type, seed=em_seed, overfitted=overfitted)
-        values = sites_from_params(start, covariance_type, weight_prior, priors)  # numpy arrays
-    timings["em_start"] = clock.lap()
+    em_seed = int(jax.random.randint(key_init, (), 0, 2**30))
     # A posterior sd is about sqrt(n_components / n_obs): from numpyro's default guide scale
     # of 0.1 it takes thousands of steps to shrink on big data.
     init_scale = min(0.1, float(np.sqrt(n_components / n_obs)))
@@ -249,13 +246,40 @@ def fit_svi(
 
     # float32 needs x64 off while tracing: numpyro draws its noise in the default float
     # type, which would make every guide sample float64.
-    precision = jax.enable_x64(False) if np.dtype(dtype) == np.float32 else contextlib.nullcontext()
-    with precision:
-        if mode == "stream":
-            data = jnp.asarray((next(blocks)[:batch_size] - loc) / scale, dtype)
-        else:
-            data = jnp.asarray(Z_full, dtype)
-        batch = data[:batch_size] if mode == "index" else data
+    float32 = np.dtype(dtype) == np.float32
+    precision = partial(jax.enable_x64, False) if float32 else contextlib.nullcontext
+    rows = ((next(blocks)[:batch_size] - loc) / scale) if mode == "stream" else Z_full
+    # Compiling takes longer than the fit on moderate data, and XLA compiles without the GIL:
+    # the SVI programs are traced here, then compiled in the pool's threads while the EM
+    # start runs on this one.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with precision():
+            # Sliced on the host: on the device each slice would compile a program of its own.
+            data = chunk_data = jnp.asarray(rows, dtype)
+            batch = jnp.asarray(rows[:batch_size], dtype) if mode == "index" else data
+            if mode == "stream":
+                chunk_data = jax.ShapeDtypeStruct((chunk_size, batch_size, n_features), data.dtype)
+            # Full batch: one row is enough to set the guide up, and keeps the draw program's
+            # shapes (so its compiled code) the same for every n_obs.
+            draw_Z = jnp.asarray(rows[:1], dtype) if mode == "full" else batch
+            n_kept = num_restarts if keep == "chains" else 1
+            site_types = _site_types(model_kwargs, init, dtype)
+            ahead = compile_ahead(
+                prog,
+                pool,
+                start=(init_scale, num_restarts, dtype, key_svi, batch, site_types),
+                chunk=(chunk_data, chunk_size, batch_size if mode == "index" else 0),
+                draw=(n_kept, n_draws, draw_Z),
+            )
+        values = None
+        if init == "em":  # in float64, whatever the dtype
+            values = _em_sites(Z_init, n_components, covariance_type, weight_prior, priors, em_seed)
+        timings["em_start"] = clock.lap()
+        for future in ahead:
+            future.result()
+        timings["compile"] = clock.lap()
+
+    with precision():
         values = None if values is None else {k: jnp.asarray(v, dtype) for k, v in values.items()}
         states = initial_states(prog, batch, values, init_scale, num_restarts, key_svi, dtype)
         jax.block_until_ready(states)
@@ -283,9 +307,6 @@ def fit_svi(
         kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])
         # Indexed on the host: op by op on the device, every leaf compiles a few small programs.
         kept_states = jax.tree_util.tree_map(lambda a: np.asarray(a)[kept], states)
-        # Full batch: one row is enough to set the guide up, and keeps the draw program's
-        # shapes (so its compiled code) the same for every n_obs.
-        draw_Z = data[:1] if mode == "full" else batch
         params, fit_sites = prog.draw(kept_states, jax.random.split(key_draws, len(kept)), draw_Z, n_draws)
         jax.block_until_ready(fit_sites)
         # The summaries (user units, log-likelihood) are computed in float64 whatever the dtype.
@@ -355,6 +376,30 @@ class _Clock:
         now = time.perf_counter()
         elapsed, self.last = now - self.last, now
         return elapsed
+
+
+def _em_sites(Z, n_components, covariance_type, weight_prior, priors, seed) -> dict:
+    """The model's sites at the best of a few EM fits to ``Z`` (numpy arrays, float64)."""
+    overfitted = weight_prior != "dirichlet"
+    start = em_start(Z, n_components, covariance_type, seed=seed, overfitted=overfitted)
+    return sites_from_params(start, covariance_type, weight_prior, priors)
+
+
+def _site_types(model_kwargs: dict, init: str, dtype) -> dict | None:
+    """Shapes and type of ``_em_sites``'s values, cast to ``dtype``, known before EM has run
+    (None, as the values are, for ``init="prior"``)."""
+    if init != "em":
+        return None
+    n_components, n_features = model_kwargs["n_components"], model_kwargs["n_features"]
+    uniform = GMMParams(
+        np.full(n_components, 1 / n_components),
+        np.zeros((n_components, n_features)),
+        np.broadcast_to(np.eye(n_features), (n_components, n_features, n_features)),
+    )
+    sites = sites_from_params(
+        uniform, model_kwargs["covariance_type"], model_kwargs["weight_prior"], model_kwargs["priors"]
+    )
+    return {k: jax.ShapeDtypeStruct(np.shape(v), dtype) for k, v in sites.items()}
 
 
 def _latent(sites: dict, weight_prior: str) -> dict:

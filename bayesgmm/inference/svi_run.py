@@ -95,13 +95,26 @@ class Program:
     importance: object
     starts: dict = field(default_factory=dict)
     draws: dict = field(default_factory=dict)
+    compiled: set = field(default_factory=set)
+
+    def start_program(self, init_scale, n_restarts: int, dtype):
+        """The jitted guide start ``(key, Z, values) -> states`` (see ``initial_states``)."""
+        config = (init_scale, n_restarts, np.dtype(dtype).str)
+        if config not in self.starts:
+            start = partial(_initial_states, self.make, self.optim, init_scale, n_restarts, dtype)
+            self.starts[config] = jit(start, run_once=True)
+        return self.starts[config]
+
+    def draw_program(self, n_draws: int):
+        """The jitted ``(states, keys, Z) -> (params, sites)`` of ``n_draws`` draws (see ``draw``)."""
+        if n_draws not in self.draws:
+            self.draws[n_draws] = _drawer(self.make, self.model, self.names, n_draws)
+        return self.draws[n_draws]
 
     def draw(self, states, keys, Z, n_draws: int):
         """Constrained guide parameters and ``n_draws`` draws of the sites ``names`` for each
         restart in ``states`` (leading axis); one compiled function per ``n_draws``."""
-        if n_draws not in self.draws:
-            self.draws[n_draws] = _drawer(self.make, self.model, self.names, n_draws)
-        return self.draws[n_draws](states, keys, Z)
+        return self.draw_program(n_draws)(states, keys, Z)
 
 
 _PROGRAMS: dict = {}
@@ -254,11 +267,59 @@ def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype)
     for the start and the restarts together: op by op, each small operation would be
     compiled on its own (about 1 s in a fresh process at K=10, D=10).
     """
-    config = (init_scale, n_restarts, np.dtype(dtype).str)
-    if config not in prog.starts:
-        start = partial(_initial_states, prog.make, prog.optim, init_scale, n_restarts, dtype)
-        prog.starts[config] = jit(start, run_once=True)
-    return prog.starts[config](key, Z, values)
+    return prog.start_program(init_scale, n_restarts, dtype)(key, Z, values)
+
+
+def compile_ahead(prog: Program, pool, *, start, chunk, draw) -> list:
+    """Compile a fit's guide start, chunk of steps and draws in ``pool``'s threads.
+
+    A first fit spends most of its time in XLA compilation (3-4 s for the chunk program
+    alone at K=10, D=10), which releases the GIL: compiled in other threads, the programs
+    are ready while this one goes on (with the EM start, say). The tracing (lowering) is
+    done here, on the calling thread: numpyro keeps its effect handlers on one global
+    stack, so two threads must not run numpyro models at once. Once compiled, the usual
+    calls with arguments of the same shapes and types find the compiled programs in
+    ``jax.jit``'s caches.
+
+    Parameters
+    ----------
+    prog : Program
+    pool : concurrent.futures.Executor
+    start : tuple
+        ``(init_scale, n_restarts, dtype, key, Z, values)``: the arguments of
+        ``initial_states`` (arrays or ``jax.ShapeDtypeStruct``; ``values`` may be None).
+    chunk : tuple
+        ``(data, chunk_size, batch_size)``: the data argument of ``prog.run_chunk`` (or its
+        shape and type), the number of active steps and the static batch size it is called with.
+    draw : tuple
+        ``(n_kept, n_draws, Z)``: restarts kept, draws per restart and data of ``prog.draw``.
+
+    Returns
+    -------
+    list of concurrent.futures.Future
+        Wait for them before calling the programs: a call made before its program has
+        compiled compiles it a second time. Empty when this signature was compiled before.
+    """
+    init_scale, n_restarts, dtype, key, Z, values = start
+    signature = jax.tree_util.tree_map(
+        lambda a: (tuple(a.shape), np.dtype(a.dtype).str), (key, Z, values, chunk[0], draw[2])
+    )
+    signature = (init_scale, n_restarts, np.dtype(dtype).str, chunk[1:], draw[:2], str(signature))
+    if signature in prog.compiled:
+        return []
+    prog.compiled.add(signature)
+    traced = prog.start_program(init_scale, n_restarts, dtype).trace(key, Z, values)
+    states = traced.out_info
+    data, chunk_size, batch_size = chunk
+    # The longest compile first.
+    futures = [pool.submit(prog.run_chunk.lower(states, data, key, chunk_size, batch_size).compile)]
+    futures.append(pool.submit(traced.lower().compile))
+    n_kept, n_draws, draw_Z = draw
+    # The kept restarts are indexed on the host (numpy arrays: never weakly typed).
+    kept = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((n_kept, *a.shape[1:]), a.dtype), states)
+    keys = jax.ShapeDtypeStruct((n_kept, *key.shape), key.dtype)
+    futures.append(pool.submit(prog.draw_program(n_draws).lower(kept, keys, draw_Z).compile))
+    return futures
 
 
 def _initial_states(make, optim, init_scale, n_restarts, dtype, key, Z, values):
