@@ -182,12 +182,12 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     stacked = jax.tree_util.tree_map(lambda a: a[None], state)  # one restart
     states = stacked
     key = jax.random.PRNGKey(1)
-    _, losses, mean = _chunk_runner(make, 8, "full")(states, Z, key, 5, 0)
+    _, losses, mean = _chunk_runner(make, 8, "full")(states, Z, None, key, 5)
     assert np.isnan(np.asarray(losses)[0, 5:]).all()
     one_step = _chunk_runner(make, 1, "full")
     path = []
     for _ in range(5):
-        states, _, params = one_step(states, Z, key, 1, 0)
+        states, _, params = one_step(states, Z, None, key, 1)
         path.append(float(params["mu_auto_loc"][0]))
     np.testing.assert_allclose(float(mean["mu_auto_loc"][0]), np.mean(path), rtol=1e-12)
 
@@ -198,15 +198,15 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
         def __init__(self):
             self.calls, self.rng = 0, np.random.default_rng(0)
 
-        def run_chunk(self, states, data, key, n_active, batch_size):
+        def run_chunk(self, states, data, rows, key, n_active):
             self.calls += 1
             level = 100.0 - 5.0 * min(self.calls, 5) - 0.1 * self.calls
             moved = jax.tree_util.tree_map(lambda p: p + 1.0, states.optim_state[1][0])
             return states, level + self.rng.normal(0.0, 1.0, (1, 50)), moved
 
     drift = Drift()
-    run = partial(run_chunks, drift, stacked, "full", lambda: Z, lag_steps=CONVERGENCE_LAG_STEPS)
-    final, trace, converged = run(2000, 50, 0.0, None, key, tqdm(disable=True))
+    run = partial(run_chunks, drift, stacked, lambda: (Z, None), lag_steps=CONVERGENCE_LAG_STEPS)
+    final, trace, converged = run(2000, 50, 0.0, key, tqdm(disable=True))
     assert not converged and trace.shape == (1, 2000)
     # The states returned hold the last chunk's mean parameters, not its last step's.
     np.testing.assert_allclose(
@@ -403,9 +403,9 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     states = jax.tree_util.tree_map(lambda a: a[None], make().init(jax.random.PRNGKey(0), Z=Z))
     monkeypatch.setattr(_jit, "COMPILER_OPTIONS", {"xla_no_such_option_bayesgmm": True})
     with pytest.raises(JaxRuntimeError, match="xla_no_such_option_bayesgmm"):
-        _chunk_runner(make, 2, "full")(states, Z, jax.random.PRNGKey(1), 2, 0)
+        _chunk_runner(make, 2, "full")(states, Z, None, jax.random.PRNGKey(1), 2)
     monkeypatch.undo()
-    _, losses, _ = _chunk_runner(make, 2, "full")(states, Z, jax.random.PRNGKey(1), 2, 0)
+    _, losses, _ = _chunk_runner(make, 2, "full")(states, Z, None, jax.random.PRNGKey(1), 2)
     assert np.isfinite(np.asarray(losses)).all()
 
 

@@ -42,6 +42,8 @@ from bayesgmm.priors import Priors
 
 #: Minibatch size used when the data are streamed (memmap or chunk callable) and none is given.
 DEFAULT_BATCH_SIZE = 4096
+#: Type of the minibatch row indices drawn on the host (``batch_size`` with an in-memory array).
+_ROW_INDEX = np.int32
 
 
 def default_optimizer() -> optax.GradientTransformation:
@@ -130,8 +132,9 @@ def fit_svi(
     batch_size : int, optional
         Minibatch size: the likelihood of ``batch_size`` random rows is scaled by
         ``n_obs / batch_size``. None fits the full data each step (arrays) or uses
-        ``DEFAULT_BATCH_SIZE`` (memmaps and callables). Rows of an in-memory array are
-        drawn on the device; those of a memmap or callable are read on the host.
+        ``DEFAULT_BATCH_SIZE`` (memmaps and callables). An in-memory array is copied to
+        the device once and each chunk's minibatch row indices are drawn on the host; the
+        rows of a memmap or callable are read and sent chunk by chunk.
     num_particles : int
         Monte Carlo draws per ELBO gradient.
     seed : int, numpy Generator or JAX key, optional
@@ -185,8 +188,9 @@ def fit_svi(
     key_init, key_svi, key_draws, key_prior, key_idata, key_rng = jax.random.split(key, 6)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key_rng)).ravel())
 
-    # Full batch: every step sees all rows. With a batch_size, in-memory rows are drawn on
-    # the device; a memmap or callable is streamed (standardised with one-pass moments).
+    # Full batch: every step sees all rows. With a batch_size, the rows of an in-memory array
+    # are indexed on the device; a memmap or callable is streamed (standardised with one-pass
+    # moments).
     timings, clock = {}, _Clock()
     streaming = callable(X) or isinstance(X, np.memmap)
     if streaming:
@@ -206,6 +210,8 @@ def fit_svi(
         Z_init = Z_full if n_obs <= init_rows else Z_full[rng.choice(n_obs, init_rows, replace=False)]
         X_obs = X if n_obs <= max_observed else X[np.sort(rng.choice(n_obs, max_observed, replace=False))]
     mode = "stream" if streaming else ("full" if batch_size is None else "index")
+    if mode == "index" and n_obs > np.iinfo(_ROW_INDEX).max:
+        raise ValueError(f"X has {n_obs} rows, too many to index in memory: pass it as a numpy.memmap.")
     n_features = loc.shape[0]
     timings["data"] = clock.lap()
 
@@ -259,6 +265,9 @@ def fit_svi(
             batch = jnp.asarray(rows[:batch_size], dtype) if mode == "index" else data
             if mode == "stream":
                 chunk_data = jax.ShapeDtypeStruct((chunk_size, batch_size, n_features), data.dtype)
+            rows_type = None
+            if mode == "index":
+                rows_type = jax.ShapeDtypeStruct((chunk_size, batch_size), _ROW_INDEX)
             # Full batch: one row is enough to set the guide up, and keeps the draw program's
             # shapes (so its compiled code) the same for every n_obs.
             draw_Z = jnp.asarray(rows[:1], dtype) if mode == "full" else batch
@@ -268,7 +277,7 @@ def fit_svi(
                 prog,
                 pool,
                 start=(init_scale, num_restarts, dtype, key_svi, batch, site_types),
-                chunk=(chunk_data, chunk_size, batch_size if mode == "index" else 0),
+                chunk=(chunk_data, rows_type, chunk_size),
                 draw=(n_kept, n_draws, draw_Z),
             )
         values = None
@@ -286,9 +295,12 @@ def fit_svi(
         timings["guide_init"] = clock.lap()
 
         def data_fn():
-            if mode != "stream":
-                return data
-            return jnp.asarray(((next(blocks) - loc) / scale).reshape(chunk_size, batch_size, -1), dtype)
+            if mode == "full":
+                return data, None
+            if mode == "index":
+                return data, rng.integers(0, n_obs, (chunk_size, batch_size), dtype=_ROW_INDEX)
+            block = ((next(blocks) - loc) / scale).reshape(chunk_size, batch_size, -1)
+            return jnp.asarray(block, dtype), None
 
         with tqdm(total=max_steps, disable=not progress_bar, desc="SVI") as bar:
             key_svi, key_chunks = jax.random.split(key_svi)
@@ -299,9 +311,8 @@ def fit_svi(
             # the noise is only the guide's draws.
             lag_steps = CONVERGENCE_LAG_STEPS if mode == "full" else chunk_size
             states, trace, converged = run_chunks(
-                prog, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key_chunks, bar,
-                lag_steps=lag_steps,
-            )  # fmt: skip
+                prog, states, data_fn, max_steps, chunk_size, tol, key_chunks, bar, lag_steps=lag_steps
+            )
         timings["steps"] = clock.lap()
         final = trace[:, -chunk_size:].mean(axis=1)
         kept = np.arange(num_restarts) if keep == "chains" else np.array([int(np.argmax(final))])

@@ -157,27 +157,32 @@ def make_guide(guide_name, fit_model, init_loc_fn, init_scale):
 
 
 def _chunk_runner(make, chunk_size: int, mode: str):
-    """Jitted ``(states, data, key, n_active, batch_size) -> (states, losses, mean_params)``.
+    """Jitted ``(states, data, rows, key, n_active) -> (states, losses, mean_params)``.
 
+    ``rows`` (``"index"`` mode only, else None) holds the minibatch rows of ``data`` of
+    every step, shape (chunk_size, batch_size), drawn on the host: drawn in the program,
+    their random numbers (threefry hashes, compiled as loops of a dozen kernels each) made
+    a fifth of its kernels, and so of its compile time. ``key`` seeds the guide's noise.
     ``losses`` has shape (n_restarts, chunk_size); ``mean_params`` are the optimizer's
     parameters averaged over the chunk's steps (see ``run_chunks``). Steps from
     ``n_active`` on leave the state unchanged and have NaN losses (a last partial chunk).
-    The guide's noise and the minibatch rows of all steps are drawn before the loop
-    (``elbo.GuideNoise``), which keeps random number generation out of the loop body.
+    The guide's noise of all steps is drawn before the loop (``elbo.GuideNoise``), which
+    keeps random number generation out of the loop body.
     """
 
-    def batched(states, data, key, n_active, batch_size):
-        first = {"full": data, "index": data[:batch_size], "stream": data[0] if data.ndim == 3 else data}
-        svi = set_up(make, first[mode])
-        n_restarts, dtype = states.rng_key.shape[0], first[mode].dtype
-        particles = () if svi.loss.num_particles == 1 else (svi.loss.num_particles,)
-        n_noise = guide_noise_size(svi.guide, Z=first[mode])
-        key_noise, key_rows = jax.random.split(key)
-        # Each restart its own noise; every restart the same minibatches.
-        noise = jax.random.normal(key_noise, (n_restarts, chunk_size, *particles, n_noise), dtype)
-        rows = None
+    def batched(states, data, rows, key, n_active):
         if mode == "index":
-            rows = jax.random.randint(key_rows, (chunk_size, batch_size), 0, data.shape[0])
+            first = data[rows[0]]
+        elif mode == "stream" and data.ndim == 3:
+            first = data[0]
+        else:
+            first = data
+        svi = set_up(make, first)
+        n_restarts, dtype = states.rng_key.shape[0], first.dtype
+        particles = () if svi.loss.num_particles == 1 else (svi.loss.num_particles,)
+        n_noise = guide_noise_size(svi.guide, Z=first)
+        # Each restart its own noise; every restart the same minibatches.
+        noise = jax.random.normal(key, (n_restarts, chunk_size, *particles, n_noise), dtype)
 
         def run_one(state, restart_noise):
             def step(carry, xs):
@@ -193,6 +198,9 @@ def _chunk_runner(make, chunk_size: int, mode: str):
                     s, total = carry
                     # Only OrderedTraceELBO takes the noise; a guide without any needs none.
                     s, loss = svi.update(s, Z=batch, **({NOISE: eps} if n_noise else {}))
+                    # The noise comes in through eps, so the state's key is not needed: the
+                    # one SVI.update splits off each step would only cost another threefry.
+                    s = s._replace(rng_key=carry[0].rng_key)
                     total = jax.tree_util.tree_map(jnp.add, total, svi.optim.get_params(s.optim_state))
                     return (s, total), loss.astype(batch.dtype)
 
@@ -209,7 +217,7 @@ def _chunk_runner(make, chunk_size: int, mode: str):
 
         return map_restarts(run_one, states, noise)
 
-    return jit(batched, static_argnums=4)
+    return jit(batched)
 
 
 def map_restarts(fn, *args):
@@ -289,8 +297,8 @@ def compile_ahead(prog: Program, pool, *, start, chunk, draw) -> list:
         ``(init_scale, n_restarts, dtype, key, Z, values)``: the arguments of
         ``initial_states`` (arrays or ``jax.ShapeDtypeStruct``; ``values`` may be None).
     chunk : tuple
-        ``(data, chunk_size, batch_size)``: the data argument of ``prog.run_chunk`` (or its
-        shape and type), the number of active steps and the static batch size it is called with.
+        ``(data, rows, n_active)``: the arguments of ``prog.run_chunk`` but its key
+        (arrays or ``jax.ShapeDtypeStruct``; ``rows`` may be None; ``n_active`` an int).
     draw : tuple
         ``(n_kept, n_draws, Z)``: restarts kept, draws per restart and data of ``prog.draw``.
 
@@ -302,17 +310,17 @@ def compile_ahead(prog: Program, pool, *, start, chunk, draw) -> list:
     """
     init_scale, n_restarts, dtype, key, Z, values = start
     signature = jax.tree_util.tree_map(
-        lambda a: (tuple(a.shape), np.dtype(a.dtype).str), (key, Z, values, chunk[0], draw[2])
+        lambda a: (tuple(a.shape), np.dtype(a.dtype).str), (key, Z, values, chunk[:2], draw[2])
     )
-    signature = (init_scale, n_restarts, np.dtype(dtype).str, chunk[1:], draw[:2], str(signature))
+    signature = (init_scale, n_restarts, np.dtype(dtype).str, draw[:2], str(signature))
     if signature in prog.compiled:
         return []
     prog.compiled.add(signature)
     traced = prog.start_program(init_scale, n_restarts, dtype).trace(key, Z, values)
     states = traced.out_info
-    data, chunk_size, batch_size = chunk
+    data, rows, n_active = chunk
     # The longest compile first.
-    futures = [pool.submit(prog.run_chunk.lower(states, data, key, chunk_size, batch_size).compile)]
+    futures = [pool.submit(prog.run_chunk.lower(states, data, rows, key, n_active).compile)]
     futures.append(pool.submit(traced.lower().compile))
     n_kept, n_draws, draw_Z = draw
     # The kept restarts are indexed on the host (numpy arrays: never weakly typed).
@@ -341,9 +349,7 @@ def _initial_states(make, optim, init_scale, n_restarts, dtype, key, Z, values):
     return SVIState(jax.vmap(optim.init)(stacked), None, jax.random.split(key_states, n_restarts))
 
 
-def run_chunks(
-    prog: Program, states, mode, data_fn, max_steps, chunk_size, tol, batch_size, key, bar, *, lag_steps
-):
+def run_chunks(prog: Program, states, data_fn, max_steps, chunk_size, tol, key, bar, *, lag_steps):
     """Run chunks until ``max_steps`` or two converged chunks in a row.
 
     Each chunk is compared (``elbo_converged``) with the one ``lag_steps`` steps back
@@ -359,6 +365,7 @@ def run_chunks(
     optimum with Adam's steps: on iris, with the rule above, the held-out log predictive
     density spread over 0.5 nats across seeds with averaging and 0.9 without (4-5 seeds).
 
+    ``data_fn()`` returns the ``(data, rows)`` arguments of the next chunk (see ``_chunk_runner``).
     Returns the final states, the ELBO trace (n_restarts, n_steps) and whether it converged.
     """
     max_lag = max(1, round(lag_steps / chunk_size))
@@ -366,9 +373,7 @@ def run_chunks(
     while n_done < max_steps and in_a_row < 2:
         n_active = min(chunk_size, max_steps - n_done)
         key, sub = jax.random.split(key)
-        states, chunk_losses, mean_params = prog.run_chunk(
-            states, data_fn(), sub, n_active, batch_size if mode == "index" else 0
-        )
+        states, chunk_losses, mean_params = prog.run_chunk(states, *data_fn(), sub, n_active)
         losses.append(np.asarray(chunk_losses)[:, :n_active])
         n_done += n_active
         if len(losses) > 1:
