@@ -73,11 +73,14 @@ def predictive_draws(params: GMMParams, key, n_obs: int) -> np.ndarray:
 
 
 def _param_dict(params: GMMParams) -> dict:
+    # The covariances with numpy: op by op in JAX, each operation compiles on its own in a
+    # fresh process.
+    scale_tril = np.asarray(params.scale_tril)
     return {
         "weights": np.asarray(params.weights),
         "means": np.asarray(params.means),
-        "covariances": np.asarray(params.covariances),
-        "scale_tril": np.asarray(params.scale_tril),
+        "covariances": scale_tril @ np.swapaxes(scale_tril, -1, -2),
+        "scale_tril": scale_tril,
     }
 
 
@@ -131,7 +134,6 @@ def build_inference_data(
         and the optional predictive groups. The observed variable is ``X``.
     """
     n_obs, n_features = X.shape
-    key_post, key_prior = jax.random.split(key)
     post = user_params(std_params, loc, scale)
     features = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(n_features)]
     coords = {
@@ -157,6 +159,8 @@ def build_inference_data(
     }
     if sample_stats is not None:
         groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
+    if posterior_predictive or prior_std_params is not None:
+        key_post, key_prior = jax.random.split(key)
     if posterior_predictive:
         groups["posterior_predictive"] = {"X": predictive_draws(post, key_post, n_obs)}
     if prior_std_params is not None:

@@ -184,9 +184,11 @@ def fit_svi(
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
     priors = Priors() if priors is None else priors
-    key = as_key(seed)
-    key_init, key_svi, key_draws, key_prior, key_idata, key_rng = jax.random.split(key, 6)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key_rng)).ravel())
+    # The keys are unpacked (and the EM start's seed derived) on the host: op by op on the
+    # device, each of those operations would compile a program of its own.
+    keys = np.asarray(jax.random.split(as_key(seed), 6))
+    key_init, key_svi, key_draws, key_prior, key_idata, key_rng = keys
+    rng = np.random.default_rng(key_rng)
 
     # Full batch: every step sees all rows. With a batch_size, the rows of an in-memory array
     # are indexed on the device; a memmap or callable is streamed (standardised with one-pass
@@ -230,7 +232,7 @@ def fit_svi(
     names = ["means", "scale_tril", *LATENT_SITES[covariance_type], *WEIGHT_SITES[weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or n_features > 1]
     names = ["weights", *(n for n in names if n not in ("weights", "sticks") or n_components > 1)]
-    em_seed = int(jax.random.randint(key_init, (), 0, 2**30))
+    em_seed = int(key_init[-1] % 2**30)
     # A posterior sd is about sqrt(n_components / n_obs): from numpyro's default guide scale
     # of 0.1 it takes thousands of steps to shrink on big data.
     init_scale = min(0.1, float(np.sqrt(n_components / n_obs)))
