@@ -409,6 +409,47 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     assert np.isfinite(np.asarray(losses)).all()
 
 
+@pytest.mark.parametrize(
+    "dtype, batch_size, stream",
+    [(np.float64, None, False), (np.float32, 64, False), (np.float64, 64, True)],
+)
+def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream):
+    # compile_ahead compiles the guide start, chunk and draw programs in other threads from
+    # shapes and types alone; each must be the program the fit then calls, or it would be
+    # compiled twice. Two fits: every SVI program is compiled once, in the first.
+    import logging
+
+    Z = simulated(n_obs=300)
+    X = (lambda: iter([Z[:150], Z[150:]])) if stream else Z
+    kwargs = dict(guide="meanfield", dtype=dtype, batch_size=batch_size, chunk_size=13, max_steps=26)
+    kwargs.update(num_samples=17, log_likelihood=False)  # a configuration no other test compiles
+    compiled = []
+
+    class Record(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith("Finished XLA compilation of jit("):
+                compiled.append(message.split("(")[1].split(")")[0])
+
+    handler, logger = Record(level=logging.DEBUG), logging.getLogger("jax")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    # The threads' compiles are logged only with the global setting (contexts are per thread).
+    jax.config.update("jax_log_compiles", True)
+    try:
+        fit_svi(X, 2, seed=0, **kwargs)
+        first = list(compiled)
+        fit_svi(X, 2, seed=1, **kwargs)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    programs = ("batched", "_initial_states", "draw")
+    assert all(first.count(name) == 1 for name in programs), first
+    assert not set(compiled[len(first) :]) & set(programs), compiled
+
+
 def test_guide_noise_refuses_too_little_noise():
     from bayesgmm.inference.elbo import GuideNoise
 
