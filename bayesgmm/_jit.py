@@ -7,9 +7,10 @@ before LLVM). Its older element-wise emitters make the same programs in far less
 Measured on the 2-core development machine (AMD EPYC, jax 0.10.2;
 ``benchmarks/bench_svi.py`` settings at N=100,000, K=10, D=10, float64), compile time of a first
 ``fit_svi`` in a fresh process went from 16.8 to 9.7 s and the whole first fit from 25.2 to 17.4 s;
-a warm fit took 2.31 s with the fusion emitters and 2.23 s without. Not settled: in the full
-benchmark warm fits ran slower after the change (float32 most), and EM with tied covariances
-looked slower per iteration (``benchmarks/README.md``).
+a warm fit took 2.31 s with the fusion emitters and 2.23 s without. Not settled for float32: in
+full benchmarks at N=100,000, warm fits took 2.72 s (float64) and 1.88 s (float32) before the
+change, 3.55 and 3.04 s in the first run after it, and 2.23 and 2.45 s in a later run (with LLVM
+level 1 as well; ``benchmarks/README.md``).
 
 The option only concerns XLA's CPU backend and only bayesgmm's own programs: numpyro's NUTS
 compiles its programs itself, and a user's code keeps JAX's defaults.

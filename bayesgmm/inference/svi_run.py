@@ -281,7 +281,7 @@ def initial_states(prog: Program, Z, values, init_scale, n_restarts, key, dtype)
 def compile_ahead(prog: Program, pool, *, start, chunk, draw) -> list:
     """Compile a fit's guide start, chunk of steps and draws in ``pool``'s threads.
 
-    A first fit spends most of its time in XLA compilation (3-4 s for the chunk program
+    A first fit spends most of its time in XLA compilation (about 3 s of CPU for the chunk program
     alone at K=10, D=10), which releases the GIL: compiled in other threads, the programs
     are ready while this one goes on (with the EM start, say). The tracing (lowering) is
     done here, on the calling thread: numpyro keeps its effect handlers on one global
