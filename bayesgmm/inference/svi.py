@@ -258,7 +258,8 @@ def fit_svi(
     # type, which would make every guide sample float64.
     float32 = np.dtype(dtype) == np.float32
     precision = partial(jax.enable_x64, False) if float32 else contextlib.nullcontext
-    rows = ((next(blocks)[:batch_size] - loc) / scale) if mode == "stream" else Z_full
+    # The standardised rows that go to the device: all of them, or a first minibatch of a stream.
+    Z_device = ((next(blocks)[:batch_size] - loc) / scale) if mode == "stream" else Z_full
     # Compiling takes longer than the fit on moderate data, and XLA compiles without the GIL:
     # the SVI programs are traced here, then compiled in the pool's threads while the EM
     # start runs on this one. (The EM start in a worker too was no faster on 2 cores: first
@@ -266,8 +267,8 @@ def fit_svi(
     with ThreadPoolExecutor(max_workers=2) as pool:
         with precision():
             # Sliced on the host: on the device each slice would compile a program of its own.
-            data = chunk_data = jnp.asarray(rows, dtype)
-            batch = jnp.asarray(rows[:batch_size], dtype) if mode == "index" else data
+            data = chunk_data = jnp.asarray(Z_device, dtype)
+            batch = jnp.asarray(Z_device[:batch_size], dtype) if mode == "index" else data
             if mode == "stream":
                 chunk_data = jax.ShapeDtypeStruct((chunk_size, batch_size, n_features), data.dtype)
             rows_type = None
@@ -275,7 +276,7 @@ def fit_svi(
                 rows_type = jax.ShapeDtypeStruct((chunk_size, batch_size), _ROW_INDEX)
             # Full batch: one row is enough to set the guide up, and keeps the draw program's
             # shapes (so its compiled code) the same for every n_obs.
-            draw_Z = jnp.asarray(rows[:1], dtype) if mode == "full" else batch
+            draw_Z = jnp.asarray(Z_device[:1], dtype) if mode == "full" else batch
             n_kept = num_restarts if keep == "chains" else 1
             site_types = _site_types(model_kwargs, init, dtype)
             ahead = compile_ahead(

@@ -195,12 +195,12 @@ def _chunk_runner(make, chunk_size: int, mode: str):
                     batch = data[i]
 
                 def update(carry):
-                    s, total = carry
+                    old, total = carry
                     # Only OrderedTraceELBO takes the noise; a guide without any needs none.
-                    s, loss = svi.update(s, Z=batch, **({NOISE: eps} if n_noise else {}))
+                    s, loss = svi.update(old, Z=batch, **({NOISE: eps} if n_noise else {}))
                     # The noise comes in through eps, so the state's key is not needed: the
                     # one SVI.update splits off each step would only cost another threefry.
-                    s = s._replace(rng_key=carry[0].rng_key)
+                    s = s._replace(rng_key=old.rng_key)
                     total = jax.tree_util.tree_map(jnp.add, total, svi.optim.get_params(s.optim_state))
                     return (s, total), loss.astype(batch.dtype)
 
