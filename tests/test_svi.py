@@ -165,7 +165,7 @@ def test_heldout_lpd_iris_within_one_percent_of_nuts():
 def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     from numpyro.infer.autoguide import AutoDelta
 
-    from bayesgmm.inference.svi_run import CONVERGENCE_LAG_STEPS, _chunk_runner, run_chunks
+    from bayesgmm.inference.svi_run import CONVERGENCE_LAG_STEPS, TracingSVI, _chunk_runner, run_chunks
 
     # A MAP fit of one mean (Adam, no noise): the chunk returns the mean of its active steps'
     # parameters, which single-step chunks from the same state reproduce.
@@ -182,9 +182,9 @@ def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     stacked = jax.tree_util.tree_map(lambda a: a[None], state)  # one restart
     states = stacked
     key = jax.random.PRNGKey(1)
-    _, losses, mean = _chunk_runner(make, 8, "full")(states, Z, None, key, 5)
+    _, losses, mean = _chunk_runner(TracingSVI(make), 8, "full")(states, Z, None, key, 5)
     assert np.isnan(np.asarray(losses)[0, 5:]).all()
-    one_step = _chunk_runner(make, 1, "full")
+    one_step = _chunk_runner(TracingSVI(make), 1, "full")
     path = []
     for _ in range(5):
         states, _, params = one_step(states, Z, None, key, 1)
@@ -389,7 +389,7 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     from numpyro.infer.autoguide import AutoDelta
 
     from bayesgmm import _jit
-    from bayesgmm.inference.svi_run import _chunk_runner
+    from bayesgmm.inference.svi_run import TracingSVI, _chunk_runner
 
     def model(Z):
         mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
@@ -403,9 +403,9 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     states = jax.tree_util.tree_map(lambda a: a[None], make().init(jax.random.PRNGKey(0), Z=Z))
     monkeypatch.setattr(_jit, "COMPILER_OPTIONS", {"xla_no_such_option_bayesgmm": True})
     with pytest.raises(JaxRuntimeError, match="xla_no_such_option_bayesgmm"):
-        _chunk_runner(make, 2, "full")(states, Z, None, jax.random.PRNGKey(1), 2)
+        _chunk_runner(TracingSVI(make), 2, "full")(states, Z, None, jax.random.PRNGKey(1), 2)
     monkeypatch.undo()
-    _, losses, _ = _chunk_runner(make, 2, "full")(states, Z, None, jax.random.PRNGKey(1), 2)
+    _, losses, _ = _chunk_runner(TracingSVI(make), 2, "full")(states, Z, None, jax.random.PRNGKey(1), 2)
     assert np.isfinite(np.asarray(losses)).all()
 
 

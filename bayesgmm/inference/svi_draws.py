@@ -37,18 +37,18 @@ def _guide_log_q(guide, guide_name: str, params: dict, u: dict):
     return guide.get_posterior(params).log_prob(flat)
 
 
-def importance_fn(make, guide_name: str):
+def importance_fn(tracing_svi, guide_name: str):
     """Jitted ``(params, draws, Z) -> (lp, log_q)`` for one chain's draws (leaves (n_draws, ...)).
 
-    ``make`` returns a fresh SVI (see ``svi_run.program``); built once per fit
+    ``tracing_svi`` gives the set-up SVI (``svi_run.TracingSVI``); built once per fit
     configuration so that later fits reuse the compiled code. ``log_q`` is zeros for
     ``"map"``.
     """
 
     def one_chain(params, draws, Z):
-        from bayesgmm.inference.svi_run import set_up
-
-        svi = set_up(make, Z)
+        # Full batch only, where the set-up is the same for any number of rows: that of
+        # one row is the draw program's.
+        svi, _ = tracing_svi(Z[:1])
         model, guide = svi.model, svi.guide
         u = jax.vmap(lambda d: unconstrain_fn(model, (), {"Z": Z}, d))(draws)
         lp = jax.lax.map(lambda v: -potential_energy(model, (), {"Z": Z}, v), u, batch_size=_BATCH)

@@ -8,9 +8,9 @@ last partial chunk runs the same program with the surplus steps skipped.
 
 numpyro sets a guide up (``SVI.init``) by running the model and guide op by op; outside
 ``jit`` every one of those few hundred small ops is compiled on its own, which took
-longer than the fit. So every function here builds a fresh SVI object *inside* its
-traced body and sets it up there: the set-up is traced into the one program (and
-pruned where its results are unused), and no traced value outlives its trace.
+longer than the fit. So the guide start builds a fresh SVI object *inside* its traced
+body and sets it up there; the other programs, which never use the guide's initial
+values, share one SVI set up under ``jax.eval_shape`` (``TracingSVI``).
 """
 
 from __future__ import annotations
@@ -84,10 +84,13 @@ def elbo_converged(previous: np.ndarray, current: np.ndarray, tol: float) -> np.
 class Program:
     """Compiled pieces shared by every fit with the same configuration.
 
-    ``make(init_loc_fn, init_scale)`` returns a fresh, not yet set-up ``SVI``.
+    ``make(init_loc_fn, init_scale)`` returns a fresh, not yet set-up ``SVI``;
+    ``tracing_svi`` is the ``TracingSVI`` of ``make`` that the chunk, draw and importance
+    programs share.
     """
 
     make: object
+    tracing_svi: object
     model: object
     names: list
     optim: object
@@ -108,7 +111,7 @@ class Program:
     def draw_program(self, n_draws: int):
         """The jitted ``(states, keys, Z) -> (params, sites)`` of ``n_draws`` draws (see ``draw``)."""
         if n_draws not in self.draws:
-            self.draws[n_draws] = _drawer(self.make, self.model, self.names, n_draws)
+            self.draws[n_draws] = _drawer(self.tracing_svi, self.model, self.names, n_draws)
         return self.draws[n_draws]
 
     def draw(self, states, keys, Z, n_draws: int):
@@ -136,8 +139,15 @@ def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_s
             guide = make_guide(guide_name, fit_model, init_loc_fn, init_scale)
             return SVI(fit_model, guide, optim, loss)
 
+        tracing = TracingSVI(make)
         _PROGRAMS[key] = Program(
-            make, model, names, optim, _chunk_runner(make, chunk_size, mode), importance_fn(make, guide_name)
+            make,
+            tracing,
+            model,
+            names,
+            optim,
+            _chunk_runner(tracing, chunk_size, mode),
+            importance_fn(tracing, guide_name),
         )
     return _PROGRAMS[key]
 
@@ -149,6 +159,40 @@ def set_up(make, Z, *args):
     return svi
 
 
+class TracingSVI:
+    """One SVI set up per data shape, for tracing programs that never use the guide's
+    initial values (the chunk of steps, the draws, the importance ratios).
+
+    numpyro sets a guide up by tracing the model about seven times (``initialize_model``
+    searches for a valid start in a ``while_loop`` and checks its gradient): that was half
+    of a first fit's tracing, done again in every program and then pruned from all but
+    the guide start. Here it is done once per data shape and type, under
+    ``jax.eval_shape``. The SVI keeps that trace's values (the guide's initial values and
+    prototype), of which the programs use only shapes and constraints: they run the guide
+    on the parameters they are given (a use of such a value in another trace would raise
+    JAX's ``UnexpectedTracerError``, not compute anything wrong).
+
+    ``tracing_svi(Z)`` returns ``(svi, n_noise)``: the set-up SVI of ``make()`` and the
+    number of noise values ``GuideNoise`` feeds its guide per draw.
+    """
+
+    def __init__(self, make):
+        self.make, self.cache = make, {}
+
+    def __call__(self, Z):
+        key = (tuple(Z.shape), np.dtype(Z.dtype).str, bool(jax.config.jax_enable_x64))
+        if key not in self.cache:
+            out = []
+
+            def run(Z):
+                svi = set_up(self.make, Z)
+                out.append((svi, guide_noise_size(svi.guide, Z=Z)))
+
+            jax.eval_shape(run, jax.ShapeDtypeStruct(Z.shape, Z.dtype))
+            self.cache[key] = out[0]
+        return self.cache[key]
+
+
 def make_guide(guide_name, fit_model, init_loc_fn, init_scale):
     """A guide of family ``guide_name`` (see ``GUIDES``) starting at ``init_loc_fn``."""
     if guide_name == "map":
@@ -156,7 +200,7 @@ def make_guide(guide_name, fit_model, init_loc_fn, init_scale):
     return GUIDES[guide_name](fit_model, init_loc_fn=init_loc_fn, init_scale=init_scale)
 
 
-def _chunk_runner(make, chunk_size: int, mode: str):
+def _chunk_runner(tracing_svi: TracingSVI, chunk_size: int, mode: str):
     """Jitted ``(states, data, rows, key, n_active) -> (states, losses, mean_params)``.
 
     ``rows`` (``"index"`` mode only, else None) holds the minibatch rows of ``data`` of
@@ -173,14 +217,17 @@ def _chunk_runner(make, chunk_size: int, mode: str):
     def batched(states, data, rows, key, n_active):
         if mode == "index":
             first = data[rows[0]]
-        elif mode == "stream" and data.ndim == 3:
+        elif mode == "full":
+            # A full-batch model's set-up is the same for any number of rows: one row gives
+            # the shape of the draw program's, which then shares it.
+            first = data[:1]
+        elif data.ndim == 3:
             first = data[0]
         else:
             first = data
-        svi = set_up(make, first)
+        svi, n_noise = tracing_svi(first)
         n_restarts, dtype = states.rng_key.shape[0], first.dtype
         particles = () if svi.loss.num_particles == 1 else (svi.loss.num_particles,)
-        n_noise = guide_noise_size(svi.guide, Z=first)
         # Each restart its own noise; every restart the same minibatches.
         noise = jax.random.normal(key, (n_restarts, chunk_size, *particles, n_noise), dtype)
 
@@ -232,7 +279,7 @@ def map_restarts(fn, *args):
     return jax.tree_util.tree_map(lambda a: a[None], out)
 
 
-def _drawer(make, model, names, n_draws):
+def _drawer(tracing_svi: TracingSVI, model, names, n_draws):
     """Jitted ``(states, keys, Z) -> (params, sites)``, vectorised over restarts.
 
     The guide's noise for all draws is drawn at once and fed through ``GuideNoise``
@@ -241,8 +288,7 @@ def _drawer(make, model, names, n_draws):
     """
 
     def draw(states, keys, Z):
-        svi = set_up(make, Z)
-        n_noise = guide_noise_size(svi.guide, Z=Z)
+        svi, n_noise = tracing_svi(Z)
 
         def one(state, key):
             params = svi.get_params(state)
