@@ -410,19 +410,21 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "dtype, batch_size, stream",
-    [(np.float64, None, False), (np.float32, 64, False), (np.float64, 64, True)],
+    "dtype, batch_size, stream, init_rows",
+    [(np.float64, None, False, 37), (np.float32, 64, False, 20), (np.float64, 64, True, 200)],
 )
-def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream):
+def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream, init_rows):
     # compile_ahead compiles the guide start, chunk and draw programs in other threads from
-    # shapes and types alone; each must be the program the fit then calls, or it would be
-    # compiled twice. Two fits: every SVI program is compiled once, in the first.
+    # shapes and types alone, and compile_em_start the EM start's; each must be the program
+    # the fit then calls, or it would be compiled twice. Two fits: every program is compiled
+    # once, in the first.
     import logging
 
     Z = simulated(n_obs=300)
     X = (lambda: iter([Z[:150], Z[150:]])) if stream else Z
     kwargs = dict(guide="meanfield", dtype=dtype, batch_size=batch_size, chunk_size=13, max_steps=26)
-    kwargs.update(num_samples=17, log_likelihood=False)  # a configuration no other test compiles
+    # A configuration no other test compiles (the EM start's rows, once padded: 64, 32, 256).
+    kwargs.update(num_samples=17, log_likelihood=False, init_rows=init_rows)
     compiled = []
 
     class Record(logging.Handler):
@@ -445,7 +447,7 @@ def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream):
         jax.config.update("jax_log_compiles", False)
         logger.removeHandler(handler)
         logger.setLevel(old_level)
-    programs = ("batched", "_initial_states", "draw")
+    programs = ("batched", "_initial_states", "draw", "_fit_program")
     assert all(first.count(name) == 1 for name in programs), first
     assert not set(compiled[len(first) :]) & set(programs), compiled
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -171,6 +173,45 @@ def fit_em(
     >>> round(res.log_likelihood, 2)
     -1130.26
     """
+    call = _program_call(
+        X, n_components, covariance_type, n_init=n_init, init_params=init_params, max_iter=max_iter,
+        tol=tol, reg_covar=reg_covar, sample_weight=sample_weight, prior=prior, seed=seed, dtype=dtype,
+        weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
+        initial_lower_bound=initial_lower_bound, block_size=block_size,
+    )  # fmt: skip
+    state, log_liks = jax.device_get(_fit_program(*call.args, **call.static))
+    X, w, shift = call.X, call.w, call.shift
+    best = _pick_best(state, max_iter)
+    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
+    n_iter = int(state.n_iter[best])
+    return EMResult(
+        params=GMMParams(jnp.asarray(weights), jnp.asarray(means + shift), jnp.asarray(scale_tril)),
+        covariance_type=covariance_type,
+        log_likelihood=float(log_liks[best]),
+        lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
+        lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
+        converged=bool(state.converged[best]),
+        n_iter=n_iter,
+        X=X,
+        sample_weight=None if sample_weight is None else w,
+    )
+
+
+class _Call(NamedTuple):
+    """``_fit_program``'s arguments for one ``fit_em`` call, and what its result needs."""
+
+    args: tuple
+    static: dict
+    X: np.ndarray
+    w: np.ndarray
+    shift: np.ndarray
+
+
+def _program_call(
+    X, n_components, covariance_type, *, n_init, init_params, max_iter, tol, reg_covar, sample_weight,
+    prior, seed, dtype, weights_init, means_init, precisions_init, initial_lower_bound, block_size,
+) -> _Call:  # fmt: skip
+    """Validate ``fit_em``'s arguments into those of the compiled program."""
     n_components = check_n_components(n_components)
     covariance_type = check_covariance_type(covariance_type)
     if init_params not in INIT_PARAMS:
@@ -211,28 +252,36 @@ def fit_em(
     if all(v is not None for v in given):
         n_init = 1  # every restart would be identical
     em_prior = centred_prior(prior, X, w, n_components, shift, dtype)
-    state, log_liks = jax.device_get(
-        _fit_program(
-            as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
-            dtype.type(reg_covar), em_prior, np.int32(max_iter), covariance_type=covariance_type,
-            init_params=init_params, n_components=n_components, n_init=int(n_init),
-            n_history=_bucket_history(int(max_iter)), block_size=block_size,
-        )
+    args = (
+        as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
+        dtype.type(reg_covar), em_prior, np.int32(max_iter),
     )  # fmt: skip
-    best = _pick_best(state, max_iter)
-    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
-    n_iter = int(state.n_iter[best])
-    return EMResult(
-        params=GMMParams(jnp.asarray(weights), jnp.asarray(means + shift), jnp.asarray(scale_tril)),
-        covariance_type=covariance_type,
-        log_likelihood=float(log_liks[best]),
-        lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
-        lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
-        converged=bool(state.converged[best]),
-        n_iter=n_iter,
-        X=X,
-        sample_weight=None if sample_weight is None else w,
-    )
+    static = dict(
+        covariance_type=covariance_type, init_params=init_params, n_components=n_components,
+        n_init=int(n_init), n_history=_bucket_history(int(max_iter)), block_size=block_size,
+    )  # fmt: skip
+    return _Call(args, static, X, w, shift)
+
+
+def lower_em(X, n_components: int, covariance_type: str = "full", **kwargs) -> jax.stages.Lowered:
+    """The program ``fit_em(X, n_components, covariance_type, **kwargs)`` runs, traced and lowered.
+
+    Its ``compile()`` can run in another thread (XLA compiles without the GIL) while
+    this one does other work; ``fit_em`` with arguments of the same shapes then finds it
+    compiled. The program depends on the shapes and types of the arguments only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(50, 2))
+    >>> compiled = lower_em(X, 2, seed=0).compile()  # in a worker thread, say
+    >>> fit_em(X, 2, seed=0).n_iter > 0  # runs the program compiled above
+    True
+    """
+    bound = inspect.signature(fit_em).bind(X, n_components, covariance_type, **kwargs)
+    bound.apply_defaults()
+    call = _program_call(**bound.arguments)
+    return _fit_program.lower(*call.args, **call.static)
 
 
 _STATIC = ("covariance_type", "init_params", "n_components", "n_init", "n_history", "block_size")

@@ -83,26 +83,11 @@ def _best_em(Z, n_components, covariance_type, n_init, rng):
 
     from bayesgmm.inference.em_fit import fit_em
 
-    n_features = Z.shape[1]
-    precision = {
-        "full": np.broadcast_to(np.eye(n_features) / _REG_COVAR, (n_components, n_features, n_features)),
-        "tied": np.eye(n_features) / _REG_COVAR,
-        "diag": np.full((n_components, n_features), 1 / _REG_COVAR),
-        "spherical": np.full(n_components, 1 / _REG_COVAR),
-    }[covariance_type]
     best, error = None, None
     for _ in range(n_init):
         _, idx = kmeans_plusplus(Z, n_components, random_state=rng)
         try:
-            result = fit_em(
-                Z,
-                n_components,
-                covariance_type,
-                weights_init=np.full(n_components, 1 / n_components),
-                means_init=Z[idx],
-                precisions_init=precision,
-                reg_covar=_REG_COVAR,
-            )
+            result = fit_em(Z, n_components, covariance_type, **_seeded_start(Z[idx], covariance_type))
         except ValueError as exc:  # this run collapsed; fit_em says how to avoid it
             error = exc
             continue
@@ -111,6 +96,43 @@ def _best_em(Z, n_components, covariance_type, n_init, rng):
     if best is None:
         raise error
     return best
+
+
+def _seeded_start(seeds: np.ndarray, covariance_type: str) -> dict:
+    """``fit_em``'s keywords to start at ``seeds`` (n_components, n_features) as its
+    ``init_params="k-means++"`` does: uniform weights, covariances ``_REG_COVAR * I``."""
+    n_components, n_features = seeds.shape
+    precision = {
+        "full": np.broadcast_to(np.eye(n_features) / _REG_COVAR, (n_components, n_features, n_features)),
+        "tied": np.eye(n_features) / _REG_COVAR,
+        "diag": np.full((n_components, n_features), 1 / _REG_COVAR),
+        "spherical": np.full(n_components, 1 / _REG_COVAR),
+    }[covariance_type]
+    return dict(
+        weights_init=np.full(n_components, 1 / n_components),
+        means_init=seeds,
+        precisions_init=precision,
+        reg_covar=_REG_COVAR,
+    )
+
+
+def compile_em_start(Z, n_components: int, covariance_type: str, pool, overfitted: bool = False) -> list:
+    """Compile the EM programs of ``em_start`` (same arguments) in ``pool``'s threads.
+
+    They are traced on the calling thread, and compiled without the GIL while it goes on;
+    ``em_start`` then finds them compiled, as long as it waits for the returned futures first.
+
+    Returns
+    -------
+    list of concurrent.futures.Future
+    """
+    from bayesgmm.inference.em_fit import lower_em
+
+    sizes = range(1, n_components + 1) if overfitted else [n_components]
+    return [
+        pool.submit(lower_em(Z, k, covariance_type, **_seeded_start(Z[:k], covariance_type)).compile)
+        for k in sizes
+    ]
 
 
 def sites_from_params(

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.idata import build_inference_data
-from bayesgmm.inference.init import em_start, sites_from_params
+from bayesgmm.inference.init import compile_em_start, em_start, sites_from_params
 from bayesgmm.inference.minibatch import as_source, observed_rows, row_blocks, streaming_moments
 from bayesgmm.inference.svi_draws import importance_stats
 from bayesgmm.inference.svi_run import (
@@ -261,10 +261,17 @@ def fit_svi(
     # The standardised rows that go to the device: all of them, or a first minibatch of a stream.
     Z_device = ((next(blocks)[:batch_size] - loc) / scale) if mode == "stream" else Z_full
     # Compiling takes longer than the fit on moderate data, and XLA compiles without the GIL:
-    # the SVI programs are traced here, then compiled in the pool's threads while the EM
-    # start runs on this one. (The EM start in a worker too was no faster on 2 cores: first
-    # fits of bench_svi.py at N=100,000 took 12.2 against 12.3 s, medians of 4.)
+    # the EM start's and the SVI programs are traced on this thread and compiled in the
+    # pool's while it goes on. The EM start's come first, so that their compilation fills
+    # the core that tracing the SVI programs leaves idle, then the EM start runs here
+    # while the SVI programs compile. (Run in a worker, the EM start was no faster: its
+    # tracing holds the GIL as this thread's does.)
     with ThreadPoolExecutor(max_workers=2) as pool:
+        em_ahead = []
+        if init == "em":  # in float64, whatever the dtype
+            em_ahead = compile_em_start(
+                Z_init, n_components, covariance_type, pool, weight_prior != "dirichlet"
+            )
         with precision():
             # Sliced on the host: on the device each slice would compile a program of its own.
             data = chunk_data = jnp.asarray(Z_device, dtype)
@@ -287,7 +294,9 @@ def fit_svi(
                 draw=(n_kept, n_draws, draw_Z),
             )
         values = None
-        if init == "em":  # in float64, whatever the dtype
+        if init == "em":
+            for future in em_ahead:
+                future.result()
             values = _em_sites(Z_init, n_components, covariance_type, weight_prior, priors, em_seed)
         timings["em_start"] = clock.lap()
         for future in ahead:
