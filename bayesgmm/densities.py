@@ -51,6 +51,80 @@ def component_log_prob(params: GMMParams, X) -> jnp.ndarray:
     return -0.5 * (jnp.sum(z * z, axis=-1) + log_det + n_features * _LOG_2PI)
 
 
+def component_log_prob_expanded(params: GMMParams, X) -> jnp.ndarray:
+    """``component_log_prob`` through the expanded quadratic form; for the models' likelihood.
+
+    With ``P`` the precision of a component, ``(x - mu)' P (x - mu) = sum_{i <= j} c_ij x_i x_j
+    - 2 x' P mu + mu' P mu``: one product of the rows' quadratic features (n_obs,
+    n_features (n_features + 1) / 2) with the components' coefficients, where
+    ``component_log_prob`` makes and reads an (n_obs, n_components, n_features) array.
+    With its gradient, that array made SVI's steps memory-bound: value and gradient of a
+    mixture log-likelihood (K = D = 10, 4096 rows, float64) took 1.1 ms against 2.6 ms.
+
+    The terms cancel for rows far from a component relative to its spread, so the result
+    is exact to about ``eps * (x' P x + mu' P mu)``, not to ``eps`` times itself. On the
+    standardised data of ``benchmarks/bench_svi.py`` (K = D = 10) the mixture log density
+    of each row was off by 3e-6 nats on average in float32 (6e-7 with
+    ``component_log_prob``), 5e-15 in float64. Use ``component_log_prob`` where accuracy
+    matters more than speed.
+
+    Parameters
+    ----------
+    params : GMMParams
+    X : array, shape (n_obs, n_features)
+
+    Returns
+    -------
+    array, shape (n_obs, n_components)
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> p = GMMParams(jnp.ones(1), jnp.zeros((1, 1)), jnp.ones((1, 1, 1)))
+    >>> float(component_log_prob_expanded(p, jnp.zeros((1, 1)))[0, 0])  # doctest: +ELLIPSIS
+    -0.918...
+    """
+    X = jnp.asarray(X)
+    n_features = X.shape[-1]
+    L = params.scale_tril
+    eye = jnp.eye(n_features, dtype=L.dtype)
+    L_inv = jax.vmap(lambda factor: solve_triangular(factor, eye, lower=True))(L)
+    precision = jnp.einsum("kji,kjl->kil", L_inv, L_inv)
+    # Row i of the upper triangle, off-diagonal terms doubled (x_i x_j appears twice in x'Px).
+    coefficients = jnp.concatenate(
+        [
+            precision[:, i, i:] * jnp.where(jnp.arange(n_features - i) == 0, 1.0, 2.0)
+            for i in range(n_features)
+        ],
+        axis=1,
+    ).astype(X.dtype)
+    linear = jnp.einsum("kij,kj->ki", precision, params.means)
+    constant = jnp.einsum("ki,ki->k", linear, params.means)
+    maha = quadratic_features(X) @ coefficients.T - 2.0 * X @ linear.T + constant
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(L, axis1=-2, axis2=-1))), axis=-1)
+    return -0.5 * (maha + log_det + n_features * _LOG_2PI)
+
+
+def quadratic_features(X) -> jnp.ndarray:
+    """Products ``x_i x_j`` (i <= j) of each row, the upper triangle row by row.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+
+    Returns
+    -------
+    array, shape (n_obs, n_features * (n_features + 1) // 2)
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> quadratic_features(jnp.array([[1.0, 2.0, 3.0]])).tolist()
+    [[1.0, 2.0, 3.0, 4.0, 6.0, 9.0]]
+    """
+    return jnp.concatenate([X[:, i : i + 1] * X[:, i:] for i in range(X.shape[-1])], axis=1)
+
+
 def joint_log_prob(params: GMMParams, X) -> jnp.ndarray:
     """``log w_k + log N(x_i | mu_k, Sigma_k)``, shape (n_obs, n_components)."""
     return jnp.log(params.weights) + component_log_prob(params, X)

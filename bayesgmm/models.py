@@ -11,6 +11,7 @@ import math
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints
 
 from bayesgmm import densities
@@ -64,8 +65,9 @@ class MixtureLikelihood(dist.Distribution):
     """One observation from a Gaussian mixture, event shape (n_features,).
 
     The same law as ``MixtureSameFamily(Categorical, MultivariateNormal)``, with the
-    log density of ``densities.log_prob``: numpyro's multivariate normal does one
-    triangular solve per observation and component, many times slower on CPU.
+    log density of ``densities.component_log_prob_expanded``: numpyro's multivariate
+    normal does one triangular solve per observation and component, many times slower
+    on CPU.
 
     Examples
     --------
@@ -83,7 +85,10 @@ class MixtureLikelihood(dist.Distribution):
 
     def log_prob(self, value):
         flat = jnp.reshape(value, (-1, value.shape[-1]))
-        return densities.log_prob(self.params, flat).reshape(value.shape[:-1])
+        # The models see standardised data, where the expanded form's rounding is far below
+        # any statistical error; it made SVI's steps about twice as fast.
+        joint = jnp.log(self.params.weights) + densities.component_log_prob_expanded(self.params, flat)
+        return logsumexp(joint, axis=-1).reshape(value.shape[:-1])
 
     def sample(self, key, sample_shape=()):
         n_draws = math.prod(sample_shape)

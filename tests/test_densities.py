@@ -32,6 +32,35 @@ def test_component_log_prob_matches_scipy(rng, n_features):
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 4, 10])
+def test_expanded_component_log_prob_matches_scipy(rng, n_features):
+    p = random_params(rng, 3, n_features)
+    X = rng.normal(size=(50, n_features)) * 2
+    cov = np.asarray(p.covariances)
+    want = np.stack(
+        [stats.multivariate_normal(p.means[k], cov[k]).logpdf(X).reshape(-1) for k in range(3)], axis=1
+    )
+    got = np.asarray(densities.component_log_prob_expanded(p, X))
+    # Exact to eps times the size of the terms that cancel, x'Px + mu'P mu (see its docstring).
+    precision = np.linalg.inv(cov)
+    terms = np.einsum("ni,kij,nj->nk", X, precision, X) + np.einsum(
+        "ki,kij,kj->k", p.means, precision, p.means
+    )
+    np.testing.assert_array_less(np.abs(got - want), 20 * np.finfo(np.float64).eps * (terms + np.abs(want)))
+    # float32: the same bound in float32's eps.
+    p32 = GMMParams(*(jnp.asarray(a, jnp.float32) for a in p))
+    got32 = densities.component_log_prob_expanded(p32, jnp.asarray(X, jnp.float32))
+    assert got32.dtype == jnp.float32
+    got32 = np.asarray(got32, np.float64)
+    np.testing.assert_array_less(np.abs(got32 - want), 20 * np.finfo(np.float32).eps * (terms + np.abs(want)))
+
+
+def test_quadratic_features_are_the_upper_triangle_of_outer_products(rng):
+    X = rng.normal(size=(5, 4))
+    rows, cols = np.triu_indices(4)
+    np.testing.assert_allclose(densities.quadratic_features(X), X[:, rows] * X[:, cols], rtol=1e-15)
+
+
 def test_log_prob_is_brute_force_sum_over_assignments(rng):
     """The log-sum-exp marginal equals summing the joint over all K^N assignment vectors."""
     p = random_params(rng, 3, 2)
