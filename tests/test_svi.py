@@ -154,6 +154,11 @@ def test_heldout_lpd_iris_within_one_percent_of_nuts():
     # -56.0 to -56.8 over seeds 0-4 against NUTS's -58.1 (3% off). Iris with K=3 has several
     # posterior modes; with seed 0 both methods start in the one that splits by species.
     # NUTS's reference has 4 x 1000 draws: with 2 x 500 it moved by 0.6 nats over seeds.
+    # It fails on the 2-core development machine (jax 0.10.2), an open point of issue 4: the
+    # full-rank guide too scores better than NUTS here. Its held-out LPD was -57.06 to -57.86
+    # over seeds 0-5, NUTS's -58.00 (seed 0) and -58.46, -58.43 (seeds 0, 1 with the
+    # previous likelihood code, equal up to rounding): 0.3-2.4% apart. The guide's Pareto k
+    # was 0.41-0.80 over seeds 0-3, too high to correct its draws by importance sampling.
     X, _ = load_dataset("iris")
     train, test = split(X)
     nuts = heldout_lpd(fit_nuts(train, 3, seed=0, num_warmup=1000, num_samples=1000, num_chains=4), test)

@@ -30,7 +30,8 @@ def em_start(
     With 10 overlapping components in 10-D (``benchmarks/bench_svi.py``, 20,000 rows) one
     k-means++-started EM run reaches the best optimum only about a quarter of the time:
     the best of 4 runs missed it for 3 of 8 seeds (SVI then ended 0.9% lower in held-out
-    log-likelihood), the best of 16 for none of 12. But on iris (K=3, full) the best of 16
+    log-likelihood; 2 of 8 with the seeding below, 0.75% and 0.92% lower), the best of 16
+    for none of 12. But on iris (K=3, full) the best of 16
     started NUTS in another optimum whose held-out log predictive density was 2% worse
     (-59.1 against -58.0 from the best of 4). So the default stays 4; a start chosen by
     posterior density rather than likelihood is the open fix.
