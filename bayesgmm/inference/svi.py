@@ -164,8 +164,9 @@ def fit_svi(
         and ``log_q`` per draw (see ``svi_draws.importance_stats``; ``attrs["pareto_k"]``
         says how far the guide is from the posterior: above 0.7, do not trust it).
         ``attrs["timings"]`` holds the seconds spent in each phase (JSON): ``em_start``
-        includes tracing the SVI programs, whose compilation runs meanwhile in other
-        threads; ``compile`` is the wait for what remains of it after the EM start.
+        includes tracing its own program and the SVI programs, whose compilation runs
+        meanwhile in other threads; ``compile`` is the wait for what remains of it after
+        the EM start.
 
     Examples
     --------
