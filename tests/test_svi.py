@@ -425,10 +425,12 @@ def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream, 
     # once, in the first.
     import logging
 
-    Z = simulated(n_obs=300)
+    # Five features, which no other test fits: the EM start's program (K=2, padded rows) is
+    # then compiled by no other test in the same worker either.
+    Z = np.column_stack([simulated(n_obs=300), np.random.default_rng(0).normal(size=(300, 3))])
     X = (lambda: iter([Z[:150], Z[150:]])) if stream else Z
     kwargs = dict(guide="meanfield", dtype=dtype, batch_size=batch_size, chunk_size=13, max_steps=26)
-    # A configuration no other test compiles (the EM start's rows, once padded: 64, 32, 256).
+    # A configuration no other test compiles (the EM start's rows once padded: 64, 32, 256).
     kwargs.update(num_samples=17, log_likelihood=False, init_rows=init_rows)
     compiled = []
 
