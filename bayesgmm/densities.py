@@ -38,17 +38,24 @@ def component_log_prob(params: GMMParams, X) -> jnp.ndarray:
     -0.918...
     """
     X = jnp.asarray(X)
-    n_features = X.shape[-1]
-    L = params.scale_tril
-    # Invert each small Cholesky factor once (a triangular solve against the identity) and
-    # apply it to all observations with one matrix product: on CPU, XLA's triangular solve
-    # over n_obs right-hand sides is 20-300x slower than the product. log|Sigma| comes from
-    # diag(L); no covariance matrix is ever inverted.
-    eye = jnp.eye(n_features, dtype=L.dtype)
-    L_inv = jax.vmap(lambda factor: solve_triangular(factor, eye, lower=True))(L)
+    # Each small Cholesky factor is inverted once and applied to all observations with one
+    # matrix product: on CPU, XLA's triangular solve over n_obs right-hand sides is 20-300x
+    # slower than the product.
+    L_inv = _inverse_factors(params.scale_tril)
     z = jnp.einsum("nd,ked->nke", X, L_inv) - jnp.einsum("ked,kd->ke", L_inv, params.means)
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(L, axis1=-2, axis2=-1))), axis=-1)
-    return -0.5 * (jnp.sum(z * z, axis=-1) + log_det + n_features * _LOG_2PI)
+    return -0.5 * (jnp.sum(z * z, axis=-1) + _log_det(params.scale_tril) + X.shape[-1] * _LOG_2PI)
+
+
+def _inverse_factors(L):
+    """Inverses of the Cholesky factors ``L`` (n_components, n_features, n_features), each a
+    triangular solve against the identity; no covariance matrix is ever inverted."""
+    eye = jnp.eye(L.shape[-1], dtype=L.dtype)
+    return jax.vmap(lambda factor: solve_triangular(factor, eye, lower=True))(L)
+
+
+def _log_det(L):
+    """``log|Sigma_k|`` from the diagonals of the Cholesky factors, shape (n_components,)."""
+    return 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(L, axis1=-2, axis2=-1))), axis=-1)
 
 
 def component_log_prob_expanded(params: GMMParams, X) -> jnp.ndarray:
@@ -86,9 +93,7 @@ def component_log_prob_expanded(params: GMMParams, X) -> jnp.ndarray:
     """
     X = jnp.asarray(X)
     n_features = X.shape[-1]
-    L = params.scale_tril
-    eye = jnp.eye(n_features, dtype=L.dtype)
-    L_inv = jax.vmap(lambda factor: solve_triangular(factor, eye, lower=True))(L)
+    L_inv = _inverse_factors(params.scale_tril)
     precision = jnp.einsum("kji,kjl->kil", L_inv, L_inv)
     # Row i of the upper triangle, off-diagonal terms doubled (x_i x_j appears twice in x'Px).
     coefficients = jnp.concatenate(
@@ -101,8 +106,7 @@ def component_log_prob_expanded(params: GMMParams, X) -> jnp.ndarray:
     linear = jnp.einsum("kij,kj->ki", precision, params.means)
     constant = jnp.einsum("ki,ki->k", linear, params.means)
     maha = quadratic_features(X) @ coefficients.T - 2.0 * X @ linear.T + constant
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(L, axis1=-2, axis2=-1))), axis=-1)
-    return -0.5 * (maha + log_det + n_features * _LOG_2PI)
+    return -0.5 * (maha + _log_det(params.scale_tril) + n_features * _LOG_2PI)
 
 
 def quadratic_features(X) -> jnp.ndarray:

@@ -56,11 +56,9 @@ def em_start(
     from bayesgmm.inference.em_fit import bic
 
     rng = np.random.RandomState(seed)
-    if overfitted:
-        fits = (_best_em(Z, k, covariance_type, n_init, rng) for k in range(1, n_components + 1))
-        result = min(fits, key=bic)
-    else:
-        result = _best_em(Z, n_components, covariance_type, n_init, rng)
+    fits = [_best_em(Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
+    # bic evaluates the log-likelihood again: only when there is a choice.
+    result = min(fits, key=bic) if overfitted else fits[0]
     n_spare, n_features = n_components - result.params.n_components, Z.shape[1]
     weights = np.concatenate([np.asarray(result.params.weights), np.zeros(n_spare)])
     weights = np.clip(weights, _MIN_WEIGHT, None)
@@ -103,12 +101,14 @@ def _seeded_start(seeds: np.ndarray, covariance_type: str) -> dict:
     """``fit_em``'s keywords to start at ``seeds`` (n_components, n_features) as its
     ``init_params="k-means++"`` does: uniform weights, covariances ``_REG_COVAR * I``."""
     n_components, n_features = seeds.shape
-    precision = {
-        "full": np.broadcast_to(np.eye(n_features) / _REG_COVAR, (n_components, n_features, n_features)),
-        "tied": np.eye(n_features) / _REG_COVAR,
-        "diag": np.full((n_components, n_features), 1 / _REG_COVAR),
-        "spherical": np.full(n_components, 1 / _REG_COVAR),
+    shape = {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
     }[covariance_type]
+    diagonal = np.eye(n_features) if covariance_type in ("full", "tied") else 1.0
+    precision = np.broadcast_to(diagonal / _REG_COVAR, shape)
     return dict(
         weights_init=np.full(n_components, 1 / n_components),
         means_init=seeds,
@@ -129,11 +129,15 @@ def compile_em_start(Z, n_components: int, covariance_type: str, pool, overfitte
     """
     from bayesgmm.inference.em_fit import lower_em
 
-    sizes = range(1, n_components + 1) if overfitted else [n_components]
     return [
         pool.submit(lower_em(Z, k, covariance_type, **_seeded_start(Z[:k], covariance_type)).compile)
-        for k in sizes
+        for k in _sizes(n_components, overfitted)
     ]
+
+
+def _sizes(n_components: int, overfitted: bool):
+    """Numbers of components the EM start fits: all up to ``n_components`` when overfitted."""
+    return range(1, n_components + 1) if overfitted else [n_components]
 
 
 def sites_from_params(
