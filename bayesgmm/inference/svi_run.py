@@ -123,8 +123,10 @@ class Program:
 _PROGRAMS: dict = {}
 
 
-def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_size, mode, names):
+def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_size, mode, names, renyi_alpha=1.0):
     """The cached ``Program`` for ``key`` (a hashable description of the configuration).
+
+    The loss is ``elbo.OrderedTraceELBO(num_particles, renyi_alpha)``.
 
     ``mode`` is ``"full"`` (every step sees all rows of the device array ``Z``),
     ``"index"`` (every step draws ``batch_size`` random rows of ``Z`` on the device) or
@@ -133,7 +135,7 @@ def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_s
     """
     if key not in _PROGRAMS:
         optim = optax_to_numpyro(optimizer)
-        loss = OrderedTraceELBO(num_particles=num_particles)
+        loss = OrderedTraceELBO(num_particles=num_particles, alpha=renyi_alpha)
 
         def make(init_loc_fn=init_to_median, init_scale=0.1):
             guide = make_guide(guide_name, fit_model, init_loc_fn, init_scale)
