@@ -141,14 +141,16 @@ def fit_svi(
     renyi_alpha : float in [0, 1], default 1.0
         The objective: 1 is the ELBO (the guide minimises KL(q || p), which makes it
         narrower than the posterior); below 1 the Rényi bound of order ``renyi_alpha``
-        over the ``num_particles`` draws of each step (``elbo.OrderedTraceELBO``), 0 the
-        importance-weighted bound. Its guide covers more of the posterior's mass, the
-        more so with more particles. It needs ``num_particles >= 2`` and full-batch data
-        (the bound of a subsampled likelihood is biased). Worth it when the posterior is
-        far from Gaussian, as with few observations per parameter: on iris (K=3, full)
-        the ELBO's full-rank guide had 0.6-0.75 times NUTS's posterior sd in the two
-        overlapping components and a held-out log predictive density 1.5-2% from
-        NUTS's; with ``renyi_alpha=0, num_particles=16`` it was within 1%.
+        over the ``num_particles`` draws of each step (``elbo.OrderedTraceELBO``, with the
+        doubly reparameterised gradient), 0 the importance-weighted bound. Its guide
+        covers more of the posterior's mass, the more so with more particles. It needs
+        ``num_particles >= 2`` and full-batch data (the bound of a subsampled likelihood
+        is biased). Worth it when the posterior is far from Gaussian, as with few
+        observations per parameter: on iris (K=3, full, 112 rows) the ELBO's full-rank
+        guide had 0.6-0.75 times NUTS's posterior sd in the two overlapping components
+        and a held-out log predictive density 1.5-2% above NUTS's; with
+        ``renyi_alpha=0, num_particles=64`` it was within 0.8% over seeds 0-5 (about 7 s
+        a fit, against 2 s).
     seed : int, numpy Generator or JAX key, optional
     dtype : numpy dtype, default float64
         Of the SVI arithmetic (guide parameters, data, ELBO); float32 is about twice as
@@ -196,7 +198,8 @@ def fit_svi(
         raise ValueError(f"keep must be 'best' or 'chains', got {keep!r}.")
     if init not in ("em", "prior"):
         raise ValueError(f"init must be 'em' or 'prior', got {init!r}.")
-    _check_renyi(renyi_alpha, num_particles, guide, batch_size is not None or callable(X) or isinstance(X, np.memmap))
+    minibatch = batch_size is not None or callable(X) or isinstance(X, np.memmap)
+    _check_renyi(renyi_alpha, num_particles, guide, minibatch)
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
     priors = Priors() if priors is None else priors

@@ -123,7 +123,9 @@ class Program:
 _PROGRAMS: dict = {}
 
 
-def program(key, model, fit_model, guide_name, optimizer, num_particles, chunk_size, mode, names, renyi_alpha=1.0):
+def program(
+    key, model, fit_model, guide_name, optimizer, num_particles, chunk_size, mode, names, renyi_alpha=1.0
+):
     """The cached ``Program`` for ``key`` (a hashable description of the configuration).
 
     The loss is ``elbo.OrderedTraceELBO(num_particles, renyi_alpha)``.
