@@ -53,8 +53,9 @@ class OrderedTraceELBO(ELBO):
         over the ``K = num_particles`` particles' ``w = log p - log q``, as numpyro's
         ``RenyiELBO`` computes it (``alpha=0``: the importance-weighted bound). Then the
         bound tightens as ``num_particles`` grows; with one particle it is the ELBO. Its
-        gradient is the doubly reparameterised one (Tucker et al. 2019), whose noise does
-        not grow with ``num_particles`` as that of numpyro's ``RenyiELBO`` does.
+        gradient is the doubly reparameterised one (Tucker et al. 2019): the signal-to-noise
+        ratio of numpyro's ``RenyiELBO`` gradient for the guide falls as ``num_particles``
+        grows (Rainforth et al. 2018), this one's does not.
 
     Examples
     --------
@@ -98,8 +99,8 @@ class OrderedTraceELBO(ELBO):
         scaled = (1.0 - self.alpha) * w
         bound = (jax.nn.logsumexp(scaled) - jnp.log(self.num_particles)) / (1.0 - self.alpha)
         # Doubly reparameterised gradient (Tucker et al. 2019, DReG): the score-function part
-        # of the reparameterised gradient, whose noise grows with the number of particles,
-        # is replaced by its expectation rewritten as a pathwise derivative. With normalised
+        # of the reparameterised gradient, which swamps it as particles are added, is
+        # replaced by its expectation rewritten as a pathwise derivative. With normalised
         # weights v = softmax((1 - alpha) w) the gradient is
         # sum_k (alpha v_k + (1 - alpha) v_k^2) d w_k / d z_k  d z_k / d params
         # (v^2 at alpha = 0, Tucker et al.'s IWAE case). Unbiased for the bound's gradient;
