@@ -509,7 +509,16 @@ def test_doubly_reparameterised_gradient_is_unbiased_and_less_noisy(alpha):
             assert n_particles < 32 or a.std() < 0.5 * b.std(), (name, a.std(), b.std())
 
 
-@pytest.mark.parametrize("guide", ["meanfield", "fullrank", "lowrank"])
+# Mean-field and low-rank are slow-marked to keep the default suite short (about 25 s each):
+# full-rank is the guide the importance-weighted bound is recommended with.
+@pytest.mark.parametrize(
+    "guide",
+    [
+        pytest.param("meanfield", marks=pytest.mark.slow),
+        "fullrank",
+        pytest.param("lowrank", marks=pytest.mark.slow),
+    ],
+)
 def test_doubly_reparameterised_gradient_is_unbiased_for_every_guide(guide):
     # On the mixture model itself, through each guide's transforms to the constrained sites
     # (simplex, Cholesky factors, scales): the mean gradient matches numpyro's RenyiELBO's
