@@ -395,69 +395,6 @@ def test_ordered_renyi_equals_numpyro_renyi_elbo(alpha):
     np.testing.assert_allclose(ours, numpyro_loss, rtol=1e-12)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
-@pytest.mark.parametrize("n_particles", [1, 5])
-def test_renyi_bound_of_the_exact_posterior_is_the_log_evidence(alpha, n_particles):
-    # Normal mean with known unit variance and a Normal(0, 2) prior: with the exact posterior
-    # as guide every particle's log p - log q is the log evidence, so every bound equals it.
-    from scipy.stats import multivariate_normal
-
-    from bayesgmm.inference.elbo import OrderedTraceELBO
-
-    z = np.array([0.3, -1.2, 2.1, 0.8])
-    prior_var = 4.0
-    post_var = 1.0 / (1.0 / prior_var + len(z))
-    post_mean = post_var * z.sum()
-
-    def model(Z):
-        mu = numpyro.sample("mu", dist.Normal(0.0, np.sqrt(prior_var)))
-        with numpyro.plate("obs", len(Z)):
-            numpyro.sample("z", dist.Normal(mu, 1.0), obs=Z)
-
-    def guide(Z):
-        numpyro.sample("mu", dist.Normal(post_mean, np.sqrt(post_var)))
-
-    log_evidence = multivariate_normal(np.zeros(len(z)), np.eye(len(z)) + prior_var).logpdf(z)
-    elbo = OrderedTraceELBO(num_particles=n_particles, alpha=alpha)
-    loss = elbo.loss(jax.random.PRNGKey(0), {}, model, guide, Z=z)
-    np.testing.assert_allclose(-float(loss), log_evidence, rtol=1e-10)
-
-
-def test_importance_weighted_bound_is_tighter_than_the_elbo():
-    # A guide twice as wide as the posterior: the importance-weighted bound (alpha = 0) lies
-    # between the ELBO and the log evidence, closer with more particles (averaged over keys).
-    from scipy.stats import multivariate_normal
-
-    from bayesgmm.inference.elbo import OrderedTraceELBO
-
-    z = np.array([0.3, -1.2, 2.1, 0.8])
-    post_var = 1.0 / (1.0 / 4.0 + len(z))
-    post_mean = post_var * z.sum()
-
-    def model(Z):
-        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
-        with numpyro.plate("obs", len(Z)):
-            numpyro.sample("z", dist.Normal(mu, 1.0), obs=Z)
-
-    def guide(Z):
-        numpyro.sample("mu", dist.Normal(post_mean, 2.0 * np.sqrt(post_var)))
-
-    log_evidence = multivariate_normal(np.zeros(4), np.eye(4) + 4.0).logpdf(z)
-    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
-
-    def bound(n_particles, alpha):
-        elbo = OrderedTraceELBO(num_particles=n_particles, alpha=alpha)
-        return -float(jax.vmap(lambda k: elbo.loss(k, {}, model, guide, Z=z))(keys).mean())
-
-    elbo, iw4, iw32 = bound(4, 1.0), bound(4, 0.0), bound(32, 0.0)
-    # Exact ELBO of a Normal guide with twice the posterior sd: log Z - KL(q || p). Each
-    # draw's log p - log q is a constant minus 1.5 chi2(1), sd 1.5 sqrt(2); 4 standard errors
-    # over the 8000 draws.
-    kl = 0.5 * 4 - 0.5 - np.log(2.0)
-    np.testing.assert_allclose(elbo, log_evidence - kl, atol=4 * 1.5 * np.sqrt(2) / np.sqrt(8000))
-    assert elbo < iw4 < iw32 < log_evidence
-
-
 def _normal_mean_problem():
     """Normal mean, unit variance, Normal(0, 2) prior; a Normal guide with parameters
     ``m`` and ``log_s``, and the exact posterior's values of them."""
@@ -475,6 +412,47 @@ def _normal_mean_problem():
 
     exact = {"m": post_var * z.sum(), "log_s": 0.5 * np.log(post_var)}
     return z, model, guide, exact
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("n_particles", [1, 5])
+def test_renyi_bound_of_the_exact_posterior_is_the_log_evidence(alpha, n_particles):
+    # With the exact posterior as guide every particle's log p - log q is the log evidence,
+    # so every bound equals it.
+    from scipy.stats import multivariate_normal
+
+    from bayesgmm.inference.elbo import OrderedTraceELBO
+
+    z, model, guide, exact = _normal_mean_problem()
+    log_evidence = multivariate_normal(np.zeros(len(z)), np.eye(len(z)) + 4.0).logpdf(z)
+    elbo = OrderedTraceELBO(num_particles=n_particles, alpha=alpha)
+    loss = elbo.loss(jax.random.PRNGKey(0), exact, model, guide, Z=z)
+    np.testing.assert_allclose(-float(loss), log_evidence, rtol=1e-10)
+
+
+def test_importance_weighted_bound_is_tighter_than_the_elbo():
+    # A guide twice as wide as the posterior: the importance-weighted bound (alpha = 0) lies
+    # between the ELBO and the log evidence, closer with more particles (averaged over keys).
+    from scipy.stats import multivariate_normal
+
+    from bayesgmm.inference.elbo import OrderedTraceELBO
+
+    z, model, guide, exact = _normal_mean_problem()
+    wide = {"m": exact["m"], "log_s": exact["log_s"] + np.log(2.0)}
+    log_evidence = multivariate_normal(np.zeros(4), np.eye(4) + 4.0).logpdf(z)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+
+    def bound(n_particles, alpha):
+        elbo = OrderedTraceELBO(num_particles=n_particles, alpha=alpha)
+        return -float(jax.vmap(lambda k: elbo.loss(k, wide, model, guide, Z=z))(keys).mean())
+
+    elbo, iw4, iw32 = bound(4, 1.0), bound(4, 0.0), bound(32, 0.0)
+    # Exact ELBO of a Normal guide with twice the posterior sd: log Z - KL(q || p). Each
+    # draw's log p - log q is a constant minus 1.5 chi2(1), sd 1.5 sqrt(2); 4 standard errors
+    # over the 8000 draws.
+    kl = 0.5 * 4 - 0.5 - np.log(2.0)
+    np.testing.assert_allclose(elbo, log_evidence - kl, atol=4 * 1.5 * np.sqrt(2) / np.sqrt(8000))
+    assert elbo < iw4 < iw32 < log_evidence
 
 
 def _gradients(elbo, params, keys, model, guide, z):
