@@ -222,11 +222,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
 
     def icl(self, X):
-        """Integrated completed likelihood, ``bic(X) + 2 * entropy`` (lower is better).
+        """Integrated completed likelihood as mclust computes it (lower is better).
 
-        The entropy ``-sum_ik r_ik log r_ik`` of the responsibilities is non-negative, so
-        ICL >= BIC; mclust reports ``-ICL``.
+        ``bic(X) - 2 sum_i log r_{i, c(i)}`` with ``c(i)`` the most probable component of
+        row ``i`` (see :func:`bayesgmm.icl`); mclust reports ``-icl``.
         """
         resp = self.predict_proba(X)
-        entropy = -np.sum(resp * np.log(np.where(resp > 0, resp, 1.0)))
-        return self.bic(X) + 2 * entropy
+        return self.bic(X) - 2 * float(np.sum(np.log(np.max(resp, axis=1))))

@@ -5,7 +5,9 @@ E-step ``logits = F @ C(params)`` and the M-step's statistics ``S = F.T @ (w * r
 ``F`` a fixed feature map of the data, built once per fit. The data are centred on their
 (weighted) mean before ``F`` is built, which keeps the moment expansion's cancellation
 error at ``eps * (spread / component scale)**2``; parameters inside this module are in
-those centred coordinates, and ``fit_em`` maps them back.
+those centred coordinates, and ``fit_em`` maps them back. That error is negligible in
+float64 but not in float32, so float32 data take ``em_stats.centred_stats`` instead,
+which sums each row about each component's mean.
 
 The state is a NamedTuple, ``step`` is pure, ``run_em`` drives it with ``lax.while_loop``
 and ``run_em_restarts`` runs several starts in parallel with ``vmap``.
@@ -22,6 +24,8 @@ import jax.numpy as jnp
 from bayesgmm._jit import jit
 from bayesgmm.inference.em_mstep import EMPrior, log_prior, m_step
 from bayesgmm.inference.em_stats import (
+    centred_stats,
+    centred_stats_from_resp,
     coefficients,
     e_step,
     features,
@@ -40,8 +44,10 @@ __all__ = [
     "em_data",
     "features",
     "init_state",
+    "data_stats",
     "log_prior",
     "m_step",
+    "params_from_resp",
     "run_em",
     "run_em_restarts",
     "step",
@@ -54,8 +60,10 @@ class EMData(NamedTuple):
 
     Attributes
     ----------
-    F_blocks : array, shape (n_blocks, block_size, n_stats)
-        ``features(Z)`` in row blocks, zero-weight rows padding the last one.
+    F_blocks : array, shape (n_blocks, n_stats, block_size)
+        ``features(Z)`` in feature-major row blocks, zero-weight rows padding the last one;
+        for float32 data the data themselves, shape (n_blocks, n_features, block_size),
+        which ``centred_stats`` reads.
     w_blocks : array, shape (n_blocks, block_size)
         Observation weights in the same blocks.
     second : array, shape (n_features (n_features + 1) / 2,) or None
@@ -69,9 +77,41 @@ class EMData(NamedTuple):
 
 def em_data(Z, w, covariance_type: str, block_size: int = 4096) -> EMData:
     """Features, blocks and constant statistics of centred data ``Z`` (n_obs, n_features)."""
+    if _is_centred(Z):
+        return EMData(*to_blocks(Z, w, block_size), None)
     F_blocks, w_blocks = to_blocks(features(Z, covariance_type), w, block_size)
     second = second_moment(Z, w) if covariance_type == "tied" else None
     return EMData(F_blocks, w_blocks, second)
+
+
+def _is_centred(array) -> bool:
+    # float32 cannot afford the moment expansion's cancellation (see ``centred_stats``).
+    return array.dtype == jnp.float32
+
+
+def data_stats(params, data: EMData, covariance_type: str):
+    """One pass over the data: ``(S, log_lik, centre)`` for ``m_step(S, ..., centre=centre)``.
+
+    ``centre`` is None for the moment expansion's statistics (float64) and the component
+    means for ``centred_stats``'s (float32).
+    """
+    if _is_centred(data.F_blocks):
+        S, log_lik = centred_stats(params, data.F_blocks, data.w_blocks, covariance_type)
+        return S, log_lik, params.means
+    S, log_lik = sufficient_stats(params, data.F_blocks, data.w_blocks, covariance_type)
+    return S, log_lik, None
+
+
+def params_from_resp(Z, w, resp, data: EMData, reg_covar, covariance_type: str):
+    """M-step from responsibilities ``resp`` (n_obs, n_components) of centred data ``Z``: ``(params, ok)``."""
+    rw = resp * w[:, None]
+    if _is_centred(Z):
+        nk = jnp.sum(rw, axis=0) + 10 * jnp.finfo(Z.dtype).eps
+        centre = (rw.T @ Z) / nk[:, None]
+        rw_blocks, _ = to_blocks(rw, w, data.F_blocks.shape[-1])
+        S = centred_stats_from_resp(data.F_blocks, rw_blocks, centre, covariance_type)
+        return m_step(S, reg_covar, covariance_type, None, None, centre)
+    return m_step(features(Z, covariance_type).T @ rw, reg_covar, covariance_type, None, data.second)
 
 
 class EMState(NamedTuple):
@@ -103,9 +143,9 @@ class EMState(NamedTuple):
 
 def step(state: EMState, data: EMData, tol, reg_covar, prior, covariance_type: str) -> EMState:
     """One EM iteration: E-step at ``state.params`` then M-step (pure); ``data`` from ``em_data``."""
-    S, log_lik = sufficient_stats(state.params, data.F_blocks, data.w_blocks, covariance_type)
+    S, log_lik, centre = data_stats(state.params, data, covariance_type)
     lower_bound = (log_lik + log_prior(state.params, covariance_type, prior)) / jnp.sum(data.w_blocks)
-    new_params, ok = m_step(S, reg_covar, covariance_type, prior, data.second)
+    new_params, ok = m_step(S, reg_covar, covariance_type, prior, data.second, centre)
     ok = ok & jnp.isfinite(lower_bound)
     params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, state.params)
     converged = ok & (jnp.abs(lower_bound - state.lower_bound) < tol)

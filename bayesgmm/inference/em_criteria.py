@@ -23,17 +23,38 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
 
 
 def _total_and_n(result, X, sample_weight):
-    X = result.X if X is None else check_X(X, dtype=np.asarray(result.params.means).dtype)
+    """Data, weights, weighted log-likelihood and total weight the criteria use.
+
+    With neither ``X`` nor ``sample_weight`` given, these are the data and weights of the
+    fit itself, so a weighted fit's criteria use its weighted log-likelihood and total weight.
+    """
+    if X is None:
+        X = result.X
+        if sample_weight is None:
+            sample_weight = result.sample_weight
+    else:
+        X = check_X(X, dtype=np.asarray(result.params.means).dtype)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
-    ll = np.asarray(em_shapes.log_prob(result.params, jnp.asarray(X)))
+    if w.shape != (len(X),):
+        raise ValueError(f"sample_weight must have shape ({len(X)},), got {w.shape}.")
+    ll = np.asarray(em_shapes.log_prob(result.params, jnp.asarray(X)), float)
     return X, w, float(w @ ll), float(w.sum())
 
 
 def bic(result, X=None, sample_weight=None) -> float:
     """Bayesian information criterion, scikit-learn's sign (lower is better).
 
-    ``-2 log L + n_parameters * log(n_obs)``; ``X`` defaults to the data fitted and
-    ``n_obs`` is the total sample weight.
+    ``-2 log L + n_parameters * log(n)``, with ``log L`` the sample-weighted
+    log-likelihood and ``n`` the total sample weight (``n_obs`` without weights). ``X``
+    and ``sample_weight`` default to those of the fit. mclust reports ``-bic``.
+
+    Examples
+    --------
+    >>> from bayesgmm import fit_em, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> res = fit_em(X, 3, "tied", n_init=10, seed=0, tol=1e-9, max_iter=1000, reg_covar=0.0)
+    >>> round(-bic(res), 2)  # mclust's BIC for EEE, G=3
+    -2314.32
     """
     X, _, total, n = _total_and_n(result, X, sample_weight)
     p = n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
@@ -41,19 +62,33 @@ def bic(result, X=None, sample_weight=None) -> float:
 
 
 def aic(result, X=None, sample_weight=None) -> float:
-    """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better)."""
+    """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better).
+
+    ``log L`` is the sample-weighted log-likelihood; ``X`` and ``sample_weight`` default
+    to those of the fit.
+    """
     X, _, total, _ = _total_and_n(result, X, sample_weight)
     return -2 * total + 2 * n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
 
 
 def icl(result, X=None, sample_weight=None) -> float:
-    """Integrated completed likelihood (Biernacki et al. 2000), BIC's sign (lower is better).
+    """Integrated completed likelihood as mclust computes it, in BIC's sign (lower is better).
 
-    ``ICL = BIC + 2 * E`` with ``E = -sum_i sum_k r_ik log r_ik >= 0`` the entropy of the
-    responsibilities, so ICL >= BIC and it penalises overlapping components. (mclust
-    reports ``-ICL``.)
+    ``ICL = BIC - 2 sum_i w_i log r_{i, c(i)}``, with ``c(i) = argmax_k r_ik`` the MAP
+    classification of observation ``i`` (Biernacki, Celeux & Govaert 2000, as implemented
+    by mclust's ``icl``): the completed log-likelihood of the hard partition, so ICL >= BIC
+    and it penalises components that overlap. mclust reports ``-icl``.
+
+    Examples
+    --------
+    >>> from bayesgmm import fit_em, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> res = fit_em(X, 3, "tied", n_init=10, seed=0, tol=1e-9, max_iter=1000, reg_covar=0.0)
+    >>> round(-icl(res), 1)  # mclust's ICL for EEE, G=3
+    -2357.8
     """
     X, w, _, _ = _total_and_n(result, X, sample_weight)
-    resp = np.asarray(em_shapes.responsibilities(result.params, jnp.asarray(X)))
-    entropy = -np.sum(w[:, None] * resp * np.log(np.where(resp > 0, resp, 1.0)))
-    return bic(result, X, sample_weight) + 2 * entropy
+    resp = np.asarray(em_shapes.responsibilities(result.params, jnp.asarray(X)), float)
+    # The MAP component's responsibility is the largest, at least 1 / n_components.
+    hard = np.log(np.max(resp, axis=1))
+    return bic(result, X, w) - 2 * float(w @ hard)

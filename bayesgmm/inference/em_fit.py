@@ -184,8 +184,9 @@ def fit_em(
     best = _pick_best(state, max_iter)
     weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
     n_iter = int(state.n_iter[best])
+    means = (means.astype(np.float64) + shift).astype(means.dtype)
     return EMResult(
-        params=GMMParams(jnp.asarray(weights), jnp.asarray(means + shift), jnp.asarray(scale_tril)),
+        params=GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)),
         covariance_type=covariance_type,
         log_likelihood=float(log_liks[best]),
         lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
@@ -219,9 +220,11 @@ def _program_call(
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
-    X = check_X(X, n_components, dtype=dtype)
+    # Validated and centred in float64, then cast: data far from the origin keep their
+    # spread in float32 (1e7 + N(0, 1) cast first has a handful of distinct values).
+    X = check_X(X, n_components, dtype=np.float64)
     n_obs, n_features = X.shape
-    w = _check_sample_weight(sample_weight, n_obs, dtype)
+    w = _check_sample_weight(sample_weight, n_obs, np.float64)
     for name, value in (("n_init", n_init), ("max_iter", max_iter)):
         if int(value) != value or value < (1 if name == "n_init" else 0):
             raise ValueError(
@@ -231,18 +234,18 @@ def _program_call(
         raise ValueError("tol and reg_covar must be non-negative.")
 
     # Centre on the weighted mean: the moment-based E/M steps lose accuracy with the offset.
-    shift = (w @ X / w.sum()).astype(dtype)
+    shift = w @ X / w.sum()
     # Pad with zero-weight rows to a bucketed size so that similar sizes share one compiled
     # program; zero weights leave every init and EM statistic unchanged.
     n_pad = _bucket(n_obs, block_size) - n_obs
-    Z = np.concatenate([X - shift, np.zeros((n_pad, n_features), dtype)])
-    wz = np.concatenate([w, np.zeros(n_pad, dtype)])
+    Z = np.concatenate([(X - shift).astype(dtype), np.zeros((n_pad, n_features), dtype)])
+    wz = np.concatenate([w.astype(dtype), np.zeros(n_pad, dtype)])
     weights0, means0, precisions0 = em_shapes.check_init(
         weights_init, means_init, precisions_init, n_components, n_features, covariance_type
     )
     given = (
         None if weights0 is None else weights0.astype(dtype),
-        None if means0 is None else (means0 - shift).astype(dtype),
+        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
         None
         if precisions0 is None
         else em_shapes.scale_tril_from_precisions(
@@ -260,7 +263,7 @@ def _program_call(
         covariance_type=covariance_type, init_params=init_params, n_components=n_components,
         n_init=int(n_init), n_history=_bucket_history(int(max_iter)), block_size=block_size,
     )  # fmt: skip
-    return _Call(args, static, X, w, shift)
+    return _Call(args, static, X, w.astype(dtype), shift)
 
 
 def lower_em(X, n_components: int, covariance_type: str = "full", **kwargs) -> jax.stages.Lowered:
@@ -302,10 +305,8 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **stati
         keys = jax.random.split(key, n_init)
         init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
         resp = jax.vmap(lambda k: init(k, Z, w))(keys)
-        F = em.features(Z, covariance_type)
-        from_resp, _ = jax.vmap(
-            lambda r: em.m_step(F.T @ (r * w[:, None]), reg_covar, covariance_type, None, data.second)
-        )(resp)
+        start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
+        from_resp, _ = jax.vmap(lambda r: start(Z, w, r))(resp)
     params0 = GMMParams(
         *(
             jnp.broadcast_to(g, (n_init, *g.shape)) if g is not None else r
@@ -316,9 +317,7 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **stati
         em.run_em, covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"]
     )
     state = jax.vmap(run, in_axes=(0, None, 0, None, None, None))(params0, data, lb0, tol, reg_covar, prior)
-    log_liks = jax.vmap(lambda p: em.sufficient_stats(p, data.F_blocks, data.w_blocks, covariance_type)[1])(
-        state.params
-    )
+    log_liks = jax.vmap(lambda p: em.data_stats(p, data, covariance_type)[1])(state.params)
     return state, log_liks
 
 

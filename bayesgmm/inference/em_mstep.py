@@ -47,7 +47,7 @@ def _unpack_symmetric(v, n_features):
     return M + jnp.swapaxes(M, -1, -2) * (1.0 - jnp.eye(n_features, dtype=v.dtype))
 
 
-def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, second=None):
+def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, second=None, centre=None):
     """New parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
 
     Follows scikit-learn's ``_estimate_gaussian_parameters`` (``nk + 10 eps``, ``reg_covar``
@@ -62,7 +62,11 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
     covariance_type : str
     prior : EMPrior or None
     second : array, shape (n_features (n_features + 1) / 2,), optional
-        Tied only: the total weighted second moment ``em_stats.second_moment(X, w)``.
+        Tied only: the total weighted second moment ``em_stats.second_moment(X, w)``. Without
+        it, tied's ``S`` holds per-component second moments in ``full``'s layout.
+    centre : array, shape (n_components, n_features), optional
+        The point each component's sums and second moments in ``S`` are taken about
+        (``em_stats.centred_stats``); None for the moment expansion's statistics of ``x``.
 
     Returns
     -------
@@ -73,24 +77,31 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
     dtype = S.dtype
     eps = jnp.finfo(dtype).eps
     n_stats, n_components = S.shape
-    n_features = {"full": _n_feat_full(n_stats), "tied": n_stats - 1}.get(covariance_type, (n_stats - 1) // 2)
+    layout = "full" if covariance_type == "tied" and second is None else covariance_type
+    n_features = {"full": _n_feat_full(n_stats), "tied": n_stats - 1}.get(layout, (n_stats - 1) // 2)
     counts = S[0]
     nk = counts + 10 * eps
-    sums = S[1 : 1 + n_features].T
-    xbar = sums / nk[:, None]
+    # Mean offset from the statistics' reference point (the origin, or ``centre``).
+    rel = S[1 : 1 + n_features].T / nk[:, None]
+    xbar = rel if centre is None else centre + rel
     eye = jnp.eye(n_features, dtype=dtype)
-    outer = xbar[:, :, None] * xbar[:, None, :]
-    if covariance_type == "tied":
+    outer = rel[:, :, None] * rel[:, None, :]
+    if covariance_type == "tied" and second is not None:
         # Only sum_k nk scatter_k is needed, and as responsibilities sum to one the second
         # moments sum to the data's total: sum_k nk scatter_k = second - sum_k nk xbar xbar^T.
         total = _unpack_symmetric(second[None], n_features)[0] - jnp.sum(nk[:, None, None] * outer, axis=0)
         scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
-    elif covariance_type == "full":
-        # Scatter about each component mean, per unit weight: E_k[x x^T] - xbar xbar^T.
-        second_k = S[1 + n_features :].T / nk[:, None]
-        scatter = _unpack_symmetric(second_k, n_features) - outer
+    elif covariance_type in ("full", "tied"):
+        # Scatter about each component mean, per unit weight: E_k[y y^T] - ybar ybar^T for y
+        # the data about the reference point.
+        second_k = _unpack_symmetric(S[1 + n_features :].T / nk[:, None], n_features) - outer
+        if covariance_type == "full":
+            scatter = second_k
+        else:
+            total = jnp.sum(nk[:, None, None] * second_k, axis=0)
+            scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
     else:
-        scatter = S[1 + n_features :].T / nk[:, None] - xbar * xbar
+        scatter = S[1 + n_features :].T / nk[:, None] - rel * rel
     if prior is None:
         means = xbar
         if covariance_type == "full":
@@ -188,8 +199,9 @@ def centred_prior(prior, X, w, n_components, shift, dtype):
         prior = base._replace(**prior)
     elif not isinstance(prior, EMPrior):
         raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(prior).__name__}.")
-    prior = EMPrior(*(jnp.asarray(v, dtype) for v in prior))
-    return prior._replace(mean=prior.mean - shift)
+    # Centre in float64 before casting, as the data are.
+    prior = prior._replace(mean=np.asarray(prior.mean, np.float64) - np.asarray(shift, np.float64))
+    return EMPrior(*(jnp.asarray(v, dtype) for v in prior))
 
 
 def default_prior(X, n_components: int, sample_weight=None) -> EMPrior:

@@ -207,3 +207,84 @@ def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
     init = (jnp.zeros((F_blocks.shape[1], CT.shape[0]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
     (S, log_lik), _ = jax.lax.scan(block, init, (F_blocks, w_blocks))
     return S, log_lik
+
+
+def _centred_moments(r, Y, covariance_type: str):
+    """Counts, sums and second moments of ``Y`` (K, D, B) weighted by ``r`` (K, B).
+
+    Returns ``S`` of shape (n_stats, n_components) in the layout of ``sufficient_stats``,
+    except that ``tied`` gets the per-component second moments of ``full``.
+    """
+    counts = jnp.sum(r, axis=1)
+    sums = jnp.einsum("kb,kdb->dk", r, Y)
+    if covariance_type in ("full", "tied"):
+        rows, cols = jnp.triu_indices(Y.shape[1])
+        second = jnp.einsum("kb,kdb,keb->kde", r, Y, Y)[:, rows, cols].T
+    else:
+        second = jnp.einsum("kb,kdb->dk", r, Y * Y)
+    return jnp.concatenate([counts[None], sums, second], axis=0)
+
+
+def centred_stats(params, X_blocks, w_blocks, covariance_type: str):
+    """E-step and statistics about each component's current mean, one pass over the data.
+
+    The float32 path. The moment expansion of ``sufficient_stats`` subtracts
+    ``E_k[x x^T]`` and ``mu_k mu_k^T``, which cancel to ``eps * (|mu_k| / sigma_k)**2``
+    relative error: in float32 a cluster a thousand standard deviations from the data's
+    mean loses its covariance. Here every row is shifted by each component's mean first
+    (``K`` whitening products per block instead of one wide GEMM), so only the spread
+    within a component is ever summed.
+
+    Parameters
+    ----------
+    params : GMMParams
+    X_blocks : array, shape (n_blocks, n_features, block_size)
+        Centred data in feature-major blocks (``to_blocks(X, w)``).
+    w_blocks : array, shape (n_blocks, block_size)
+    covariance_type : str
+
+    Returns
+    -------
+    S : array, shape (n_stats, n_components)
+        Weighted counts, and sums and second moments of ``x - mu_k`` (``full``'s layout
+        for ``tied``); ``m_step(..., centre=params.means)`` turns them into parameters.
+    log_lik : scalar
+        ``sum_i w_i log p(x_i | params)``.
+    """
+    weights, means, scale_tril = params
+    n_features = means.shape[-1]
+    eye = jnp.eye(n_features, dtype=means.dtype)
+    inv_tril = jax.vmap(lambda L: solve_triangular(L, eye, lower=True))(scale_tril)
+    log_diag = jnp.log(jnp.diagonal(scale_tril, axis1=-2, axis2=-1))
+    const = jnp.log(weights) - 0.5 * n_features * _LOG_2PI - jnp.sum(log_diag, axis=-1)
+
+    def block(carry, xw):
+        xT, w = xw
+        Y = xT[None] - means[:, :, None]
+        white = jnp.einsum("kij,kjb->kib", inv_tril, Y)
+        log_norm, e, total = _softmax(const[:, None] - 0.5 * jnp.sum(white * white, axis=1), axis=0)
+        r = e * (w / total)
+        return (carry[0] + _centred_moments(r, Y, covariance_type), carry[1] + w @ log_norm), None
+
+    n_out = n_stats(n_features, "full" if covariance_type == "tied" else covariance_type)
+    init = (jnp.zeros((n_out, means.shape[0]), X_blocks.dtype), jnp.zeros((), X_blocks.dtype))
+    (S, log_lik), _ = jax.lax.scan(block, init, (X_blocks, w_blocks))
+    return S, log_lik
+
+
+def centred_stats_from_resp(X_blocks, rw_blocks, centre, covariance_type: str):
+    """``centred_stats``'s ``S`` for given weighted responsibilities ``rw_blocks`` (n_blocks, K, B).
+
+    Starts EM from responsibilities (k-means and the other inits) without the moment
+    expansion's cancellation; ``centre`` (n_components, n_features) is each component's
+    reference point, usually its weighted mean.
+    """
+
+    def block(carry, xr):
+        xT, r = xr
+        return carry + _centred_moments(r, xT[None] - centre[:, :, None], covariance_type), None
+
+    n_features, n_components = centre.shape[1], centre.shape[0]
+    n_out = n_stats(n_features, "full" if covariance_type == "tied" else covariance_type)
+    S, _ = jax.lax.scan(block, jnp.zeros((n_out, n_components), X_blocks.dtype), (X_blocks, rw_blocks))
+    return S
