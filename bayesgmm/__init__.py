@@ -37,6 +37,7 @@ from bayesgmm.posterior.assignments import (  # noqa: E402
     membership_probabilities,
     sample_assignments,
 )
+from bayesgmm.posterior.diagnostics import DiagnosticsWarning, fit_problems  # noqa: E402
 from bayesgmm.posterior.n_components import induced_prior_n_components, n_components_posterior  # noqa: E402
 from bayesgmm.posterior.partition import BestPartition, best_partition  # noqa: E402
 from bayesgmm.posterior.relabel import relabel  # noqa: E402
@@ -65,9 +66,11 @@ __all__ = [
     "params_from_idata",
     # --- posterior (issue 5) ---
     "BestPartition",
+    "DiagnosticsWarning",
     "SwitchingReport",
     "best_partition",
     "coclustering_matrix",
+    "fit_problems",
     "label_switching_report",
     "membership_probabilities",
     "relabel",

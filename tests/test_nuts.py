@@ -1,11 +1,13 @@
 """NUTS fits: layout of the InferenceData, parameter recovery, diagnostics on real data."""
 
+import warnings
+
 import arviz as az
 import jax
 import numpy as np
 import pytest
 
-from bayesgmm import densities, fit_nuts, load_dataset, relabel
+from bayesgmm import DiagnosticsWarning, densities, fit_nuts, load_dataset, relabel
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata
 
@@ -105,7 +107,10 @@ def test_recovery_1d(covariance_type):
 @pytest.fixture(scope="module")
 def faithful_fit():
     X, _ = load_dataset("faithful")
-    return relabel(fit_nuts(X, 2, seed=0))
+    # A healthy fit is quiet: any diagnostics warning fails every test that uses it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiagnosticsWarning)
+        return relabel(fit_nuts(X, 2, seed=0))
 
 
 def test_old_faithful_diagnostics(faithful_fit):
@@ -180,3 +185,13 @@ def test_bad_settings_raise(kwargs, match):
     args = dict(X=np.random.default_rng(0).normal(size=(20, 2)), n_components=2) | kwargs
     with pytest.raises(ValueError, match=match):
         fit_nuts(**args, num_warmup=10, num_samples=10, num_chains=1)
+
+
+def test_float32_standardises_before_casting():
+    # 1e7 + N(0, 1) cast to float32 first keeps only a handful of distinct values (spacing 1).
+    rng = np.random.default_rng(5)
+    X = 1e7 + rng.normal(size=(200, 1))
+    idata = fit_nuts(X, 1, seed=0, dtype=np.float32, num_warmup=200, num_samples=200, num_chains=1)
+    sd = float(np.sqrt(idata.posterior["covariances"].mean()))
+    # The posterior of the sd given 200 draws is about 1 +- 0.05.
+    assert sd == pytest.approx(np.std(X), rel=0.05)

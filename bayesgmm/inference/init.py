@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import unconstrain_fn
 from scipy import stats
+from scipy.optimize import linear_sum_assignment
 
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
@@ -31,21 +32,15 @@ def em_start(
     another run did not; if every run did, the best is kept with a warning.
 
     Neither sampler nor SVI leaves a poor local optimum of the likelihood once started
-    there, so the start matters, but the best likelihood is not always the best start.
-    With 10 overlapping components in 10-D (``benchmarks/bench_svi.py``, 20,000 rows) one
-    k-means++-started EM run reaches the best optimum only about a quarter of the time:
-    the best of 4 runs missed it for 3 of 8 seeds (SVI then ended 0.9% lower in held-out
-    log-likelihood; 2 of 8 with the seeding below, 0.75% and 0.92% lower), the best of 16
-    for none of 12. But on iris (K=3, full) the best of 16
-    started NUTS in another optimum whose held-out log predictive density was 2% worse
-    (-59.1 against -58.0 from the best of 4). So the default stays 4; a start chosen by
-    posterior density rather than likelihood is the open fix.
+    there, so the start matters, but the best likelihood is not always the best start
+    (``benchmarks/README.md`` records where the best of more runs did worse), so the
+    default stays 4 runs.
 
     The k-means++ seeds are drawn on the host by scikit-learn's ``kmeans_plusplus`` and
     handed to ``fit_em`` as its starting values (uniform weights, the seeds as means,
     covariances ``reg_covar * I``: what its ``init_params="k-means++"`` computes), one run
-    per seed. Drawn inside the compiled EM program, their random numbers made 40% of its
-    kernels and most of its compile time in a fresh process.
+    per seed: drawn inside the compiled EM program, their random numbers would dominate its
+    kernels and compile time.
 
     With ``overfitted`` (sparse and dp weight priors, where ``n_components`` is only an
     upper bound), the EM fit with the lowest BIC among 1..n_components components is
@@ -58,19 +53,84 @@ def em_start(
     GMMParams
         Weights clipped away from zero, so that every component can be sampled.
     """
+    return em_starts(Z, n_components, covariance_type, seed, n_init=n_init, overfitted=overfitted)[0]
+
+
+def em_starts(
+    Z: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    seed: int,
+    n_init: int = 4,
+    overfitted: bool = False,
+    max_gap: float = 10.0,
+) -> list[GMMParams]:
+    """The distinct good EM optima of ``n_init`` runs, best first: over-dispersed chain starts.
+
+    Chains started at one optimum cannot show R-hat a second mode. Each distinct optimum
+    (components matched up to relabelling, see ``_same_optimum``) whose log-likelihood is
+    within ``max_gap`` nats of the best is returned, so that chain ``c`` can start at
+    ``starts[c % len(starts)]``; an optimum further below has negligible posterior mass
+    next to the best and would only leave a chain stranded. Otherwise as ``em_start``,
+    whose result is the first element. Components of every start are ordered to match
+    the best one's, so that chains in one mode also share a labelling.
+
+    Returns
+    -------
+    list of GMMParams
+    """
     from bayesgmm.inference.em_fit import bic
 
     rng = np.random.RandomState(seed)
-    fits = [_best_em(Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
+    runs = [_good_em(Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
     # bic evaluates the log-likelihood again: only when there is a choice.
-    result = min(fits, key=bic) if overfitted else fits[0]
-    n_spare, n_features = n_components - result.params.n_components, Z.shape[1]
-    weights = np.concatenate([np.asarray(result.params.weights), np.zeros(n_spare)])
+    fits = min(runs, key=lambda r: bic(r[0])) if overfitted else runs[0]
+    best = fits[0]
+    distinct = [best]
+    for fit in fits[1:]:
+        if best.log_likelihood - fit.log_likelihood > max_gap:
+            break
+        if not any(_same_optimum(fit.params, kept.params) for kept in distinct):
+            distinct.append(fit)
+    starts = [_aligned(fit.params, best.params) for fit in distinct]
+    return [_padded(p, n_components) for p in starts]
+
+
+def _same_optimum(a: GMMParams, b: GMMParams, tol: float = 0.5) -> bool:
+    """Whether two fits have the same components up to relabelling.
+
+    Components are matched by their means; a pair is the same when its means are less than
+    ``tol`` of their typical standard deviation apart. EM stops on a change of the mean
+    log-likelihood, short of the optimum on flat ridges, so exact equality is too strict.
+    """
+    cost = np.linalg.norm(np.asarray(a.means)[:, None] - np.asarray(b.means)[None], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    sd = np.sqrt((_mean_variance(a)[rows] + _mean_variance(b)[cols]) / 2)
+    return bool(np.all(cost[rows, cols] < tol * sd))
+
+
+def _mean_variance(params: GMMParams) -> np.ndarray:
+    """Each component's variance averaged over features, shape (n_components,)."""
+    L = np.asarray(params.scale_tril)
+    return np.sum(L * L, axis=(-2, -1)) / L.shape[-1]
+
+
+def _aligned(params: GMMParams, reference: GMMParams) -> GMMParams:
+    """``params`` with its components reordered to match ``reference``'s means."""
+    cost = np.linalg.norm(np.asarray(reference.means)[:, None] - np.asarray(params.means)[None], axis=-1)
+    _, cols = linear_sum_assignment(cost)
+    return params.permute(cols)
+
+
+def _padded(params: GMMParams, n_components: int) -> GMMParams:
+    """Spare components appended empty (see ``em_start``) and weights clipped from zero."""
+    n_spare, n_features = n_components - params.n_components, params.means.shape[-1]
+    weights = np.concatenate([np.asarray(params.weights), np.zeros(n_spare)])
     weights = np.clip(weights, _MIN_WEIGHT, None)
-    means = np.concatenate([np.asarray(result.params.means), np.zeros((n_spare, n_features))])
+    means = np.concatenate([np.asarray(params.means), np.zeros((n_spare, n_features))])
     scale_tril = np.concatenate(
         [
-            np.asarray(result.params.scale_tril),
+            np.asarray(params.scale_tril),
             np.broadcast_to(np.eye(n_features), (n_spare, n_features, n_features)),
         ]
     )
@@ -81,9 +141,9 @@ def em_start(
 _REG_COVAR = 1e-4
 
 
-def _best_em(Z, n_components, covariance_type, n_init, rng):
-    """The EM fit with the highest lower bound of ``n_init`` runs from k-means++ seeds,
-    among those where no component collapsed (see ``_collapsed``) if there are any."""
+def _good_em(Z, n_components, covariance_type, n_init, rng):
+    """EM fits of ``n_init`` runs from k-means++ seeds, highest lower bound first, keeping
+    only those where no component collapsed (see ``_collapsed``) if there are any."""
     from sklearn.cluster import kmeans_plusplus
 
     from bayesgmm.inference.em_fit import fit_em
@@ -107,7 +167,7 @@ def _best_em(Z, n_components, covariance_type, n_init, rng):
             stacklevel=3,
         )
         whole = fits
-    return max(whole, key=lambda fit: fit.lower_bound)
+    return sorted(whole, key=lambda fit: -fit.lower_bound)
 
 
 def _collapsed(params) -> bool:
@@ -220,26 +280,30 @@ def _weight_sites(weights: np.ndarray, weight_prior: str, priors: Priors) -> dic
     return {"concentration": alpha, "sticks": np.asarray(sticks)}
 
 
-def chain_init_params(
-    model, model_kwargs: dict, sites: dict, n_chains: int, key, jitter: float = 0.1
-) -> dict:
-    """Unconstrained starting values for ``n_chains`` chains around one point.
+def chain_init_params(model, model_kwargs: dict, sites, n_chains: int, key, jitter: float = 0.1) -> dict:
+    """Unconstrained starting values for ``n_chains`` chains around one or several points.
 
-    All chains start near the same mode, in the same labelling, each moved by
-    independent ``Normal(0, jitter)`` noise in the unconstrained space, so that
-    R-hat still sees differences in where chains begin.
+    Chain ``c`` starts at ``sites[c % len(sites)]`` (one dict is one point), moved by
+    independent ``Normal(0, jitter)`` noise in the unconstrained space, so that R-hat
+    sees differences in where chains begin; starting points from different optima
+    (``em_starts``) let it see a second mode.
 
     Returns
     -------
     dict of arrays with a leading ``chain`` axis, as ``MCMC.run(init_params=...)`` expects.
     """
-    unconstrained = unconstrain_fn(model, (), model_kwargs, sites)
+    points = [sites] if isinstance(sites, dict) else list(sites)
     # unconstrain_fn also returns deterministic sites (the dp prior's weights); a sampler
     # handed one would substitute it and cut it loose from the sites it is computed from.
-    unconstrained = {k: v for k, v in unconstrained.items() if k in sites}
-    keys = jax.random.split(key, len(unconstrained))
-    return {
-        name: value
-        + jitter * jax.random.normal(k, (n_chains, *jnp.shape(value)), dtype=jnp.result_type(value))
-        for k, (name, value) in zip(keys, sorted(unconstrained.items()), strict=True)
-    }
+    unconstrained = [
+        {k: np.asarray(v) for k, v in unconstrain_fn(model, (), model_kwargs, point).items() if k in point}
+        for point in points
+    ]
+    names = sorted(unconstrained[0])
+    keys = jax.random.split(key, len(names))
+    out = {}
+    for k, name in zip(keys, names, strict=True):
+        value = np.stack([unconstrained[c % len(points)][name] for c in range(n_chains)])
+        noise = jax.random.normal(k, value.shape, dtype=jnp.result_type(value))
+        out[name] = jnp.asarray(value) + jitter * noise
+    return out

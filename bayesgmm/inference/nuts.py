@@ -14,7 +14,7 @@ from numpyro.infer import MCMC, NUTS, Predictive
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.idata import build_inference_data
-from bayesgmm.inference.init import chain_init_params, em_start, sites_from_params
+from bayesgmm.inference.init import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 
@@ -96,15 +96,25 @@ def fit_nuts(
     seed : int, numpy Generator or JAX key, optional
     dtype : numpy dtype, default float64
     init : {"em", "prior"}
-        ``"em"`` starts every chain near the best of a few EM fits (jittered
-        in the unconstrained space); ``"prior"`` uses NumPyro's default
-        uniform initialisation.
+        ``"em"`` starts the chains at the distinct good optima of
+        ``max(4, 2 * num_chains)`` EM runs (``init.em_starts``: those within 10 nats
+        of the best log-likelihood, chain ``c`` at optimum ``c`` modulo their number),
+        jittered in the unconstrained space, so that R-hat can see competing modes;
+        ``"prior"`` uses NumPyro's default uniform initialisation.
     prior_draws : int, default 0
         Number of prior draws for the ``prior`` / ``prior_predictive`` groups.
     posterior_predictive : bool, default False
         Add one replicate data set per posterior draw.
     progress_bar : bool, default False
     feature_names : sequence of str, optional
+
+    Warns
+    -----
+    bayesgmm.DiagnosticsWarning
+        When divergences, R-hat or ESS of the relabelled parameters, E-BFMI or the tree
+        depth say the draws should not be trusted (``posterior.diagnostics.fit_problems``),
+        each in words that say what to try; a healthy fit is quiet. Silence them with
+        ``warnings.filterwarnings("ignore", category=bayesgmm.DiagnosticsWarning)``.
 
     Returns
     -------
@@ -128,7 +138,8 @@ def fit_nuts(
     covariance_type = check_covariance_type(covariance_type)
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
-    X = check_X(X, n_components, dtype=dtype)
+    # Standardised in float64, then cast: data far from the origin keep their spread in float32.
+    X = check_X(X, n_components, dtype=np.float64)
     if init not in ("em", "prior"):
         raise ValueError(f"init must be 'em' or 'prior', got {init!r}.")
     priors = Priors() if priors is None else priors
@@ -147,14 +158,15 @@ def fit_nuts(
     model = partial(gmm_model, **model_kwargs)
     init_params = None
     if init == "em":
-        start = em_start(
+        starts = em_starts(
             Z,
             n_components,
             covariance_type,
             seed=int(jax.random.randint(key_init, (), 0, 2**30)),
+            n_init=max(4, 2 * num_chains),
             overfitted=weight_prior != "dirichlet",
         )
-        sites = sites_from_params(start, covariance_type, weight_prior, priors)
+        sites = [sites_from_params(start, covariance_type, weight_prior, priors) for start in starts]
         init_params = chain_init_params(model, {"Z": jnp.asarray(Z)}, sites, num_chains, key_init)
         if num_chains == 1:
             init_params = {k: v[0] for k, v in init_params.items()}
@@ -191,13 +203,20 @@ def fit_nuts(
         "weight_prior": weight_prior,
         "priors": json.dumps(priors.to_dict()),
         "num_warmup": num_warmup,
+        "num_samples": num_samples,
+        "num_chains": num_chains,
         "target_accept_prob": target_accept_prob,
+        "max_tree_depth": max_tree_depth,
+        "init": init,
+        "n_starts": len(starts) if init == "em" else 0,
+        "dtype": np.dtype(dtype).name,
     }
-    return build_inference_data(
+    # Results in the fit's precision, in the user's units.
+    idata = build_inference_data(
         draws,
-        X,
-        loc,
-        scale,
+        X.astype(dtype),
+        loc.astype(dtype),
+        scale.astype(dtype),
         key=key_idata,
         sample_stats=_sample_stats(extra),
         prior_std_params=prior_params,
@@ -206,3 +225,8 @@ def fit_nuts(
         attrs=attrs,
         hyper_draws=hyper_draws(samples, weight_prior),
     )
+    # Lazily: the diagnostics relabel, which lives downstream in bayesgmm.posterior.
+    from bayesgmm.posterior.diagnostics import warn_problems
+
+    warn_problems(idata, stacklevel=2)
+    return idata

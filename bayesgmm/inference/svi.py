@@ -169,6 +169,12 @@ def fit_svi(
     prior_draws, posterior_predictive, progress_bar, feature_names
         As in ``fit_nuts``.
 
+    Warns
+    -----
+    bayesgmm.DiagnosticsWarning
+        When the ELBO did not converge within ``max_steps`` or the Pareto k of the guide's
+        importance weights exceeds 0.7 (``posterior.diagnostics.fit_problems``).
+
     Returns
     -------
     arviz.InferenceData
@@ -411,6 +417,10 @@ def fit_svi(
     idata.attrs["timings"] = json.dumps({k: round(v, 4) for k, v in timings.items()})
     elbo_ds = xr.Dataset({"elbo": (("restart", "step"), trace)}, attrs=attrs)
     idata.add_groups({"elbo_trace": elbo_ds})
+    # Lazily: bayesgmm.posterior is downstream of inference.
+    from bayesgmm.posterior.diagnostics import warn_problems
+
+    warn_problems(idata, stacklevel=2)
     return idata
 
 
