@@ -1,7 +1,6 @@
 """Fit diagnostics: each problem is reported, in words that say what to try; healthy fits are quiet."""
 
 import json
-import warnings
 
 import arviz as az
 import numpy as np
