@@ -18,6 +18,10 @@ Layout of the predictive groups (``posterior_predictive`` or ``prior_predictive`
     including one feature. (ArviZ picks the log-likelihood ``X`` because there is no
     ``log_likelihood["X_0"]``; adding copies would make ``az.loo(idata)`` ask which
     variable to use.)
+
+For an SVI fit, whose draws come from the guide, ArviZ's LOO-PIT weights would treat
+them as posterior draws: pass the importance-weighted ones,
+``az.plot_loo_pit(idata, y="X_0", log_weights=bayesgmm.elpd.loo_log_weights(idata))``.
 """
 
 from __future__ import annotations
