@@ -25,6 +25,7 @@ enable_on_import()
 from bayesgmm import plots  # noqa: E402  (a namespace: import bayesgmm.plots as bp)
 from bayesgmm.compare import compare_n_components  # noqa: E402
 from bayesgmm.datasets import load_dataset  # noqa: E402
+from bayesgmm.elpd import loo, waic  # noqa: E402
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
 from bayesgmm.estimators.gaussian_mixture import GaussianMixture  # noqa: E402
 from bayesgmm.inference.em_fit import EMResult, aic, bic, fit_em, icl  # noqa: E402
@@ -81,8 +82,10 @@ __all__ = [
     # --- checks and plots (issue 7) ---
     "add_predictive",
     "count_modes",
+    "loo",
     "plots",
     "ppc_pvalues",
+    "waic",
     # --- number of components (issue 6) ---
     "compare_n_components",
     "induced_prior_n_components",

@@ -64,6 +64,7 @@ def _report(idata) -> str:
     import arviz as az
     import numpy as np
 
+    from bayesgmm import elpd
     from bayesgmm.posterior.summary import summary
 
     table = summary(idata, var_names=["weights", "means", "covariances"])
@@ -80,10 +81,18 @@ def _report(idata) -> str:
         ]
     rhat = table["r_hat"].max() if "r_hat" in table else float("nan")
     lines.append(f"max R-hat: {rhat:.3f}   min bulk ESS: {table['ess_bulk'].min():.0f}")
-    loo = az.loo(idata)
-    lines.append(
+    try:
+        loo = elpd.loo(idata)
+    except ValueError as exc:  # an SVI fit without importance weights
+        lines.append(f"PSIS-LOO: not computed. {exc}")
+        return "\n".join(lines)
+    line = (
         f"PSIS-LOO elpd: {loo.elpd_loo:.2f} (SE {loo.se:.2f}), max Pareto k: {float(loo.pareto_k.max()):.2f}"
     )
+    if loo["loo_method"] == "psis_importance":
+        # SVI: the guide's draws are weighted towards the posterior; its own k says how well.
+        line += f", importance-weighted SVI draws (guide Pareto k {loo['guide_pareto_k']:.2f})"
+    lines.append(line)
     return "\n".join(lines)
 
 

@@ -4,6 +4,10 @@ One table per call: for every (n_components, covariance_type), EM's BIC, AIC and
 (mclust-style, several restarts) and, when Bayesian fits are asked for, PSIS-LOO and
 WAIC with ArviZ's stacking weights, so that the classic answer and the Bayesian one to
 "how many components?" can be read together.
+
+SVI draws come from the guide, not the posterior: their LOO, WAIC and stacking weights
+are importance-weighted towards the posterior (:mod:`bayesgmm.elpd`), and the table
+says so in ``loo_method`` and ``guide_pareto_k``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayesgmm import elpd
 from bayesgmm._validation import check_X
 from bayesgmm.inference.em_fit import aic, bic, fit_em, icl, n_parameters
 
@@ -24,7 +29,7 @@ _FIT_DEFAULTS = {
 }
 
 #: Pareto k above which the PSIS estimate of an observation's LOO density is unreliable.
-PARETO_K_BAD = 0.7
+PARETO_K_BAD = elpd.PARETO_K_BAD
 
 
 def compare_n_components(
@@ -71,7 +76,11 @@ def compare_n_components(
         columns: ``elpd_loo``, ``se_loo``, ``p_loo``, ``elpd_diff`` and ``dse`` (to the
         best model by LOO, from ``arviz.compare``), ``stacking_weight``,
         ``pareto_k_bad`` (share of observations with Pareto k > 0.7), ``elpd_waic``,
-        ``se_waic``, ``p_waic``. Column ``recommended_by`` names the criteria that
+        ``se_waic``, ``p_waic``, ``loo_method`` (``"psis"`` for NUTS's posterior draws,
+        ``"psis_importance"`` for SVI's guide draws weighted towards the posterior, see
+        :mod:`bayesgmm.elpd`) and ``guide_pareto_k`` (SVI: the Pareto k of the guide's
+        importance weights; above 0.7 the correction is unreliable; NaN for NUTS).
+        Column ``recommended_by`` names the criteria that
         pick each row; ``attrs["recommended"]`` maps each criterion to its
         (n_components, covariance_type): the minimum of ``bic``, ``aic`` and ``icl``,
         the maximum of ``elpd_waic`` and ``stacking_weight``, and for ``loo`` the
@@ -84,7 +93,14 @@ def compare_n_components(
     -----
     UserWarning
         Naming each model with Pareto k > 0.7 for some observation (its LOO is not
-        reliable there; refit with more draws, or use k-fold cross-validation).
+        reliable there; refit with more draws, or use k-fold cross-validation), and
+        each SVI fit whose guide's Pareto k is above 0.7 (refit with NUTS).
+
+    Raises
+    ------
+    ValueError
+        With ``inference="svi"`` when a fit has no importance weights to correct its
+        draws with (more than ``max_observed`` rows, or ``guide="map"``).
 
     Examples
     --------
@@ -95,7 +111,7 @@ def compare_n_components(
     (2, 'full')
     """
     X = check_X(X)
-    rows, fits = [], {}
+    rows, loos = [], {}
     for cov in covariance_types:
         for k in ks:
             row = {
@@ -105,12 +121,12 @@ def compare_n_components(
             }
             if inference is not None:
                 idata = _bayes_fit(X, k, cov, inference, weight_prior, priors, seed, fit_kwargs)
-                fits[(int(k), cov)] = idata
-                row.update(_loo_waic(idata, f"n_components={k}, covariance_type={cov!r}"))
+                loos[(int(k), cov)], criteria = _loo_waic(idata, f"n_components={k}, covariance_type={cov!r}")
+                row.update(criteria)
             rows.append(row)
     table = pd.DataFrame(rows).set_index(["n_components", "covariance_type"])
     if inference is not None:
-        table = table.join(_stacking(fits))
+        table = table.join(_stacking(loos))
     table.attrs["recommended"] = recommend(table)
     table["recommended_by"] = [
         ", ".join(c for c, best in table.attrs["recommended"].items() if best == idx) for idx in table.index
@@ -145,12 +161,22 @@ def _bayes_fit(X, k, cov, inference, weight_prior, priors, seed, fit_kwargs):
     return fit(X, k, cov, priors=priors, weight_prior=weight_prior, seed=seed, **kwargs)
 
 
-def _loo_waic(idata, name: str) -> dict:
+def _loo_waic(idata, name: str) -> tuple:
+    """The pointwise LOO of ``idata`` (for stacking) and its row of LOO and WAIC columns."""
     with warnings.catch_warnings():
-        # ArviZ's own warnings do not say which model; ours below does.
+        # ArviZ's and elpd's own warnings do not say which model; ours below do.
         warnings.simplefilter("ignore")
-        loo = az.loo(idata, pointwise=True)
-        waic = az.waic(idata)
+        loo = elpd.loo(idata)
+        waic = elpd.waic(idata)
+    guide_k = float(loo["guide_pareto_k"])
+    if guide_k > PARETO_K_BAD:
+        warnings.warn(
+            f"{name}: the SVI guide's importance weights have Pareto k {guide_k:.2f} > {PARETO_K_BAD}; "
+            "its LOO, WAIC and stacking weight, corrected by them, are unreliable. Refit with "
+            "inference='nuts'.",
+            UserWarning,
+            stacklevel=3,
+        )
     k_hat = np.asarray(loo.pareto_k)
     n_bad = int((k_hat > PARETO_K_BAD).sum())
     if n_bad:
@@ -160,7 +186,7 @@ def _loo_waic(idata, name: str) -> dict:
             UserWarning,
             stacklevel=3,
         )
-    return {
+    return loo, {
         "elpd_loo": float(loo.elpd_loo),
         "se_loo": float(loo.se),
         "p_loo": float(loo.p_loo),
@@ -168,18 +194,21 @@ def _loo_waic(idata, name: str) -> dict:
         "elpd_waic": float(waic.elpd_waic),
         "se_waic": float(waic.se),
         "p_waic": float(waic.p_waic),
+        "loo_method": loo["loo_method"],
+        "guide_pareto_k": guide_k,
     }
 
 
-def _stacking(fits: dict) -> pd.DataFrame:
-    """``elpd_diff``, ``dse`` and ``stacking_weight`` of each fit, from ``arviz.compare``."""
-    index = pd.MultiIndex.from_tuples(list(fits), names=["n_components", "covariance_type"])
-    if len(fits) == 1:
+def _stacking(loos: dict) -> pd.DataFrame:
+    """``elpd_diff``, ``dse`` and ``stacking_weight`` of each fit, from ``arviz.compare`` on
+    the pointwise LOO of each fit (importance-weighted for SVI)."""
+    index = pd.MultiIndex.from_tuples(list(loos), names=["n_components", "covariance_type"])
+    if len(loos) == 1:
         return pd.DataFrame({"elpd_diff": 0.0, "dse": 0.0, "stacking_weight": 1.0}, index=index)
-    names = {f"{k}|{cov}": (k, cov) for k, cov in fits}
+    names = {f"{k}|{cov}": (k, cov) for k, cov in loos}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cmp = az.compare({name: fits[key] for name, key in names.items()}, ic="loo", method="stacking")
+        cmp = az.compare({name: loos[key] for name, key in names.items()}, method="stacking")
     out = pd.DataFrame(
         {
             "elpd_diff": cmp["elpd_diff"].to_numpy(),

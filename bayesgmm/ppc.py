@@ -18,6 +18,10 @@ Layout of the predictive groups (``posterior_predictive`` or ``prior_predictive`
     including one feature. (ArviZ picks the log-likelihood ``X`` because there is no
     ``log_likelihood["X_0"]``; adding copies would make ``az.loo(idata)`` ask which
     variable to use.)
+
+For an SVI fit, whose draws come from the guide, ArviZ's LOO-PIT weights would treat
+them as posterior draws: pass the importance-weighted ones,
+``az.plot_loo_pit(idata, y="X_0", log_weights=bayesgmm.elpd.loo_log_weights(idata))``.
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = T
     -------
     arviz.InferenceData
         A new object with ``posterior_predictive`` (or ``prior_predictive``) holding
-        ``X`` (chain, draw, obs, feature), replacing any earlier one.
+        ``X`` (chain, draw, obs, feature), replacing any earlier one; the input's
+        other groups and ``attrs`` are kept.
 
     Examples
     --------
@@ -81,16 +86,15 @@ def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = T
     coords = {"chain": draws["chain"].values, "draw": draws["draw"].values}
     coords.update({d: observed[d].values for d in ("obs", "feature")})
     data = {"X": (("chain", "draw", "obs", "feature"), reps)}
-    groups = {g: idata[g] for g in idata.groups()}
+    # Shallow copies: the new object shares the arrays but not the groups with the input.
+    groups = {g: idata[g].copy() for g in idata.groups()}
     if per_feature:
         names = feature_var_names(observed.sizes["feature"])
         data.update({name: (("chain", "draw", "obs"), reps[..., j]) for j, name in enumerate(names)})
-        obs_ds = groups["observed_data"].copy()
         for j, name in enumerate(names):
-            obs_ds[name] = observed.isel(feature=j, drop=True)
-        groups["observed_data"] = obs_ds
+            groups["observed_data"][name] = observed.isel(feature=j, drop=True)
     groups[target] = xr.Dataset(data, coords=coords, attrs={"kind": kind})
-    return az.InferenceData(**groups)
+    return az.InferenceData(attrs=dict(idata.attrs), **groups)
 
 
 def count_modes(x, bandwidth=None, grid_size: int = 512, min_prominence: float = 0.05) -> np.ndarray:

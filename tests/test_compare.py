@@ -34,7 +34,7 @@ def test_pareto_k_warning_names_the_model():
     ll[..., 0] = -np.log1p(rng.pareto(0.5, size=(2, 500)))
     idata = az.from_dict(posterior={"mu": ll[..., 1]}, log_likelihood={"X": ll}, dims={"X": ["obs"]})
     with pytest.warns(UserWarning, match="n_components=4.*Pareto k > 0.7"):
-        row = _loo_waic(idata, "n_components=4")
+        _, row = _loo_waic(idata, "n_components=4")
     assert 0 < row["pareto_k_bad"] <= 1
 
 

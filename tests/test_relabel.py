@@ -179,3 +179,69 @@ def test_chains_started_in_different_labellings(fit_in_several_labellings, metho
     # Each chain stayed in its starting labelling, so one permutation per chain undoes it.
     perms = out.posterior["relabel_permutation"].values
     assert all(len(np.unique(perms[c], axis=0)) == 1 for c in range(perms.shape[0]))
+
+
+# --- stick-breaking variables of the dp prior ------------------------------------------------
+
+
+def _dp_idata(sticks, means, X):
+    """InferenceData of dp draws: weights from ``sticks`` (chain, draw, stick), 1-D means."""
+    from bayesgmm.models import stick_breaking
+
+    weights = np.asarray(stick_breaking(jnp.asarray(sticks)))
+    lead = weights.shape[:-1]
+    tril = np.ones((*lead, weights.shape[-1], 1, 1))
+    hyper = {"concentration": np.ones(lead), "sticks": sticks, "stick_remainder": weights[..., -1]}
+    return build_inference_data(
+        GMMParams(weights, means, tril),
+        X,
+        np.zeros(1),
+        np.ones(1),
+        key=jax.random.PRNGKey(0),
+        hyper_draws=hyper,
+    )
+
+
+def test_relabelled_sticks_match_a_hand_computation():
+    # Sticks (0.5, 0.5) give weights (0.5, 0.25, 0.25) to components at 12, 0, 6. Sorted by
+    # mean the weights are (0.25, 0.25, 0.5): sticks 0.25 / 1 and 0.25 / 0.75, remainder 0.5.
+    X = np.array([[0.0], [6.0], [12.0]])
+    idata = _dp_idata(np.array([[[0.5, 0.5]]]), np.array([[[[12.0], [0.0], [6.0]]]]), X)
+    out = relabel(idata, "ordering")
+    np.testing.assert_allclose(out.posterior["weights"].values[0, 0], [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(out.posterior["sticks"].values[0, 0], [0.25, 1 / 3])
+    np.testing.assert_allclose(out.posterior["stick_remainder"].values[0, 0], 0.5)
+    np.testing.assert_array_equal(idata.posterior["sticks"].values[0, 0], [0.5, 0.5])
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_relabelled_sticks_break_into_the_relabelled_weights(seed):
+    from bayesgmm.models import stick_breaking
+
+    rng = np.random.default_rng(seed)
+    sticks = rng.beta(1.0, 2.0, (N_CHAINS, N_DRAWS, 4))
+    means = 6.0 * random_perms(N_CHAINS, N_DRAWS, 5, seed).astype(float)[..., None]
+    out = relabel(_dp_idata(sticks, means, 6.0 * np.arange(5.0)[:, None]), "ordering")
+    post = out.posterior
+    weights = post["weights"].transpose("chain", "draw", "component").values
+    np.testing.assert_allclose(
+        np.asarray(stick_breaking(jnp.asarray(post["sticks"].values))), weights, atol=1e-12
+    )
+    np.testing.assert_allclose(post["stick_remainder"].values, weights[..., -1])
+    assert post["sticks"].dims == ("chain", "draw", "stick")
+    # Relabelling again changes nothing, sticks included.
+    np.testing.assert_array_equal(relabel(out, "ordering").posterior["sticks"].values, post["sticks"].values)
+
+
+def test_truncation_report_reads_the_sampled_last_stick_after_relabelling():
+    from bayesgmm import n_components_posterior
+
+    rng = np.random.default_rng(7)
+    sticks = rng.beta(1.0, 2.0, (N_CHAINS, N_DRAWS, 2))
+    means = 6.0 * random_perms(N_CHAINS, N_DRAWS, 3, seed=8).astype(float)[..., None]
+    idata = _dp_idata(sticks, means, 6.0 * np.arange(3.0)[:, None])
+    # The sampled last weight, prod(1 - v_k), by hand.
+    expected = float(np.prod(1.0 - sticks, axis=-1).mean())
+    for fit in (idata, relabel(idata, "ordering")):
+        assert n_components_posterior(fit, seed=0).attrs["stick_remainder_mean"] == pytest.approx(expected)

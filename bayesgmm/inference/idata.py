@@ -119,7 +119,8 @@ def build_inference_data(
         Add a ``posterior_predictive`` group with one replicate data set per draw.
     feature_names : sequence of str, optional
     attrs : dict, optional
-        Stored on every group (fit settings, priors).
+        The InferenceData's own ``attrs`` (fit settings, priors); the functions that
+        return a new InferenceData from it keep them.
     hyper_draws : dict of arrays, optional
         Further posterior variables with leaves shaped (n_chains, n_draws, ...), unit-free
         (the weight prior's hyperparameters, see ``models.hyper_draws``).

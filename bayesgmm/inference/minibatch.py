@@ -146,15 +146,47 @@ def row_blocks(source, n_rows: int, rng: np.random.Generator):
 
 
 def observed_rows(source, n_obs: int, max_observed: int, rng) -> np.ndarray:
-    """All rows, or ``max_observed`` distinct random rows (the first ones for a callable)."""
+    """All rows, or ``max_observed`` distinct rows drawn uniformly at random, in file order.
+
+    A chunk callable is read in one more pass: the row numbers are drawn first (``n_obs``
+    is known from :func:`streaming_moments`), then each chunk gives the drawn rows it
+    holds, so only the kept rows are held. Every subset of ``max_observed`` rows is
+    equally likely, whatever order the chunks come in.
+
+    Parameters
+    ----------
+    source : ArraySource or ChunkSource
+    n_obs : int
+        Number of rows of ``source``.
+    max_observed : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray, shape (min(n_obs, max_observed), n_features)
+
+    Examples
+    --------
+    >>> X = np.arange(10.0)[:, None]
+    >>> rows = observed_rows(ChunkSource(lambda: np.array_split(X, 3)), 10, 4, np.random.default_rng(0))
+    >>> rows.shape
+    (4, 1)
+    """
     if source.random_access:
         if n_obs <= max_observed:
             return np.asarray(source.X, dtype=np.float64)
         return np.asarray(source.X[np.sort(rng.choice(n_obs, max_observed, replace=False))], dtype=np.float64)
-    rows, n_rows = [], 0
+    keep = (
+        np.arange(n_obs) if n_obs <= max_observed else np.sort(rng.choice(n_obs, max_observed, replace=False))
+    )
+    rows, start = [], 0
     for chunk in source.chunks():
-        rows.append(chunk[: max_observed - n_rows])
-        n_rows += rows[-1].shape[0]
-        if n_rows >= max_observed:
+        stop = start + chunk.shape[0]
+        lo, hi = np.searchsorted(keep, [start, stop])
+        rows.append(chunk[keep[lo:hi] - start])
+        start = stop
+        if hi == keep.size:
             break
+    if start < keep[-1] + 1:
+        raise ValueError(f"The data source yielded {start} rows in this pass, {n_obs} in the first.")
     return np.concatenate(rows)

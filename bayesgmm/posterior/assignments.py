@@ -49,7 +49,8 @@ def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
     -------
     arviz.InferenceData
         A new object with the group ``assignments`` holding ``assignments``
-        (chain, draw, obs), integer component labels in the posterior's labelling.
+        (chain, draw, obs), integer component labels in the posterior's labelling,
+        and the input's other groups and ``attrs``.
 
     Examples
     --------
@@ -69,8 +70,10 @@ def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
         {"assignments": (("chain", "draw", "obs"), z.reshape(n_chains, n_draws, -1).astype(dtype))},
         coords={"chain": post["chain"], "draw": post["draw"], "obs": idata.observed_data["obs"]},
     )
-    groups = {g: idata[g] for g in idata.groups() if g != "assignments"}
-    return az.InferenceData(**groups, assignments=ds)
+    # Shallow copies: the new object shares the arrays but not the groups, so that changing
+    # one of its groups does not change the input.
+    groups = {g: idata[g].copy() for g in idata.groups() if g != "assignments"}
+    return az.InferenceData(attrs=dict(idata.attrs), **groups, assignments=ds)
 
 
 def _relabelled(idata, method: str):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pandas as pd
+import xarray as xr
 from numpyro.infer import Predictive
 from scipy import special, stats
 
@@ -63,7 +64,8 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
         Index ``n_occupied`` = 1..n_components; columns ``count`` (draws with that
         many occupied components) and ``probability`` (``count / n_draws``).
         ``attrs``: ``n_draws``, ``mode``, ``mean``, ``weight_prior`` and, for the dp
-        prior, ``stick_remainder_mean`` (posterior mean of the mass in the last stick).
+        prior, ``stick_remainder_mean`` (posterior mean of the mass in the last stick,
+        in the sampler's order also after ``relabel``: see :func:`sampled_stick_remainder`).
 
     Examples
     --------
@@ -82,8 +84,25 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
     table = _table(counts)
     table.attrs["weight_prior"] = weight_prior
     if "stick_remainder" in idata.posterior:
-        table.attrs["stick_remainder_mean"] = float(idata.posterior["stick_remainder"].mean())
+        table.attrs["stick_remainder_mean"] = float(sampled_stick_remainder(idata.posterior).mean())
     return table
+
+
+def sampled_stick_remainder(post) -> xr.DataArray:
+    """The mass the truncation gave to the sampler's last component, dims (chain, draw).
+
+    This is ``stick_remainder`` as sampled. After ``relabel`` the stored
+    ``stick_remainder`` is the last weight in the new labelling, so the sampler's last
+    component is found through ``relabel_permutation`` (new ``k`` = sampled ``perm[k]``).
+    """
+    if "relabel_permutation" not in post:
+        return post["stick_remainder"]
+    last = post.sizes["component"] - 1
+    perm = post["relabel_permutation"].transpose("chain", "draw", "component").values
+    weights = post["weights"].transpose("chain", "draw", "component").values
+    k = np.argmax(perm == last, axis=-1)
+    value = np.take_along_axis(weights, k[..., None], axis=-1)[..., 0]
+    return post["stick_remainder"].transpose("chain", "draw").copy(data=value)
 
 
 def _table(counts: np.ndarray) -> pd.DataFrame:

@@ -21,6 +21,20 @@ Methods
 ``"auto"`` picks ``"ordering"`` for 1-D data whose sorted means have central 98%
 posterior intervals that do not overlap, else ``"stephens"`` when the
 responsibilities of all draws have at most ``2e7`` entries, else ``"ecr"``.
+
+Stick-breaking variables
+------------------------
+Under the ``dp`` weight prior the posterior also holds ``sticks`` (dims chain, draw,
+stick) and ``stick_remainder``, with ``weights = models.stick_breaking(sticks)`` and
+``stick_remainder = weights[..., -1]``. Stick breaking depends on the order of the
+components, so permuting ``weights`` leaves the sampled sticks describing the old
+order. :func:`relabel` recomputes both from the relabelled weights (the inverse of
+``stick_breaking``, :func:`sticks_from_weights`), so that the two identities hold for
+every relabelled draw. The sampler's own order is kept by
+``relabel_permutation``: the sampled ``stick_remainder`` of a draw (the mass the
+truncation gave to the sampler's last component, the quantity the truncation check of
+``n_components_posterior`` reads) is the relabelled weight of the component ``k`` with
+``relabel_permutation[k] == n_components - 1``.
 """
 
 from __future__ import annotations
@@ -239,6 +253,54 @@ def _permute_dataset(ds: xr.Dataset, perms: np.ndarray) -> xr.Dataset:
     return out
 
 
+def sticks_from_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stick-breaking proportions that give ``weights``: the inverse of ``models.stick_breaking``.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (..., n_components)
+        Nonnegative, summing to one along the last axis.
+
+    Returns
+    -------
+    sticks : ndarray, shape (..., n_components - 1)
+        ``v_k = w_k / sum_{j>=k} w_j``: the share of the stick left before component ``k``
+        that component ``k`` takes. Where nothing is left (``sum_{j>=k} w_j == 0``) any
+        share gives the same weights; it is set to 0.
+    remainder : ndarray, shape (...)
+        ``prod_k (1 - v_k)``, the last weight.
+
+    Examples
+    --------
+    >>> sticks, rest = sticks_from_weights(np.array([0.25, 0.5, 0.25]))
+    >>> sticks.tolist(), float(rest)
+    ([0.25, 0.6666666666666666], 0.25)
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    # The mass left before each component as a sum of the weights after it, not as
+    # 1 - cumsum: the small weights at the end of a stick would be lost to cancellation.
+    left = np.flip(np.cumsum(np.flip(weights, -1), axis=-1), -1)[..., :-1]
+    head = weights[..., :-1]
+    sticks = np.divide(head, left, out=np.zeros_like(head), where=left > 0)
+    return np.clip(sticks, 0.0, 1.0), weights[..., -1]
+
+
+def _rebreak_sticks(post: xr.Dataset) -> None:
+    """Recompute ``sticks`` and ``stick_remainder`` of ``post`` (in place) from its weights."""
+    if "sticks" not in post and "stick_remainder" not in post:
+        return
+    weights = post["weights"].transpose("chain", "draw", "component")
+    sticks, remainder = sticks_from_weights(weights.values)
+    if "sticks" in post:
+        old = post["sticks"].transpose("chain", "draw", "stick")
+        post["sticks"] = old.copy(data=sticks.astype(old.dtype)).transpose(*post["sticks"].dims)
+    if "stick_remainder" in post:
+        old = post["stick_remainder"].transpose("chain", "draw")
+        post["stick_remainder"] = old.copy(data=remainder.astype(old.dtype)).transpose(
+            *post["stick_remainder"].dims
+        )
+
+
 def is_relabelled(idata) -> bool:
     """Whether ``idata`` came out of :func:`relabel`."""
     return "relabel_method" in idata.posterior.attrs
@@ -262,7 +324,10 @@ def relabel(idata, method: str = "auto") -> az.InferenceData:
         mapped, ``posterior["relabel_permutation"]`` (chain, draw, component) holds
         the permutation relative to the original draws (new ``k`` = original
         ``perm[k]``; composed when relabelling twice) and
-        ``posterior.attrs["relabel_method"]`` the method. The input is untouched.
+        ``posterior.attrs["relabel_method"]`` the method. The ``dp`` prior's ``sticks``
+        and ``stick_remainder`` are recomputed from the relabelled weights (see the
+        module docstring). The InferenceData's own ``attrs`` (the fit settings) are
+        kept. The input is untouched.
 
     Examples
     --------
@@ -280,4 +345,5 @@ def relabel(idata, method: str = "auto") -> az.InferenceData:
         dims = ("chain", "draw", "component")
         post["relabel_permutation"] = xr.DataArray(perms, dims=dims, coords={k: post[k] for k in dims})
     post.attrs = {**idata.posterior.attrs, "relabel_method": method}
-    return az.InferenceData(**groups)
+    _rebreak_sticks(post)
+    return az.InferenceData(attrs=dict(idata.attrs), **groups)
