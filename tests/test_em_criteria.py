@@ -71,3 +71,17 @@ def test_criteria_of_weighted_fit_equal_repeated_rows(covariance_type):
         assert criterion(weighted) == pytest.approx(criterion(repeated), rel=1e-8), criterion.__name__
     # An explicit X without weights is the unweighted criterion on those rows.
     assert bic(weighted, X) != pytest.approx(bic(weighted))
+
+
+def test_unconverged_em_warns_and_converged_is_quiet():
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, _ = load_dataset("faithful")
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        res = fit_em(X, 3, seed=0, max_iter=2)
+    assert not res.converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit_em(X, 2, seed=0).converged

@@ -132,3 +132,14 @@ def test_estimator_fit_keeps_the_fit_settings(X):
     assert attrs["weight_prior"] == "sparse" and attrs["inference"] == "svi"
     assert {"pareto_k", "converged"} <= set(attrs)
     assert n_components_posterior(model.idata_, seed=0).attrs["weight_prior"] == "sparse"
+
+
+def test_svi_summary_has_no_mcmc_columns(sparse_fit):
+    # Guide draws are independent, not a Markov chain: R-hat and ESS would mislead.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = bayesgmm.summary(sparse_fit)
+    assert "mean" in table.columns and "sd" in table.columns
+    assert not {"r_hat", "ess_bulk", "ess_tail", "mcse_mean"} & set(table.columns)

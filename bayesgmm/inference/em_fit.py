@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X
@@ -159,6 +160,11 @@ def fit_em(
     -------
     EMResult
 
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When the best restart did not converge within ``max_iter`` iterations.
+
     Raises
     ------
     ValueError
@@ -185,13 +191,22 @@ def fit_em(
     weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
     n_iter = int(state.n_iter[best])
     means = (means.astype(np.float64) + shift).astype(means.dtype)
+    converged = bool(state.converged[best])
+    if max_iter > 0 and not converged:
+        warnings.warn(
+            f"EM did not converge: the best restart's mean log-likelihood still changed by more than "
+            f"tol={tol} after max_iter={max_iter} iterations. Increase max_iter, loosen tol, or try "
+            "another init_params or more n_init.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return EMResult(
         params=GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)),
         covariance_type=covariance_type,
         log_likelihood=float(log_liks[best]),
         lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
         lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
-        converged=bool(state.converged[best]),
+        converged=converged,
         n_iter=n_iter,
         X=X,
         sample_weight=None if sample_weight is None else w,

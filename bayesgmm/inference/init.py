@@ -152,7 +152,12 @@ def _good_em(Z, n_components, covariance_type, n_init, rng):
     for _ in range(n_init):
         _, idx = kmeans_plusplus(Z, n_components, random_state=rng)
         try:
-            fits.append(fit_em(Z, n_components, covariance_type, **_seeded_start(Z[idx], covariance_type)))
+            with warnings.catch_warnings():
+                # A start need not be converged: the sampler or optimiser takes it from there.
+                warnings.filterwarnings("ignore", message="EM did not converge")
+                fits.append(
+                    fit_em(Z, n_components, covariance_type, **_seeded_start(Z[idx], covariance_type))
+                )
         except ValueError as exc:  # this run collapsed; fit_em says how to avoid it
             error = exc
     if not fits:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pandas as pd
@@ -27,8 +29,9 @@ def summary(
     Returns
     -------
     pandas.DataFrame
-        ArviZ's table plus a column ``relabel`` naming the relabelling method
-        (also in ``DataFrame.attrs["relabel_method"]``).
+        ArviZ's table (for SVI and EM fits only its ``kind="stats"`` columns: their
+        draws are not Markov chains, so R-hat and ESS do not apply) plus a column
+        ``relabel`` naming the relabelling method (also in ``DataFrame.attrs["relabel_method"]``).
 
     Examples
     --------
@@ -36,8 +39,14 @@ def summary(
     >>> summary(idata)  # doctest: +SKIP
     """
     relabelled = idata if is_relabelled(idata) else relabel(idata, method)
+    if idata.attrs.get("inference") in ("svi", "em"):
+        # Independent draws from a guide (or one EM point) have no chains to compare: R-hat,
+        # ESS and MCSE would describe the sampler of the guide, not a posterior's mixing.
+        kwargs.setdefault("kind", "stats")
     # Constant entries (zero off-diagonal covariances of diag fits) have no R-hat: NaN, quietly.
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shape validation failed.*")
+        warnings.filterwarnings("ignore", message="More chains")
         table = az.summary(relabelled, var_names=list(var_names), **kwargs)
     used = relabelled.posterior.attrs["relabel_method"]
     table["relabel"] = used
