@@ -1,4 +1,4 @@
-"""``fit_em``: EM fits of a Gaussian mixture, several restarts in parallel, and their result."""
+"""``fit_em``: EM fits of a Gaussian mixture, several restarts in one program, and their result."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def fit_em(
 
     Semantics are scikit-learn's ``GaussianMixture``: ``reg_covar`` is added to the
     covariance diagonals, iteration stops when the mean log-likelihood changes by less
-    than ``tol``, and of ``n_init`` restarts (run in parallel) the one with the largest
+    than ``tol``, and of ``n_init`` restarts (run in one compiled program) the one with the largest
     lower bound is kept.
 
     Parameters
@@ -136,7 +136,8 @@ def fit_em(
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     n_init : int
-        Number of restarts.
+        Number of restarts. Restart ``i`` is the same run whatever ``n_init`` is (its key is
+        the seed's key folded with ``i``), so more restarts never give a lower ``lower_bound``.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     max_iter, tol, reg_covar
         As in scikit-learn.
@@ -298,27 +299,28 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **stati
     ``max_iter`` is traced and only its bucket ``n_history`` is static, for the same reason.
     ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
     """
-    covariance_type, n_init = static["covariance_type"], static["n_init"]
+    covariance_type = static["covariance_type"]
     data = em.em_data(Z, w, covariance_type, static["block_size"])
-    from_resp = None
-    if any(v is None for v in given):
-        keys = jax.random.split(key, n_init)
-        init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
-        resp = jax.vmap(lambda k: init(k, Z, w))(keys)
-        start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
-        from_resp, _ = jax.vmap(lambda r: start(Z, w, r))(resp)
-    params0 = GMMParams(
-        *(
-            jnp.broadcast_to(g, (n_init, *g.shape)) if g is not None else r
-            for g, r in zip(given, from_resp or (None,) * 3, strict=True)
-        )
-    )
+    init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
+    start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
     run = partial(
         em.run_em, covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"]
     )
-    state = jax.vmap(run, in_axes=(0, None, 0, None, None, None))(params0, data, lb0, tol, reg_covar, prior)
-    log_liks = jax.vmap(lambda p: em.data_stats(p, data, covariance_type)[1])(state.params)
-    return state, log_liks
+
+    def restart(i):
+        # fold_in gives restart i the same key whatever n_init is, so that restart i of
+        # n_init=k is restart i of n_init=k+1.
+        from_resp = (None,) * 3
+        if any(v is None for v in given):
+            from_resp, _ = start(Z, w, init(jax.random.fold_in(key, i), Z, w))
+        params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
+        state = run(params0, data, lb0[i], tol, reg_covar, prior)
+        return state, em.data_stats(state.params, data, covariance_type)[1]
+
+    # Restarts run one after another with the same unbatched body: vmapped, their floating-point
+    # results depend on the batch size (XLA blocks batched products differently), and a restart
+    # could then score a few ulps lower with n_init=k+1 than with n_init=k.
+    return jax.lax.map(restart, jnp.arange(static["n_init"]))
 
 
 def _bucket(n_obs, block_size):
@@ -349,11 +351,13 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
 def _pick_best(state, max_iter):
     ok = np.asarray(state.ok)
     if not ok.any():
+        # scikit-learn's message first, for code that matches on it.
         raise ValueError(
-            "EM failed: a component collapsed (its effective number of observations went to zero "
-            "or its covariance stopped being positive definite) in every restart. To fix it, "
-            + _COLLAPSE_ADVICE
-            + "."
+            "Fitting the mixture model failed because some components have ill-defined empirical "
+            "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+            "number of components, increase reg_covar, or scale the input data. In every restart a "
+            "component's effective number of observations went to zero or its covariance stopped "
+            "being positive definite. To fix it, " + _COLLAPSE_ADVICE + "."
         )
     if not ok.all():
         warnings.warn(
