@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._jit import jit
-from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X
+from bayesgmm._validation import check_covariance_type, check_n_components, check_X
 from bayesgmm.inference import em, em_shapes
 from bayesgmm.inference.em_criteria import aic, bic, icl, n_parameters
-from bayesgmm.inference.em_init import INIT_PARAMS, initial_resp
+from bayesgmm.inference.em_init import INIT_PARAMS, initial_starts, resp_from_start
 from bayesgmm.inference.em_mstep import centred_prior, default_prior
 from bayesgmm.params import GMMParams
 
@@ -136,8 +136,8 @@ def fit_em(
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     n_init : int
-        Number of restarts. Restart ``i`` is the same run whatever ``n_init`` is (its key is
-        the seed's key folded with ``i``), so more restarts never give a lower ``lower_bound``.
+        Number of restarts. Restart ``i`` is the same run whatever ``n_init`` is (restarts
+        draw their starts one after another), so more restarts never give a lower ``lower_bound``.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     max_iter, tol, reg_covar
         As in scikit-learn.
@@ -147,6 +147,8 @@ def fit_em(
         Conjugate prior for MAP-EM, in the user's units. ``"default"`` is
         :func:`default_prior`; a dict overrides some of its fields.
     seed : int, numpy Generator/RandomState, JAX key or None
+        Random state of the starts, which are scikit-learn's for ``init_params`` (an int or
+        RandomState starts where ``sklearn.mixture.GaussianMixture(random_state=seed)`` does).
     dtype : numpy float dtype
         ``np.float64`` (default) or ``np.float32`` for speed.
     weights_init, means_init, precisions_init : arrays, optional
@@ -253,11 +255,17 @@ def _program_call(
             precisions0, covariance_type, n_components, n_features
         ).astype(dtype),
     )
+    starts = None
     if all(v is not None for v in given):
         n_init = 1  # every restart would be identical
+    else:
+        starts = initial_starts(
+            seed, X.astype(dtype, copy=False), None if sample_weight is None else w, n_components,
+            init_params, int(n_init), len(Z),
+        )  # fmt: skip
     em_prior = centred_prior(prior, X, w, n_components, shift, dtype)
     args = (
-        as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
+        starts, Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
         dtype.type(reg_covar), em_prior, np.int32(max_iter),
     )  # fmt: skip
     static = dict(
@@ -292,27 +300,26 @@ _STATIC = ("covariance_type", "init_params", "n_components", "n_init", "n_histor
 
 
 @partial(jit, static_argnames=_STATIC)
-def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
-    """Features, inits, all restarts and the final log-likelihoods as one compiled program.
+def _fit_program(starts, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
+    """Inits, all restarts and the final log-likelihoods as one compiled program.
 
     One program per shape instead of several keeps compile time low for repeated small fits;
     ``max_iter`` is traced and only its bucket ``n_history`` is static, for the same reason.
+    ``starts`` holds the restarts' ``em_init.initial_starts`` (None when ``given`` is complete);
     ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
     """
     covariance_type = static["covariance_type"]
     data = em.em_data(Z, w, covariance_type, static["block_size"])
-    init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
+    resp = partial(
+        resp_from_start, Z=Z, w=w, n_components=static["n_components"], method=static["init_params"]
+    )
     start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
     run = partial(
         em.run_em, covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"]
     )
 
-    def restart(i):
-        # fold_in gives restart i the same key whatever n_init is, so that restart i of
-        # n_init=k is restart i of n_init=k+1.
-        from_resp = (None,) * 3
-        if any(v is None for v in given):
-            from_resp, _ = start(Z, w, init(jax.random.fold_in(key, i), Z, w))
+    def restart(i, restart_start):
+        from_resp = (None,) * 3 if restart_start is None else start(Z, w, resp(restart_start))[0]
         params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
         state = run(params0, data, lb0[i], tol, reg_covar, prior)
         return state, em.data_stats(state.params, data, covariance_type)[1]
@@ -320,7 +327,7 @@ def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **stati
     # Restarts run one after another with the same unbatched body: vmapped, their floating-point
     # results depend on the batch size (XLA blocks batched products differently), and a restart
     # could then score a few ulps lower with n_init=k+1 than with n_init=k.
-    return jax.lax.map(restart, jnp.arange(static["n_init"]))
+    return jax.lax.map(lambda xs: restart(*xs), (jnp.arange(static["n_init"]), starts))
 
 
 def _bucket(n_obs, block_size):
