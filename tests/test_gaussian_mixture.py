@@ -81,3 +81,32 @@ def test_gaussian_mixture_public_names():
     for name in ["GaussianMixture", "fit_em", "EMResult", "bic", "aic", "icl"]:
         assert name in bayesgmm.__all__
         assert getattr(bayesgmm, name).__doc__
+
+
+def test_gaussian_mixture_dataframe_feature_names_as_sklearn(faithful):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(faithful, columns=["eruptions", "waiting"])
+    with warnings.catch_warnings():
+        # scikit-learn warns "X does not have valid feature names" as a UserWarning.
+        warnings.simplefilter("error", UserWarning)
+        gm = GaussianMixture(2, random_state=0).fit(df)
+        labels = gm.fit_predict(df)
+        for method in ["predict", "predict_proba", "score_samples", "score", "bic", "aic", "icl"]:
+            getattr(gm, method)(df)
+    np.testing.assert_array_equal(labels, gm.predict(df))
+    np.testing.assert_array_equal(gm.feature_names_in_, ["eruptions", "waiting"])
+
+    sk = SkGaussianMixture(2, random_state=0).fit(df)
+    reordered = df[["waiting", "eruptions"]]
+    for method in ["predict", "predict_proba", "score_samples"]:
+        with pytest.raises(ValueError) as theirs:
+            getattr(sk, method)(reordered)
+        with pytest.raises(ValueError, match="Feature names must be in the same order") as ours:
+            getattr(gm, method)(reordered)
+        assert str(ours.value) == str(theirs.value)
+    # An array for a model fitted on named columns: the same warning as scikit-learn's.
+    with pytest.warns(UserWarning) as theirs:
+        sk.predict(faithful)
+    with pytest.warns(UserWarning) as ours:
+        gm.predict(faithful)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -28,10 +29,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     prior : None, "default", dict or EMPrior
         Conjugate prior for MAP-EM (see :func:`bayesgmm.fit_em`); None is maximum likelihood.
 
-    Differences: restarts run in parallel (so ``random_state`` gives other starts than
-    scikit-learn's), ``fit`` takes ``sample_weight``, a collapsed component raises a
-    ``ValueError`` that says what to change, ``icl`` is available, and with ``verbose``
-    the per-iteration lines are printed after the (compiled) run.
+    Differences: restarts run in one compiled program (so ``random_state`` gives other starts
+    than scikit-learn's; restart ``i`` is the same whatever ``n_init`` is), ``fit`` takes
+    ``sample_weight``, the error of a collapsed component says what to change, ``icl`` is
+    available, and with ``verbose`` the per-iteration lines are printed after the (compiled) run.
 
     Attributes
     ----------
@@ -59,6 +60,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     >>> sorted(np.round(gm.means_[:, 0]).tolist())
     [1.0, 10.0]
     """
+
+    # scikit-learn's own constraints, so that a bad parameter gets its error and message;
+    # ``prior`` is checked by ``fit_em``.
+    _parameter_constraints: dict = {**_SkGaussianMixture._parameter_constraints, "prior": "no_validation"}
 
     def __init__(
         self,
@@ -102,6 +107,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``)."""
+        self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
             raise ValueError(
@@ -131,7 +137,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        return self.predict(X)
+        # X is validated already: through predict, an array would lose the feature names.
+        return np.argmax(self._responsibilities(X), axis=1)
 
     def _set_result(self, res):
         ct = self.covariance_type
@@ -173,12 +180,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _validate(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return jnp.asarray(X, dtype=self.means_.dtype)
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+
+    def _responsibilities(self, X):
+        X = jnp.asarray(X, dtype=self.means_.dtype)
+        return np.asarray(em_shapes.responsibilities(self._params(), X))
 
     def score_samples(self, X):
         """Log density of each observation, shape (n_obs,)."""
-        return np.asarray(em_shapes.log_prob(self._params(), self._validate(X)))
+        X = jnp.asarray(self._validate(X), dtype=self.means_.dtype)
+        return np.asarray(em_shapes.log_prob(self._params(), X))
 
     def score(self, X, y=None):
         """Mean log-likelihood per observation."""
@@ -186,7 +197,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Responsibilities, shape (n_obs, n_components)."""
-        return np.asarray(em_shapes.responsibilities(self._params(), self._validate(X)))
+        return self._responsibilities(self._validate(X))
 
     def predict(self, X):
         """Most probable component of each observation, shape (n_obs,)."""

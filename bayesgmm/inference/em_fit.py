@@ -1,4 +1,4 @@
-"""``fit_em``: EM fits of a Gaussian mixture, several restarts in parallel, and their result."""
+"""``fit_em``: EM fits of a Gaussian mixture, several restarts in one program, and their result."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
-from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X
+from bayesgmm._validation import check_covariance_type, check_n_components, check_X
 from bayesgmm.inference import em, em_shapes
 from bayesgmm.inference.em_criteria import aic, bic, icl, n_parameters
-from bayesgmm.inference.em_init import INIT_PARAMS, initial_resp
+from bayesgmm.inference.em_init import INIT_PARAMS, initial_starts, resp_from_start
 from bayesgmm.inference.em_mstep import centred_prior, default_prior
 from bayesgmm.params import GMMParams
 
@@ -128,7 +128,7 @@ def fit_em(
 
     Semantics are scikit-learn's ``GaussianMixture``: ``reg_covar`` is added to the
     covariance diagonals, iteration stops when the mean log-likelihood changes by less
-    than ``tol``, and of ``n_init`` restarts (run in parallel) the one with the largest
+    than ``tol``, and of ``n_init`` restarts (run in one compiled program) the one with the largest
     lower bound is kept.
 
     Parameters
@@ -137,7 +137,8 @@ def fit_em(
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     n_init : int
-        Number of restarts.
+        Number of restarts. Restart ``i`` is the same run whatever ``n_init`` is (restarts
+        draw their starts one after another), so more restarts never give a lower ``lower_bound``.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     max_iter, tol, reg_covar
         As in scikit-learn.
@@ -147,6 +148,8 @@ def fit_em(
         Conjugate prior for MAP-EM, in the user's units. ``"default"`` is
         :func:`default_prior`; a dict overrides some of its fields.
     seed : int, numpy Generator/RandomState, JAX key or None
+        Random state of the starts, which are scikit-learn's for ``init_params`` (an int or
+        RandomState starts where ``sklearn.mixture.GaussianMixture(random_state=seed)`` does).
     dtype : numpy float dtype
         ``np.float64`` (default) or ``np.float32`` for speed.
     weights_init, means_init, precisions_init : arrays, optional
@@ -267,11 +270,17 @@ def _program_call(
             precisions0, covariance_type, n_components, n_features
         ).astype(dtype),
     )
+    starts = None
     if all(v is not None for v in given):
         n_init = 1  # every restart would be identical
+    else:
+        starts = initial_starts(
+            seed, X.astype(dtype, copy=False), None if sample_weight is None else w, n_components,
+            init_params, int(n_init), len(Z),
+        )  # fmt: skip
     em_prior = centred_prior(prior, X, w, n_components, shift, dtype)
     args = (
-        as_key(seed), Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
+        starts, Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
         dtype.type(reg_covar), em_prior, np.int32(max_iter),
     )  # fmt: skip
     static = dict(
@@ -306,34 +315,34 @@ _STATIC = ("covariance_type", "init_params", "n_components", "n_init", "n_histor
 
 
 @partial(jit, static_argnames=_STATIC)
-def _fit_program(key, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
-    """Features, inits, all restarts and the final log-likelihoods as one compiled program.
+def _fit_program(starts, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
+    """Inits, all restarts and the final log-likelihoods as one compiled program.
 
     One program per shape instead of several keeps compile time low for repeated small fits;
     ``max_iter`` is traced and only its bucket ``n_history`` is static, for the same reason.
+    ``starts`` holds the restarts' ``em_init.initial_starts`` (None when ``given`` is complete);
     ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
     """
-    covariance_type, n_init = static["covariance_type"], static["n_init"]
+    covariance_type = static["covariance_type"]
     data = em.em_data(Z, w, covariance_type, static["block_size"])
-    from_resp = None
-    if any(v is None for v in given):
-        keys = jax.random.split(key, n_init)
-        init = partial(initial_resp, n_components=static["n_components"], method=static["init_params"])
-        resp = jax.vmap(lambda k: init(k, Z, w))(keys)
-        start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
-        from_resp, _ = jax.vmap(lambda r: start(Z, w, r))(resp)
-    params0 = GMMParams(
-        *(
-            jnp.broadcast_to(g, (n_init, *g.shape)) if g is not None else r
-            for g, r in zip(given, from_resp or (None,) * 3, strict=True)
-        )
+    resp = partial(
+        resp_from_start, Z=Z, w=w, n_components=static["n_components"], method=static["init_params"]
     )
+    start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
     run = partial(
         em.run_em, covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"]
     )
-    state = jax.vmap(run, in_axes=(0, None, 0, None, None, None))(params0, data, lb0, tol, reg_covar, prior)
-    log_liks = jax.vmap(lambda p: em.data_stats(p, data, covariance_type)[1])(state.params)
-    return state, log_liks
+
+    def restart(i, restart_start):
+        from_resp = (None,) * 3 if restart_start is None else start(Z, w, resp(restart_start))[0]
+        params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
+        state = run(params0, data, lb0[i], tol, reg_covar, prior)
+        return state, em.data_stats(state.params, data, covariance_type)[1]
+
+    # Restarts run one after another with the same unbatched body: vmapped, their floating-point
+    # results depend on the batch size (XLA blocks batched products differently), and a restart
+    # could then score a few ulps lower with n_init=k+1 than with n_init=k.
+    return jax.lax.map(lambda xs: restart(*xs), (jnp.arange(static["n_init"]), starts))
 
 
 def _bucket(n_obs, block_size):
@@ -364,11 +373,13 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
 def _pick_best(state, max_iter):
     ok = np.asarray(state.ok)
     if not ok.any():
+        # scikit-learn's message first, for code that matches on it.
         raise ValueError(
-            "EM failed: a component collapsed (its effective number of observations went to zero "
-            "or its covariance stopped being positive definite) in every restart. To fix it, "
-            + _COLLAPSE_ADVICE
-            + "."
+            "Fitting the mixture model failed because some components have ill-defined empirical "
+            "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+            "number of components, increase reg_covar, or scale the input data. In every restart a "
+            "component's effective number of observations went to zero or its covariance stopped "
+            "being positive definite. To fix it, " + _COLLAPSE_ADVICE + "."
         )
     if not ok.all():
         warnings.warn(

@@ -1,23 +1,122 @@
-"""Starting responsibilities for EM, as scikit-learn's ``init_params`` define them.
+"""Starting points of EM restarts, drawn as scikit-learn's ``GaussianMixture`` draws them.
 
-Each function maps a key and the data to responsibilities of shape (n_obs, n_components);
-``fit_em`` turns them into parameters with one M-step and vmaps them over restarts.
+The random draws of each ``init_params`` method are scikit-learn's own, on the host and from
+scikit-learn's random state, so that a ``random_state`` starts a restart where scikit-learn
+starts it:
 
-- ``kmeans``: Lloyd's algorithm from a k-means++ seeding, hard assignments.
-- ``k-means++``: one observation per component, chosen by k-means++.
+- ``kmeans``: Lloyd's algorithm (in the compiled program) from the k-means++ seeds that
+  ``KMeans(n_clusters, n_init=1, random_state=rng)`` draws (on the data centred on their
+  mean, as ``KMeans`` seeds them), hard assignments. The partition is scikit-learn's except
+  where Lloyd's iterations meet an empty cluster (scikit-learn moves it to a far
+  observation, this keeps its centre) or a near tie.
+- ``k-means++``: one observation per component, chosen by ``kmeans_plusplus``.
 - ``random``: uniform random responsibilities, normalised per row.
 - ``random_from_data``: one observation per component, chosen uniformly without replacement.
+
+Restarts draw one after another from one random state, as scikit-learn's loop over ``n_init``
+does, so restart ``i`` is the same whatever ``n_init`` is. With ``sample_weight`` (which
+scikit-learn's ``GaussianMixture`` does not take) k-means and k-means++ weigh the observations
+and ``random_from_data`` draws them with probability proportional to their weight.
+
+Only the draws are on the host: scikit-learn's ``KMeans`` costs about 15 ms a call even on
+tiny data (thread-pool set-up), more than a whole small EM fit, so Lloyd's iterations stay
+in the compiled program. ``initial_starts`` returns row indices (or, for ``random``, the
+responsibilities) and ``resp_from_start`` turns one restart's entry into responsibilities
+there, which ``em.params_from_resp`` turns into parameters.
 """
 
 from __future__ import annotations
 
-from functools import partial
-from math import log
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+from sklearn.cluster import kmeans_plusplus
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def random_state(seed) -> np.random.RandomState:
+    """A ``numpy`` RandomState from an int, a RandomState (used as it is), a Generator, a JAX key or None.
+
+    An int gives ``RandomState(seed)``, as scikit-learn's ``check_random_state`` does, and a
+    RandomState is drawn from (and so advanced), as scikit-learn does; None is fresh entropy.
+    """
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if seed is None:
+        return np.random.RandomState()
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.integers(2**31 - 1))
+    if isinstance(seed, jax.Array):
+        data = jax.random.key_data(seed) if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key) else seed
+        return np.random.RandomState(np.asarray(data, dtype=np.uint32).ravel())
+    return np.random.RandomState(int(seed))
+
+
+def initial_starts(seed, X, sample_weight, n_components: int, method: str, n_init: int, n_rows: int):
+    """Starts of ``n_init`` restarts, stacked on a leading restart axis.
+
+    Parameters
+    ----------
+    seed : int, RandomState, Generator, JAX key or None
+        See ``random_state``.
+    X : array, shape (n_obs, n_features)
+        The data in the user's coordinates and dtype (what scikit-learn's k-means sees).
+    sample_weight : array, shape (n_obs,), or None
+    n_components : int
+    method : {"kmeans", "k-means++", "random", "random_from_data"}
+    n_init : int
+    n_rows : int
+        Rows of the padded data in the program; padding rows get label 0 or zero
+        responsibilities (their weight is zero).
+
+    Returns
+    -------
+    array
+        ``kmeans``, ``k-means++`` and ``random_from_data``: int32 row indices (the seeds or
+        the chosen observations), shape (n_init, n_components); ``random``: responsibilities,
+        shape (n_init, n_rows, n_components), in ``X``'s dtype.
+    """
+    if method not in INIT_PARAMS:
+        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {method!r}.")
+    rng = random_state(seed)
+    n_obs = X.shape[0]
+    if sample_weight is not None and np.count_nonzero(sample_weight) < n_components:
+        raise ValueError(
+            f"init_params={method!r} needs at least n_components={n_components} observations with "
+            f"positive sample_weight, got {np.count_nonzero(sample_weight)}."
+        )
+    if method == "kmeans":
+        X = X - X.mean(axis=0)
+    starts = np.stack([_one_start(rng, X, sample_weight, n_components, method) for _ in range(n_init)])
+    if method == "random":
+        return np.pad(starts, ((0, 0), (0, n_rows - n_obs), (0, 0)))
+    return starts.astype(np.int32)
+
+
+def _one_start(rng, X, sample_weight, n_components, method):
+    """One restart's draws, with scikit-learn's calls (``BaseMixture._initialize_parameters``)."""
+    n_obs = X.shape[0]
+    if method == "random":
+        resp = rng.uniform(size=(n_obs, n_components)).astype(X.dtype)
+        return resp / resp.sum(axis=1)[:, np.newaxis]
+    if method == "random_from_data":
+        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        return rng.choice(n_obs, size=n_components, replace=False, p=p)
+    # kmeans (KMeans's own seeding, on the centred data it is given) and k-means++
+    return kmeans_plusplus(X, n_components, sample_weight=sample_weight, random_state=rng)[1]
+
+
+def resp_from_start(start, Z, w, n_components: int, method: str):
+    """Responsibilities, shape (n_rows, n_components), from one restart's ``initial_starts`` entry.
+
+    ``Z`` (n_rows, n_features) and ``w`` (n_rows,) are the program's (centred, padded) data.
+    """
+    if method == "random":
+        return start.astype(Z.dtype)
+    if method == "kmeans":
+        return jax.nn.one_hot(lloyd_labels(Z, w, Z[start]), n_components, dtype=Z.dtype)
+    return jnp.zeros((Z.shape[0], n_components), Z.dtype).at[start, jnp.arange(n_components)].set(1.0)
 
 
 def _sq_dist(X, centers):
@@ -27,50 +126,14 @@ def _sq_dist(X, centers):
     )
 
 
-def kmeans_plusplus(key, X, w, n_components: int):
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, as in scikit-learn).
+def lloyd_labels(X, w, centers, max_iter: int = 300, rel_tol: float = 1e-4):
+    """Lloyd's algorithm from ``centers`` (n_components, n_features); labels, shape (n_obs,).
 
-    Parameters
-    ----------
-    key : jax key
-    X : array, shape (n_obs, n_features)
-    w : array, shape (n_obs,)
-        Observation weights.
-    n_components : int
-
-    Returns
-    -------
-    int array, shape (n_components,)
-        Indices of the chosen observations.
+    Stops, as scikit-learn's ``KMeans`` does, when the total squared centre shift falls to
+    ``rel_tol`` times the mean feature variance or after ``max_iter`` iterations; the labels
+    are those of the final centres.
     """
-    n_trials = 2 + int(log(n_components))
-    key, sub = jax.random.split(key)
-    first = jax.random.categorical(sub, jnp.log(w))
-    d2 = _sq_dist(X, X[first][None])[:, 0]
-    idx = jnp.zeros(n_components, first.dtype).at[0].set(first)
-
-    def body(i, carry):
-        key, idx, d2 = carry
-        key, sub = jax.random.split(key)
-        pot = w * d2
-        # All remaining mass at zero distance (duplicated rows): fall back to the weights.
-        logits = jnp.where(jnp.sum(pot) > 0, jnp.log(pot), jnp.log(w))
-        cands = jax.random.categorical(sub, logits, shape=(n_trials,))
-        d2c = jnp.minimum(d2[None, :], _sq_dist(X, X[cands]).T)
-        best = jnp.argmin(d2c @ w)
-        return key, idx.at[i].set(cands[best]), d2c[best]
-
-    _, idx, _ = jax.lax.fori_loop(1, n_components, body, (key, idx, d2))
-    return idx
-
-
-def kmeans_labels(key, X, w, n_components: int, max_iter: int = 300, rel_tol: float = 1e-4):
-    """Lloyd's algorithm from a k-means++ seeding; returns labels, shape (n_obs,).
-
-    Stops when the total squared centre shift falls below ``rel_tol`` times the mean
-    feature variance (scikit-learn's tolerance) or after ``max_iter`` iterations.
-    """
-    centers = X[kmeans_plusplus(key, X, w, n_components)]
+    n_components = centers.shape[0]
     mean = w @ X / jnp.sum(w)
     tol = rel_tol * jnp.mean(w @ (X - mean) ** 2 / jnp.sum(w))
 
@@ -86,26 +149,8 @@ def kmeans_labels(key, X, w, n_components: int, max_iter: int = 300, rel_tol: fl
         onehot = jax.nn.one_hot(assign(c), n_components, dtype=X.dtype) * w[:, None]
         counts = jnp.sum(onehot, axis=0)
         # An empty cluster keeps its centre instead of dividing by zero.
-        new = jnp.where(counts[:, None] > 0, onehot.T @ X / jnp.maximum(counts, 1e-300)[:, None], c)
+        new = jnp.where(counts[:, None] > 0, onehot.T @ X / jnp.maximum(counts, 1e-30)[:, None], c)
         return new, jnp.sum((new - c) ** 2), i + 1
 
     centers, _, _ = jax.lax.while_loop(cond, body, (centers, jnp.asarray(jnp.inf, X.dtype), 0))
     return assign(centers)
-
-
-@partial(jax.jit, static_argnames=("n_components", "method"))
-def initial_resp(key, X, w, *, n_components: int, method: str):
-    """Initial responsibilities, shape (n_obs, n_components), for one restart."""
-    n_obs = X.shape[0]
-    if method == "kmeans":
-        return jax.nn.one_hot(kmeans_labels(key, X, w, n_components), n_components, dtype=X.dtype)
-    if method == "random":
-        resp = jax.random.uniform(key, (n_obs, n_components), X.dtype)
-        return resp / jnp.sum(resp, axis=1, keepdims=True)
-    if method == "k-means++":
-        idx = kmeans_plusplus(key, X, w, n_components)
-    elif method == "random_from_data":
-        idx = jax.random.choice(key, n_obs, (n_components,), replace=False, p=w / jnp.sum(w))
-    else:
-        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {method!r}.")
-    return jnp.zeros((n_obs, n_components), X.dtype).at[idx, jnp.arange(n_components)].set(1.0)

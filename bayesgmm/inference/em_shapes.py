@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from sklearn.utils import check_array
 
 from bayesgmm import densities
 from bayesgmm._jit import jit
@@ -68,35 +69,64 @@ def scale_tril_from_precisions(
 
 
 def check_init(weights, means, precisions, n_components, n_features, covariance_type):
-    """Validate user-given starting values (scikit-learn's shapes); return them as arrays."""
+    """Validate user-given starting values in scikit-learn's shapes, with its checks and messages.
+
+    Returns
+    -------
+    weights, means, precisions : arrays or None
+        As given (float64, or float32 if given so), None where not given.
+    """
     if weights is not None:
-        weights = np.asarray(weights, dtype=np.float64)
-        _check_shape(weights, (n_components,), "weights_init")
-        if np.any(weights < 0) or np.any(weights > 1) or not np.isclose(weights.sum(), 1.0, atol=1e-6):
-            raise ValueError(f"weights_init must be in [0, 1] and sum to 1, got {weights}.")
+        weights = _check_weights(weights, n_components)
     if means is not None:
-        means = np.asarray(means, dtype=np.float64)
-        _check_shape(means, (n_components, n_features), "means_init")
+        means = check_array(means, dtype=_DTYPES, ensure_2d=False)
+        _check_shape(means, (n_components, n_features), "means")
     if precisions is not None:
-        precisions = np.asarray(precisions, dtype=np.float64)
-        shape = {
-            "full": (n_components, n_features, n_features),
-            "tied": (n_features, n_features),
-            "diag": (n_components, n_features),
-            "spherical": (n_components,),
-        }[covariance_type]
-        _check_shape(precisions, shape, "precisions_init")
-        if covariance_type in ("diag", "spherical"):
-            if np.any(precisions <= 0):
-                raise ValueError(f"precisions_init must be positive for covariance_type={covariance_type!r}.")
-        else:
-            mats = precisions.reshape(-1, n_features, n_features)
-            for m in mats:
-                if not np.allclose(m, m.T) or np.any(np.linalg.eigvalsh(m) <= 0):
-                    raise ValueError("precisions_init must be symmetric positive-definite matrices.")
+        precisions = _check_precisions(precisions, covariance_type, n_components, n_features)
     return weights, means, precisions
+
+
+_DTYPES = [np.float64, np.float32]
+
+
+def _check_weights(weights, n_components):
+    weights = check_array(weights, dtype=_DTYPES, ensure_2d=False)
+    _check_shape(weights, (n_components,), "weights")
+    if np.any(weights < 0.0) or np.any(weights > 1.0):
+        # scikit-learn's message, kept for code that matches on it, prints the smallest weight
+        # after "max value"; the parenthesis says so.
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got "
+            f"max value {np.min(weights):.5f}, min value {np.max(weights):.5f} "
+            "(as scikit-learn words it: the first number is the smallest weight, the second the largest)"
+        )
+    atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+    if not np.allclose(float(np.abs(1.0 - np.sum(weights))), 0.0, atol=atol):
+        raise ValueError(
+            f"The parameter 'weights' should be normalized, but got sum(weights) = {np.sum(weights):.5f}"
+        )
+    return weights
+
+
+def _check_precisions(precisions, covariance_type, n_components, n_features):
+    precisions = check_array(precisions, dtype=_DTYPES, ensure_2d=False, allow_nd=covariance_type == "full")
+    shape = {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+    _check_shape(precisions, shape, f"{covariance_type} precision")
+    if covariance_type in ("diag", "spherical"):
+        if np.any(precisions <= 0.0):
+            raise ValueError(f"'{covariance_type} precision' should be positive")
+        return precisions
+    for m in precisions.reshape(-1, n_features, n_features):
+        if not (np.all(np.isclose(m, m.T)) and np.all(np.linalg.eigvalsh(m) > 0.0)):
+            raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite")
+    return precisions
 
 
 def _check_shape(value, shape, name):
     if value.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {value.shape}.")
+        raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {value.shape}")
