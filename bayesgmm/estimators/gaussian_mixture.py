@@ -118,15 +118,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         init = (self.weights_, self.means_, self.precisions_) if warm else (
             self.weights_init, self.means_init, self.precisions_init
         )  # fmt: skip
-        res = fit_em(
-            X, self.n_components, self.covariance_type,
-            n_init=1 if warm else self.n_init, init_params=self.init_params,
-            max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
-            sample_weight=sample_weight, prior=self.prior,
-            seed=check_random_state(self.random_state), dtype=X.dtype,
-            weights_init=init[0], means_init=init[1], precisions_init=init[2],
-            initial_lower_bound=self.lower_bound_ if warm else -np.inf,
-        )  # fmt: skip
+        with warnings.catch_warnings():
+            # scikit-learn's own message is issued below instead.
+            warnings.filterwarnings("ignore", message="EM did not converge", category=ConvergenceWarning)
+            res = fit_em(
+                X, self.n_components, self.covariance_type,
+                n_init=1 if warm else self.n_init, init_params=self.init_params,
+                max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
+                sample_weight=sample_weight, prior=self.prior,
+                seed=check_random_state(self.random_state), dtype=X.dtype,
+                weights_init=init[0], means_init=init[1], precisions_init=init[2],
+                initial_lower_bound=self.lower_bound_ if warm else -np.inf,
+            )  # fmt: skip
         self._set_result(res)
         if self.verbose:
             self._print_history()
