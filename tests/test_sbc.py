@@ -158,7 +158,7 @@ def nuts_sampler(model, Z_example):
     """A jitted ``sample(keys, Z)`` running one NUTS chain per replication.
 
     Built on numpyro's functional ``hmc`` with the data as a model argument, so it compiles
-    once and serves every replication; ``MCMC.run`` re-traced its kernel on every call.
+    once and serves every replication; ``MCMC.run`` sets its kernel up again on every call.
 
     Parameters
     ----------
