@@ -110,3 +110,14 @@ def test_gaussian_mixture_dataframe_feature_names_as_sklearn(faithful):
     with pytest.warns(UserWarning) as ours:
         gm.predict(faithful)
     assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_gaussian_mixture_same_random_state_same_fit(faithful, init_params):
+    # Every random draw comes from random_state, so refitting repeats the fit to the last bit
+    # (scikit-learn's sample-weight and idempotence checks rely on it).
+    sw = np.random.default_rng(0).integers(0, 5, len(faithful))
+    kw = dict(n_components=3, init_params=init_params, n_init=2, random_state=0)
+    first, second = (GaussianMixture(**kw).fit(faithful, sample_weight=sw) for _ in range(2))
+    for name in ["weights_", "means_", "precisions_cholesky_", "lower_bounds_", "n_iter_"]:
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name), err_msg=name)

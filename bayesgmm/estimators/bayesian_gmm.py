@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import densities
 from bayesgmm._validation import as_key, check_X
@@ -48,7 +48,9 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         Posterior means, in the units of ``X``; so are ``means_`` (n_components,
         n_features) and ``covariances_`` (n_components, n_features, n_features).
     n_features_in_ : int
-    feature_names_in_ : ndarray of str, only when ``X`` had column names.
+    feature_names_in_ : ndarray of str, only when ``X`` had column names, all strings.
+        Predicting on other columns, or on columns in another order, raises a ``ValueError``
+        as in scikit-learn.
 
     Examples
     --------
@@ -119,15 +121,16 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         )
 
     def fit(self, X, y=None):
-        """Sample the posterior of the mixture for ``X`` (n_obs, n_features)."""
+        """Sample the posterior of the mixture for ``X``, shape (n_obs, n_features).
+
+        As in scikit-learn, ``X`` must be 2-D (a single feature is ``X.reshape(-1, 1)``);
+        the functions (``fit_nuts``, ``fit_svi``) also take 1-D data.
+        """
         if self.inference not in _INFERENCE:
             raise ValueError(f"inference must be one of {_INFERENCE}, got {self.inference!r}.")
-        feature_names = None
-        if hasattr(X, "columns"):
-            feature_names = [str(c) for c in X.columns]
-            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
-        X = check_X(X, self.n_components)
-        self.n_features_in_ = X.shape[1]
+        # The posterior's feature coordinates are the column names, whatever their type.
+        feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
+        X = self._validate(X, reset=True)
         self.idata_ = relabel(self._fit_idata(X, feature_names))
         self._params = params_from_idata(self.idata_)
         post = self.idata_.posterior
@@ -136,18 +139,24 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.covariances_ = post["covariances"].mean(("chain", "draw")).values
         return self
 
+    def _validate(self, X, reset):
+        """``X`` as a float array, shape (n_obs, n_features), checked as scikit-learn checks it.
+
+        scikit-learn's ``validate_data`` refuses 1-D input and records (``reset``) or checks
+        the number and names of the features; ``check_X`` then says what to do about values
+        that are not finite or too few observations.
+        """
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        return check_X(X, self.n_components if reset else None)
+
     def _check_X(self, X):
         check_is_fitted(self, "idata_")
-        X = check_X(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}."
-            )
-        return X
+        return self._validate(X, reset=False)
 
     def predict_proba(self, X):
         """Posterior-averaged membership probabilities, shape (n_obs, n_components)."""
-        return mean_responsibilities(self._params, self._check_X(X))
+        X = self._check_X(X)  # before reading any fitted attribute: NotFittedError first
+        return mean_responsibilities(self._params, X)
 
     def predict(self, X):
         """Most probable component of each observation, shape (n_obs,)."""
@@ -155,7 +164,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
 
     def score_samples(self, X):
         """Log posterior predictive density of each observation, shape (n_obs,)."""
-        return log_predictive_density(self._params, self._check_X(X))
+        X = self._check_X(X)
+        return log_predictive_density(self._params, X)
 
     def score(self, X, y=None):
         """Mean log posterior predictive density per observation."""
