@@ -188,7 +188,7 @@ def fit_em(
         weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
         initial_lower_bound=initial_lower_bound, block_size=block_size,
     )  # fmt: skip
-    state, log_liks = jax.device_get(_fit_program(*call.args, **call.static))
+    state, log_liks = _run_restarts(call)
     X, w, shift = call.X, call.w, call.shift
     best = _pick_best(state, max_iter)
     weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
@@ -308,41 +308,64 @@ def lower_em(X, n_components: int, covariance_type: str = "full", **kwargs) -> j
     bound = inspect.signature(fit_em).bind(X, n_components, covariance_type, **kwargs)
     bound.apply_defaults()
     call = _program_call(**bound.arguments)
-    return _fit_program.lower(*call.args, **call.static)
+    return _fit_program.lower(*_restart_args(call, 0), **_restart_static(call))
 
 
-_STATIC = ("covariance_type", "init_params", "n_components", "n_init", "n_history", "block_size")
+_STATIC = ("covariance_type", "init_params", "n_components", "n_history", "block_size")
+
+
+def _restart_args(call: _Call, i: int) -> tuple:
+    """``_fit_program``'s arguments for restart ``i``: its start and initial lower bound."""
+    starts, Z, w, given, lb0, *rest = call.args
+    return (None if starts is None else starts[i], Z, w, given, lb0[i], *rest)
+
+
+def _restart_static(call: _Call) -> dict:
+    static = {name: call.static[name] for name in _STATIC}
+    if call.args[0] is None:  # no init to draw: one program whatever init_params says
+        static["init_params"] = INIT_PARAMS[0]
+    return static
+
+
+def _run_restarts(call: _Call):
+    """``(state, log_liks)`` of every restart, stacked on a leading restart axis (numpy).
+
+    Each restart is one call of the same compiled program, so restart ``i`` is the same
+    computation, to the last bit, whatever ``n_init`` is (vmapped in one batch, restarts
+    differed in the last bits with the batch size, and more restarts could score lower), and
+    one program serves every ``n_init``. The calls are dispatched before any result is read.
+    """
+    starts, Z, w, *_ = call.args
+    Z, w = jax.device_put(Z), jax.device_put(w)  # to the device once, not once a restart
+    call = call._replace(args=(starts, Z, w, *call.args[3:]))
+    runs = [
+        _fit_program(*_restart_args(call, i), **_restart_static(call)) for i in range(call.static["n_init"])
+    ]
+    return jax.tree.map(lambda *parts: np.stack(parts), *jax.device_get(runs))
 
 
 @partial(jit, static_argnames=_STATIC)
-def _fit_program(starts, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
-    """Inits, all restarts and the final log-likelihoods as one compiled program.
+def _fit_program(start, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
+    """One restart, from its init to its final log-likelihood, as one compiled program.
 
     One program per shape instead of several keeps compile time low for repeated small fits;
     ``max_iter`` is traced and only its bucket ``n_history`` is static, for the same reason.
-    ``starts`` holds the restarts' ``em_init.initial_starts`` (None when ``given`` is complete);
-    ``given`` holds (weights, centred means, covariance Cholesky factors), each or None.
+    ``start`` is the restart's entry of ``em_init.initial_starts`` (None when ``given`` is
+    complete); ``given`` holds (weights, centred means, covariance Cholesky factors), each or
+    None; ``lb0`` is the lower bound the first iteration is compared with.
     """
     covariance_type = static["covariance_type"]
     data = em.em_data(Z, w, covariance_type, static["block_size"])
-    resp = partial(
-        resp_from_start, Z=Z, w=w, n_components=static["n_components"], method=static["init_params"]
-    )
-    start = partial(em.params_from_resp, data=data, reg_covar=reg_covar, covariance_type=covariance_type)
-    run = partial(
-        em.run_em, covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"]
-    )
-
-    def restart(i, restart_start):
-        from_resp = (None,) * 3 if restart_start is None else start(Z, w, resp(restart_start))[0]
-        params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
-        state = run(params0, data, lb0[i], tol, reg_covar, prior)
-        return state, em.data_stats(state.params, data, covariance_type)[1]
-
-    # Restarts run one after another with the same unbatched body: vmapped, their floating-point
-    # results depend on the batch size (XLA blocks batched products differently), and a restart
-    # could then score a few ulps lower with n_init=k+1 than with n_init=k.
-    return jax.lax.map(lambda xs: restart(*xs), (jnp.arange(static["n_init"]), starts))
+    from_resp = (None,) * 3
+    if start is not None:
+        resp = resp_from_start(start, Z, w, static["n_components"], static["init_params"])
+        from_resp, _ = em.params_from_resp(Z, w, resp, data, reg_covar, covariance_type)
+    params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
+    state = em.run_em(
+        params0, data, lb0, tol, reg_covar, prior,
+        covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"],
+    )  # fmt: skip
+    return state, em.data_stats(state.params, data, covariance_type)[1]
 
 
 def _bucket(n_obs, block_size):
