@@ -40,6 +40,15 @@ EXCLUDED = {
     ),
 }
 
+#: Public-API tests where bayesgmm differs on purpose: expected to fail, strictly, so that a
+#: change of behaviour shows up here.
+KNOWN_DIFFERENCES = {
+    "test_regularisation": (
+        "10 components on 2 distinct points with reg_covar=1e-6: scikit-learn goes on with 8 "
+        "components that hold no observation (weight 7e-16); bayesgmm raises its collapse error"
+    ),
+}
+
 #: Values of scikit-learn's global fixtures (sklearn/conftest.py defaults, float32 included).
 FIXTURES = {
     "global_random_seed": [42],
@@ -78,6 +87,8 @@ def _cases():
         if not (name.startswith("test_") and inspect.isfunction(func)) or name in EXCLUDED:
             continue
         marks = [m for m in getattr(func, "pytestmark", []) if m.name != "parametrize"]
+        if name in KNOWN_DIFFERENCES:
+            marks.append(pytest.mark.xfail(strict=True, raises=ValueError, reason=KNOWN_DIFFERENCES[name]))
         for kwargs, ident in _parametrisations(func):
             yield pytest.param(name, kwargs, marks=marks, id=f"{name}[{ident}]" if ident else name)
 
@@ -96,4 +107,6 @@ def test_sklearn_gaussian_mixture(retargeted, name, kwargs):
 
 def test_exclusions_name_existing_tests():
     # A renamed or removed upstream test must not leave a stale exclusion behind.
-    assert set(EXCLUDED) <= {name for name in vars(sk_tests) if name.startswith("test_")}
+    assert set(EXCLUDED) | set(KNOWN_DIFFERENCES) <= {
+        name for name in vars(sk_tests) if name.startswith("test_")
+    }
