@@ -13,14 +13,20 @@ starts it:
 - ``random``: uniform random responsibilities, normalised per row.
 - ``random_from_data``: one observation per component, chosen uniformly without replacement.
 
+The starting parameters are then scikit-learn's too, but for two of its quirks with the
+one-observation starts (``k-means++``, ``random_from_data``): it divides their weights by
+``n_obs`` rather than by their sum, and its tied covariance, which assumes responsibilities
+that sum to one in every row, then depends on where the data lie (it is computed about the
+origin; here about the data's mean).
+
 Restarts draw one after another from one random state, as scikit-learn's loop over ``n_init``
 does, so restart ``i`` is the same whatever ``n_init`` is. With ``sample_weight`` (which
 scikit-learn's ``GaussianMixture`` does not take) k-means and k-means++ weigh the observations
 and ``random_from_data`` draws them with probability proportional to their weight.
 
-Only the draws are on the host: scikit-learn's ``KMeans`` costs about 15 ms a call even on
-tiny data (thread-pool set-up), more than a whole small EM fit, so Lloyd's iterations stay
-in the compiled program. ``initial_starts`` returns row indices (or, for ``random``, the
+Only the draws are on the host: a call of scikit-learn's ``KMeans`` has a fixed cost (its
+thread-pool set-up) larger than a whole small EM fit, so Lloyd's iterations stay in the
+compiled program. ``initial_starts`` returns row indices (or, for ``random``, the
 responsibilities) and ``resp_from_start`` turns one restart's entry into responsibilities
 there, which ``em.params_from_resp`` turns into parameters.
 """
