@@ -30,7 +30,7 @@ LATENT_SITES = {
 #: function of the ``sticks``; ``weight_concentration`` and ``concentration`` are hyperparameters.
 WEIGHT_SITES = {
     "dirichlet": ("weights",),
-    "sparse": ("weight_concentration", "weights"),
+    "sparse": ("weight_concentration", "weight_gamma", "weight_decay"),
     "dp": ("concentration", "sticks"),
 }
 
@@ -79,15 +79,18 @@ class MixtureLikelihood(dist.Distribution):
 
     support = constraints.real_vector
 
-    def __init__(self, params: GMMParams):
+    def __init__(self, params: GMMParams, log_weights=None):
         self.params = params
+        # Given by models whose weights can underflow (the sparse prior's): log(0) would
+        # make the gradient NaN.
+        self.log_weights = jnp.log(params.weights) if log_weights is None else log_weights
         super().__init__(batch_shape=(), event_shape=(params.n_features,))
 
     def log_prob(self, value):
         flat = jnp.reshape(value, (-1, value.shape[-1]))
         # The models see standardised data, where the expanded form's rounding is far below
         # any statistical error; it made SVI's steps about twice as fast.
-        joint = jnp.log(self.params.weights) + densities.component_log_prob_expanded(self.params, flat)
+        joint = self.log_weights + densities.component_log_prob_expanded(self.params, flat)
         return logsumexp(joint, axis=-1).reshape(value.shape[:-1])
 
     def sample(self, key, sample_shape=()):
@@ -121,21 +124,47 @@ def stick_breaking(sticks):
 
 
 def _sample_weights(weight_prior: str, n_components: int, priors: Priors):
-    """Sample the mixture weights, shape (n_components,), under one of ``WEIGHT_SITES``."""
+    """Sample the mixture weights, shape (n_components,), under one of ``WEIGHT_SITES``.
+
+    Returns the weights and their logarithm where it is computed without the weights
+    (else None).
+    """
     if weight_prior == "dirichlet":
-        return numpyro.sample("weights", dist.Dirichlet(jnp.full(n_components, priors.weight_concentration)))
+        weights = numpyro.sample(
+            "weights", dist.Dirichlet(jnp.full(n_components, priors.weight_concentration))
+        )
+        return weights, None
     if weight_prior == "sparse":
         # Malsiner-Walli, Fruehwirth-Schnatter & Gruen (2016): a small Dirichlet concentration,
         # itself uncertain, empties the components the data do not need.
         e0 = numpyro.sample("weight_concentration", dist.Gamma(priors.sparse_shape, priors.sparse_rate))
-        return numpyro.sample("weights", dist.Dirichlet(e0 * jnp.ones(n_components)))
+        log_weights = _sparse_log_weights(e0, n_components)
+        return numpyro.deterministic("weights", jnp.exp(log_weights)), log_weights
     if weight_prior == "dp":
         alpha = numpyro.sample("concentration", dist.Gamma(priors.dp_shape, priors.dp_rate))
         if n_components == 1:
-            return numpyro.deterministic("weights", jnp.ones(1))
+            return numpyro.deterministic("weights", jnp.ones(1)), None
         sticks = numpyro.sample("sticks", dist.Beta(1.0, alpha).expand([n_components - 1]).to_event(1))
-        return numpyro.deterministic("weights", stick_breaking(sticks))
+        return numpyro.deterministic("weights", stick_breaking(sticks)), None
     raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
+
+
+def _sparse_log_weights(e0, n_components: int):
+    """Log of Dirichlet(e0, ..., e0) weights, sampled without the funnel of a small e0.
+
+    The weights are normalised Gamma(e0, 1) variables ``g_k``, each written as
+    ``g_k = h_k exp(-t_k / e0)`` with ``h_k ~ Gamma(1 + e0, 1)`` and ``t_k ~ Exponential(1)``
+    (if ``U`` is uniform, ``h U^(1 / e0)`` is Gamma(e0, 1)). Sampled directly, a weight's
+    law under a small e0 puts ``log w`` on a tail of scale ``1 / e0`` (100 at e0 = 0.01),
+    whose width also changes with e0: a funnel on which NUTS diverges. Here ``t_k``'s
+    prior does not depend on e0 and ``h_k``'s hardly does, an empty component's ``t_k``
+    stays near its prior, and an occupied one's moves on a scale set by the data.
+    The log-weights are normalised in log space, so none underflows to zero.
+    """
+    h = numpyro.sample("weight_gamma", dist.Gamma(1.0 + e0 * jnp.ones(n_components), 1.0).to_event(1))
+    t = numpyro.sample("weight_decay", dist.Exponential(jnp.ones(n_components)).to_event(1))
+    log_g = jnp.log(h) - t / e0
+    return log_g - logsumexp(log_g)
 
 
 def hyper_draws(sites: dict, weight_prior: str) -> dict:
@@ -188,7 +217,9 @@ def gmm_model(
     weight_prior : {"dirichlet", "sparse", "dp"}
         ``"dirichlet"``: symmetric Dirichlet(``priors.weight_concentration``).
         ``"sparse"``: a sparse (overfitted) finite mixture, Dirichlet(e0) with the
-        ``weight_concentration`` e0 ~ Gamma(``priors.sparse_shape``, ``priors.sparse_rate``).
+        ``weight_concentration`` e0 ~ Gamma(``priors.sparse_shape``, ``priors.sparse_rate``),
+        sampled through ``weight_gamma`` and ``weight_decay`` (see ``_sparse_log_weights``);
+        ``weights`` is deterministic.
         ``"dp"``: a Dirichlet process truncated at ``n_components`` components,
         ``sticks`` ~ Beta(1, ``concentration``), ``concentration`` ~
         Gamma(``priors.dp_shape``, ``priors.dp_rate``); ``weights`` is deterministic.
@@ -210,7 +241,7 @@ def gmm_model(
     """
     priors = Priors() if priors is None else priors
     n_obs = Z.shape[0] if n_obs is None else n_obs
-    weights = _sample_weights(weight_prior, n_components, priors)
+    weights, log_weights = _sample_weights(weight_prior, n_components, priors)
     means = numpyro.sample(
         "means",
         dist.Normal(priors.mean_loc, priors.mean_scale).expand([n_components, n_features]).to_event(2),
@@ -218,7 +249,7 @@ def gmm_model(
     scale_tril = numpyro.deterministic(
         "scale_tril", _sample_scale_tril(covariance_type, n_components, n_features, priors)
     )
-    mixture = MixtureLikelihood(GMMParams(weights, means, scale_tril))
+    mixture = MixtureLikelihood(GMMParams(weights, means, scale_tril), log_weights)
     with numpyro.plate("obs", n_obs, subsample_size=subsample_size) as idx:
         drawn_here = Z is not None and subsample_size is not None and Z.shape[0] == n_obs
         batch = Z[idx] if drawn_here else Z

@@ -141,14 +141,18 @@ def test_map_em_objective_increases_and_prior_shrinks():
     assert res.log_likelihood <= ml.log_likelihood + 1e-6
 
 
-def test_empty_component_raises_clear_error():
+def test_empty_component_warns_and_without_reg_covar_raises():
     X, centers = blobs(n_obs=60)
     means = centers.copy()
     means[2] = 1e4  # no observation is anywhere near: its effective count underflows to 0
+    init = dict(means_init=means, weights_init=np.full(3, 1 / 3), precisions_init=np.stack([np.eye(3)] * 3))
+    # As in scikit-learn, reg_covar keeps the empty component's covariance positive definite.
+    with pytest.warns(UserWarning, match=r"1 of 3 components hold no observation \(components \[2\]"):
+        res = fit_em(X, 3, **init)
+    sk = SkGaussianMixture(3, **init).fit(X)
+    np.testing.assert_allclose(res.params.weights, sk.weights_, atol=1e-12)
     with pytest.raises(ValueError, match="reg_covar.*fewer components"):
-        fit_em(
-            X, 3, means_init=means, weights_init=np.full(3, 1 / 3), precisions_init=np.stack([np.eye(3)] * 3)
-        )
+        fit_em(X, 3, reg_covar=0.0, **init)
 
 
 def test_singular_covariance_raises_clear_error():

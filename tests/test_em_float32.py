@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bayesgmm.inference.em_fit import fit_em
+from bayesgmm.inference.em_fit import bic, fit_em, icl
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -49,3 +49,6 @@ def test_float32_data_far_from_origin_centred_before_cast(covariance_type):
     c32 = np.asarray(r32.params.covariances, np.float64)
     np.testing.assert_allclose(c32, c64, rtol=1e-4, atol=1e-4 * np.abs(c64).max())
     assert r32.log_likelihood == pytest.approx(r64.log_likelihood, rel=1e-5)
+    # The criteria score the fit where it ran, not at means rounded to float32's spacing of 1.
+    assert bic(r32) == pytest.approx(bic(r64), rel=1e-5)
+    assert icl(r32) == pytest.approx(icl(r64), rel=1e-5)

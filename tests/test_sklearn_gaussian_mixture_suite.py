@@ -42,12 +42,7 @@ EXCLUDED = {
 
 #: Public-API tests where bayesgmm differs on purpose: expected to fail, strictly, so that a
 #: change of behaviour shows up here.
-KNOWN_DIFFERENCES = {
-    "test_regularisation": (
-        "10 components on 2 distinct points with reg_covar=1e-6: scikit-learn goes on with 8 "
-        "components that hold no observation (weight 7e-16); bayesgmm raises its collapse error"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 #: Values of scikit-learn's global fixtures (sklearn/conftest.py defaults, float32 included).
 FIXTURES = {

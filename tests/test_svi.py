@@ -751,3 +751,11 @@ def test_float32_fit_agrees_with_float64_and_skips_log_likelihood(sim_fits):
     m32, m64 = means_draws(fit32), means_draws(sim_fits["meanfield"])
     assert np.all(np.abs(m32.mean(0) - m64.mean(0)) < 0.25 * nuts_sd)
     np.testing.assert_allclose(m32.std(0), m64.std(0), rtol=0.2)
+
+
+def test_sparse_meanfield_fit_has_importance_weights():
+    # The sparse prior's weights are deterministic: the guide has no parameters for them.
+    X = np.concatenate([np.random.default_rng(0).normal(m, 1.0, 30) for m in (0.0, 8.0)])[:, None]
+    idata = fit_svi(X, 3, weight_prior="sparse", guide="meanfield", num_samples=50, seed=0)
+    assert np.isfinite(idata.sample_stats["log_q"]).all()
+    np.testing.assert_allclose(idata.posterior["weights"].sum("component"), 1.0)

@@ -127,8 +127,8 @@ class EMState(NamedTuple):
     n_iter : int scalar
     converged : bool scalar
     ok : bool scalar
-        False once an M-step produced an empty component or a covariance that is not
-        positive definite; the driver stops and ``params`` keeps the last valid values.
+        False once an M-step produced a covariance that is not positive definite (or not
+        finite); the driver stops and ``params`` keeps the last valid values.
     lower_bounds : array, shape (n_history,)
         History of ``lower_bound``; NaN after the last iteration.
     """

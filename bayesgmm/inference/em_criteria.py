@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._validation import check_covariance_type, check_X
-from bayesgmm.inference import em_shapes
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
@@ -33,12 +31,11 @@ def _total_and_n(result, X, sample_weight):
         if sample_weight is None:
             sample_weight = result.sample_weight
     else:
-        X = check_X(X, dtype=np.asarray(result.params.means).dtype)
+        X = check_X(X)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     if w.shape != (len(X),):
         raise ValueError(f"sample_weight must have shape ({len(X)},), got {w.shape}.")
-    ll = np.asarray(em_shapes.log_prob(result.params, jnp.asarray(X)), float)
-    return X, w, float(w @ ll), float(w.sum())
+    return X, w, float(w @ result.log_prob(X)), float(w.sum())
 
 
 def bic(result, X=None, sample_weight=None) -> float:
@@ -88,7 +85,7 @@ def icl(result, X=None, sample_weight=None) -> float:
     -2357.8
     """
     X, w, _, _ = _total_and_n(result, X, sample_weight)
-    resp = np.asarray(em_shapes.responsibilities(result.params, jnp.asarray(X)), float)
+    resp = result.responsibilities(X)
     # The MAP component's responsibility is the largest, at least 1 / n_components.
     hard = np.log(np.max(resp, axis=1))
     return bic(result, X, w) - 2 * float(w @ hard)

@@ -59,11 +59,41 @@ class EMResult:
     n_iter: int
     X: np.ndarray = field(repr=False)
     sample_weight: np.ndarray | None = field(default=None, repr=False)
+    #: Means in the coordinates the fit ran in (the data minus ``shift``, float64): float32
+    #: cannot hold means far from the origin to the data's precision in the user's units.
+    centred_means: np.ndarray | None = field(default=None, repr=False)
+    shift: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def covariances(self) -> np.ndarray:
         """Covariances in scikit-learn's shape for ``covariance_type``."""
         return em_shapes.sklearn_covariances(self.params, self.covariance_type)
+
+    def log_prob(self, X) -> np.ndarray:
+        """``log p(x_i | params)`` per row of ``X`` (n_obs, n_features), shape (n_obs,).
+
+        Computed about the fit's centre in float64, so that a float32 fit far from the
+        origin is scored at the parameters it found rather than at their rounded means.
+        """
+        params, Z = self._scoring(X)
+        return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
+
+    def responsibilities(self, X) -> np.ndarray:
+        """Membership probabilities of the rows of ``X``, shape (n_obs, n_components), as ``log_prob``."""
+        params, Z = self._scoring(X)
+        return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
+
+    def _scoring(self, X):
+        """Parameters and data in the coordinates the fit ran in, in float64."""
+        X = np.asarray(X, np.float64)
+        if self.centred_means is None:
+            return self.params, X
+        p = self.params
+        f64 = jnp.float64
+        centred = GMMParams(
+            jnp.asarray(p.weights, f64), jnp.asarray(self.centred_means, f64), jnp.asarray(p.scale_tril, f64)
+        )
+        return centred, X - self.shift
 
     def to_inference_data(self):
         """An ArviZ InferenceData with one chain of one draw.
@@ -171,8 +201,12 @@ def fit_em(
     Raises
     ------
     ValueError
-        On bad input, or when every restart collapsed (an empty component or a covariance
-        that is not positive definite); the message says what to change.
+        On bad input, or when every restart collapsed (a covariance that is not positive
+        definite, as for an empty component without ``reg_covar``); the message says what
+        to change.
+
+    A component left without observations is kept at its regularised covariance, as in
+    scikit-learn, with a warning that the fit has fewer components than asked.
 
     Examples
     --------
@@ -195,6 +229,7 @@ def fit_em(
     n_iter = int(state.n_iter[best])
     means = (means.astype(np.float64) + shift).astype(means.dtype)
     converged = bool(state.converged[best])
+    _warn_empty(weights, float(w.sum()), np.finfo(dtype).eps)
     if max_iter > 0 and not converged:
         warnings.warn(
             f"EM did not converge: the best restart's mean log-likelihood still changed by more than "
@@ -213,6 +248,8 @@ def fit_em(
         n_iter=n_iter,
         X=X,
         sample_weight=None if sample_weight is None else w,
+        centred_means=np.asarray(state.params.means[best], np.float64),
+        shift=shift,
     )
 
 
@@ -393,6 +430,26 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
     return w
 
 
+def _warn_empty(weights, total_weight, eps):
+    """Warn when a component holds (almost) no observation: the fit has fewer components."""
+    # The M-step gives an empty component a count of 10 eps (scikit-learn's floor).
+    floor = max(_EMPTY_COUNT, 100 * eps)
+    empty = np.nonzero(np.asarray(weights, np.float64) * total_weight < floor)[0]
+    if empty.size:
+        warnings.warn(
+            f"{empty.size} of {len(weights)} components hold no observation (components "
+            f"{empty.tolist()}: effective count below {floor:.2g}); they sit at their "
+            "regularised covariance and the fit has fewer components than asked. Use fewer "
+            "n_components, another init_params or random_state, or more n_init.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+#: Effective number of observations below which a component counts as empty.
+_EMPTY_COUNT = 1e-6
+
+
 def _pick_best(state, max_iter):
     ok = np.asarray(state.ok)
     if not ok.any():
@@ -401,8 +458,8 @@ def _pick_best(state, max_iter):
             "Fitting the mixture model failed because some components have ill-defined empirical "
             "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
             "number of components, increase reg_covar, or scale the input data. In every restart a "
-            "component's effective number of observations went to zero or its covariance stopped "
-            "being positive definite. To fix it, " + _COLLAPSE_ADVICE + "."
+            "component's covariance stopped being positive definite (with reg_covar=0, an empty or "
+            "single-point component does). To fix it, " + _COLLAPSE_ADVICE + "."
         )
     if not ok.all():
         warnings.warn(

@@ -72,7 +72,7 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
     -------
     params : GMMParams
     ok : bool scalar
-        False when a component is empty or a covariance is not positive definite.
+        False when a covariance is not positive definite (or not finite).
     """
     dtype = S.dtype
     eps = jnp.finfo(dtype).eps
@@ -123,7 +123,10 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
             cov = jnp.broadcast_to(cov, (n_components, n_features, n_features))
         scale_tril = jnp.linalg.cholesky(cov)
     diag = jnp.diagonal(scale_tril, axis1=-2, axis2=-1)
-    ok = jnp.all(jnp.isfinite(scale_tril)) & jnp.all(diag > 0) & jnp.all(counts > jnp.sqrt(eps))
+    # As in scikit-learn, a component left without observations is not a failure while
+    # reg_covar keeps its covariance positive definite (``fit_em`` warns about it); without
+    # reg_covar its covariance is singular, and the Cholesky factor says so.
+    ok = jnp.all(jnp.isfinite(scale_tril)) & jnp.all(diag > 0)
     return GMMParams(weights, means, scale_tril), ok
 
 

@@ -64,16 +64,18 @@ def em_starts(
     n_init: int = 4,
     overfitted: bool = False,
     max_gap: float = 10.0,
+    n_extra: int = 0,
 ) -> list[GMMParams]:
-    """The distinct good EM optima of ``n_init`` runs, best first: over-dispersed chain starts.
+    """The distinct good EM optima of ``n_init + n_extra`` runs, best first: over-dispersed chain starts.
 
     Chains started at one optimum cannot show R-hat a second mode. Each distinct optimum
     (components matched up to relabelling, see ``_same_optimum``) whose log-likelihood is
     within ``max_gap`` nats of the best is returned, so that chain ``c`` can start at
     ``starts[c % len(starts)]``; an optimum further below has negligible posterior mass
-    next to the best and would only leave a chain stranded. Otherwise as ``em_start``,
-    whose result is the first element. Components of every start are ordered to match
-    the best one's, so that chains in one mode also share a labelling.
+    next to the best and would only leave a chain stranded. The first element is
+    ``em_start``'s result, the best of the first ``n_init`` runs; the ``n_extra`` runs
+    after them only add other optima. Components of every start are ordered to match
+    the best one's (the dp prior's ``sites_from_params`` reorders them by weight again).
 
     Returns
     -------
@@ -84,10 +86,12 @@ def em_starts(
     rng = np.random.RandomState(seed)
     runs = [_good_em(Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
     # bic evaluates the log-likelihood again: only when there is a choice.
-    fits = min(runs, key=lambda r: bic(r[0])) if overfitted else runs[0]
-    best = fits[0]
+    size = min(range(len(runs)), key=lambda i: bic(runs[i][0])) if overfitted else 0
+    best, others = runs[size][0], runs[size][1:]
+    if n_extra:
+        others = others + _good_em(Z, best.params.n_components, covariance_type, n_extra, rng)
     distinct = [best]
-    for fit in fits[1:]:
+    for fit in sorted(others, key=lambda fit: -fit.log_likelihood):
         if best.log_likelihood - fit.log_likelihood > max_gap:
             break
         if not any(_same_optimum(fit.params, kept.params) for kept in distinct):
@@ -153,13 +157,19 @@ def _good_em(Z, n_components, covariance_type, n_init, rng):
         _, idx = kmeans_plusplus(Z, n_components, random_state=rng)
         try:
             with warnings.catch_warnings():
-                # A start need not be converged: the sampler or optimiser takes it from there.
+                # A start need not be converged: the sampler or optimiser takes it from there;
+                # runs with empty components are passed over below.
                 warnings.filterwarnings("ignore", message="EM did not converge")
+                warnings.filterwarnings("ignore", message=".*hold no observation")
                 fits.append(
                     fit_em(Z, n_components, covariance_type, **_seeded_start(Z[idx], covariance_type))
                 )
         except ValueError as exc:  # this run collapsed; fit_em says how to avoid it
             error = exc
+    # A run that left a component empty has fewer components than asked (and that
+    # component's variance at EM's floor): another run is a better start, if there is one.
+    filled = [fit for fit in fits if np.min(np.asarray(fit.params.weights)) * len(Z) > 1e-3]
+    fits = filled or fits
     if not fits:
         raise error
     whole = [fit for fit in fits if not _collapsed(fit.params)]
@@ -275,7 +285,15 @@ def _weight_sites(weights: np.ndarray, weight_prior: str, priors: Priors) -> dic
         return {"weights": np.asarray(weights)}
     if weight_prior == "sparse":
         e0 = stats.gamma(priors.sparse_shape, scale=1 / priors.sparse_rate).median()
-        return {"weights": np.asarray(weights), "weight_concentration": np.asarray(e0)}
+        # g_k = h_k exp(-t_k / e0) with h_k = 1, and the largest weight's t at e0: the
+        # logits -t_k / e0 are then log w_k up to a constant (see models._sparse_log_weights).
+        log_w = np.log(np.asarray(weights))
+        decay = e0 * (1.0 + log_w.max() - log_w)
+        return {
+            "weight_concentration": np.asarray(e0),
+            "weight_gamma": np.ones_like(log_w),
+            "weight_decay": decay,
+        }
     alpha = np.asarray(stats.gamma(priors.dp_shape, scale=1 / priors.dp_rate).median())
     if len(weights) == 1:
         return {"concentration": alpha}

@@ -97,8 +97,9 @@ def fit_nuts(
     dtype : numpy dtype, default float64
     init : {"em", "prior"}
         ``"em"`` starts the chains at the distinct good optima of
-        ``max(4, 2 * num_chains)`` EM runs (``init.em_starts``: those within 10 nats
-        of the best log-likelihood, chain ``c`` at optimum ``c`` modulo their number),
+        ``max(4, 2 * num_chains)`` EM runs (``init.em_starts``: the best of the first 4,
+        then those within 10 nats of its log-likelihood, chain ``c`` at optimum ``c``
+        modulo their number),
         jittered in the unconstrained space, so that R-hat can see competing modes;
         ``"prior"`` uses NumPyro's default uniform initialisation.
     prior_draws : int, default 0
@@ -163,7 +164,7 @@ def fit_nuts(
             n_components,
             covariance_type,
             seed=int(jax.random.randint(key_init, (), 0, 2**30)),
-            n_init=max(4, 2 * num_chains),
+            n_extra=max(0, 2 * num_chains - 4),
             overfitted=weight_prior != "dirichlet",
         )
         sites = [sites_from_params(start, covariance_type, weight_prior, priors) for start in starts]

@@ -483,5 +483,5 @@ def _site_types(model_kwargs: dict, init: str, dtype) -> dict | None:
 
 
 def _latent(sites: dict, weight_prior: str) -> dict:
-    """The sampled sites among ``sites``: the dp prior's ``weights`` are deterministic."""
-    return {k: v for k, v in sites.items() if k != "weights" or weight_prior != "dp"}
+    """The sampled sites among ``sites``: the dp and sparse priors' ``weights`` are deterministic."""
+    return {k: v for k, v in sites.items() if k != "weights" or "weights" in WEIGHT_SITES[weight_prior]}
