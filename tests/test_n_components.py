@@ -183,7 +183,6 @@ def test_sparse_posterior_peaks_at_truth_sweep(n_clusters):
         X, 7, weight_prior="sparse", num_warmup=300, num_samples=300, num_chains=2, seed=n_clusters
     )
     assert n_components_posterior(idata, seed=0).attrs["mode"] == n_clusters
-    assert float(idata.sample_stats["diverging"].mean()) < 0.01
 
 
 @pytest.mark.slow
