@@ -186,6 +186,16 @@ def test_command_line_fits_and_saves(tmp_path):
     np.testing.assert_allclose(np.sort(means[:, 1]), [54.5, 80.0], rtol=0.03)
 
 
+def test_command_line_svi_report_has_no_mcmc_diagnostics():
+    cmd = [sys.executable, "-m", "bayesgmm.cli", "fit", "--inference", "svi", "--samples", "200"]
+    cmd.append("--no-progress")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "PSIS-LOO" in result.stdout and "R-hat" not in result.stdout
+    # Any diagnostics warning reads as the command's words, not as a Python source line.
+    assert ".py:" not in result.stderr
+
+
 def test_command_line_reports_bad_data(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n,3\n4,5\n")
