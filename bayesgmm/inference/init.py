@@ -89,7 +89,7 @@ def em_starts(
     size = min(range(len(runs)), key=lambda i: bic(runs[i][0])) if overfitted else 0
     best, others = runs[size][0], runs[size][1:]
     if n_extra:
-        others = others + _good_em(Z, best.params.n_components, covariance_type, n_extra, rng)
+        others = others + _extra_runs(Z, best.params.n_components, covariance_type, n_extra, rng)
     distinct = [best]
     for fit in sorted(others, key=lambda fit: -fit.log_likelihood):
         if best.log_likelihood - fit.log_likelihood > max_gap:
@@ -98,6 +98,18 @@ def em_starts(
             distinct.append(fit)
     starts = [_aligned(fit.params, best.params) for fit in distinct]
     return [_padded(p, n_components) for p in starts]
+
+
+def _extra_runs(Z, n_components, covariance_type, n_runs, rng) -> list:
+    """``_good_em``'s runs that may offer other optima: none when every run failed, collapsed
+    runs left out, and quietly, since they only add candidates to the best start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            fits = _good_em(Z, n_components, covariance_type, n_runs, rng)
+        except ValueError:
+            return []
+    return [fit for fit in fits if not _collapsed(fit.params)]
 
 
 def _same_optimum(a: GMMParams, b: GMMParams, tol: float = 0.5) -> bool:
