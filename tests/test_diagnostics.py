@@ -1,6 +1,7 @@
 """Fit diagnostics: each problem is reported, in words that say what to try; healthy fits are quiet."""
 
 import json
+import warnings
 
 import arviz as az
 import numpy as np
@@ -95,3 +96,10 @@ def test_competing_modes_are_flagged(two_modes):
     with pytest.warns(DiagnosticsWarning, match="R-hat"):
         idata = fit_nuts(two_modes, 2, num_warmup=150, num_samples=150, num_chains=2, seed=0)
     assert idata.attrs["n_starts"] >= 2
+
+
+def test_em_best_starts_every_chain_at_one_optimum(two_modes):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)  # too few draws to mix
+        idata = fit_nuts(two_modes, 2, num_warmup=150, num_samples=150, num_chains=2, seed=0, init="em-best")
+    assert idata.attrs["n_starts"] == 1 and idata.attrs["init"] == "em-best"

@@ -161,10 +161,12 @@ def test_heldout_lpd_iris_within_one_percent_of_nuts():
     # at other weights (R-hat 1.56, 44 divergences). Seed 1: max R-hat 1.015, none.
     # Iris also has modes where a component collapses onto tied (rounded) values, with a
     # far higher posterior density; both methods start from the EM start's mode, and that
-    # is the one compared here (the test checks that the fits stayed in it).
+    # is the one compared here (the test checks that the fits stayed in it). Chains started
+    # at other EM optima (fit_nuts's default) find a competing mode on this split, which
+    # the diagnostics flag; the reference is the posterior within the best one.
     X, _ = load_dataset("iris")
     train, test = split(X)
-    ref = fit_nuts(train, 3, seed=1, num_warmup=1000, num_samples=1000, num_chains=4)
+    ref = fit_nuts(train, 3, seed=1, num_warmup=1000, num_samples=1000, num_chains=4, init="em-best")
     assert int(ref.sample_stats["diverging"].sum()) == 0
     assert float(az.rhat(ref, var_names=["weights", "means"]).to_array().max()) < 1.02
     nuts = heldout_lpd(ref, test)

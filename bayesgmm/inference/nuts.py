@@ -95,13 +95,15 @@ def fit_nuts(
         Passed to ``numpyro.infer.NUTS``.
     seed : int, numpy Generator or JAX key, optional
     dtype : numpy dtype, default float64
-    init : {"em", "prior"}
+    init : {"em", "em-best", "prior"}
         ``"em"`` starts the chains at the distinct good optima of
         ``max(4, 2 * num_chains)`` EM runs (``init.em_starts``: the best of the first 4,
         then those within 10 nats of its log-likelihood, chain ``c`` at optimum ``c``
         modulo their number),
         jittered in the unconstrained space, so that R-hat can see competing modes;
-        ``"prior"`` uses NumPyro's default uniform initialisation.
+        ``"em-best"`` starts every chain at the best of them (R-hat then describes the
+        mixing within that mode only); ``"prior"`` uses NumPyro's default uniform
+        initialisation.
     prior_draws : int, default 0
         Number of prior draws for the ``prior`` / ``prior_predictive`` groups.
     posterior_predictive : bool, default False
@@ -141,8 +143,8 @@ def fit_nuts(
         feature_names = [str(c) for c in X.columns]
     # Standardised in float64, then cast: data far from the origin keep their spread in float32.
     X = check_X(X, n_components, dtype=np.float64)
-    if init not in ("em", "prior"):
-        raise ValueError(f"init must be 'em' or 'prior', got {init!r}.")
+    if init not in ("em", "em-best", "prior"):
+        raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")
     priors = Priors() if priors is None else priors
     if weight_prior not in WEIGHT_SITES:
         raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
@@ -158,15 +160,16 @@ def fit_nuts(
     )
     model = partial(gmm_model, **model_kwargs)
     init_params = None
-    if init == "em":
+    if init in ("em", "em-best"):
         starts = em_starts(
             Z,
             n_components,
             covariance_type,
             seed=int(jax.random.randint(key_init, (), 0, 2**30)),
-            n_extra=max(0, 2 * num_chains - 4),
+            n_extra=max(0, 2 * num_chains - 4) if init == "em" else 0,
             overfitted=weight_prior != "dirichlet",
         )
+        starts = starts if init == "em" else starts[:1]
         sites = [sites_from_params(start, covariance_type, weight_prior, priors) for start in starts]
         init_params = chain_init_params(model, {"Z": jnp.asarray(Z)}, sites, num_chains, key_init)
         if num_chains == 1:
@@ -209,7 +212,7 @@ def fit_nuts(
         "target_accept_prob": target_accept_prob,
         "max_tree_depth": max_tree_depth,
         "init": init,
-        "n_starts": len(starts) if init == "em" else 0,
+        "n_starts": len(starts) if init != "prior" else 0,
         "dtype": np.dtype(dtype).name,
     }
     # Results in the fit's precision, in the user's units.
