@@ -53,19 +53,19 @@ __all__ = [
     "GMMParams",
     "enable_compilation_cache",
     "load_dataset",
-    # --- EM (issue 3) ---
+    # --- EM ---
     "EMResult",
     "GaussianMixture",
     "aic",
     "bic",
     "fit_em",
     "icl",
-    # --- NUTS / models (issue 2) ---
+    # --- NUTS / models ---
     "BayesianGMM",
     "Priors",
     "fit_nuts",
     "params_from_idata",
-    # --- posterior (issue 5) ---
+    # --- posterior ---
     "BestPartition",
     "DiagnosticsWarning",
     "SwitchingReport",
@@ -77,16 +77,16 @@ __all__ = [
     "relabel",
     "sample_assignments",
     "summary",
-    # --- SVI (issue 4) ---
+    # --- SVI ---
     "fit_svi",
-    # --- checks and plots (issue 7) ---
+    # --- checks and plots ---
     "add_predictive",
     "count_modes",
     "loo",
     "plots",
     "ppc_pvalues",
     "waic",
-    # --- number of components (issue 6) ---
+    # --- number of components ---
     "compare_n_components",
     "induced_prior_n_components",
     "n_components_posterior",

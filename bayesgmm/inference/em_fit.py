@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
 
@@ -19,6 +18,7 @@ from bayesgmm.inference import em, em_shapes
 from bayesgmm.inference.em_criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em_init import INIT_PARAMS, initial_starts, resp_from_start
 from bayesgmm.inference.em_mstep import centred_prior, default_prior
+from bayesgmm.inference.em_result import EMResult
 from bayesgmm.params import GMMParams
 
 __all__ = ["EMResult", "aic", "bic", "default_prior", "fit_em", "icl", "n_parameters"]
@@ -27,111 +27,6 @@ _COLLAPSE_ADVICE = (
     "increase reg_covar (e.g. to 1e-4 or 1e-3 times the data variance), use fewer components, "
     "or try another init_params / random_state / more n_init"
 )
-
-
-@dataclass(frozen=True)
-class EMResult:
-    """Outcome of :func:`fit_em`, in the user's units.
-
-    Attributes
-    ----------
-    params : GMMParams
-        Fitted weights (n_components,), means (n_components, n_features) and Cholesky
-        factors of the covariances (n_components, n_features, n_features).
-    covariance_type : str
-    log_likelihood : float
-        Total (sample-weighted) log-likelihood of the data at ``params``.
-    lower_bound : float
-        scikit-learn's ``lower_bound_``: the mean log-likelihood per unit weight at the
-        parameters before the last M-step (plus log prior / total weight for MAP-EM).
-    lower_bounds : ndarray, shape (n_iter,)
-        ``lower_bound`` at each iteration of the best restart.
-    converged : bool
-    n_iter : int
-    """
-
-    params: GMMParams
-    covariance_type: str
-    log_likelihood: float
-    lower_bound: float
-    lower_bounds: np.ndarray
-    converged: bool
-    n_iter: int
-    X: np.ndarray = field(repr=False)
-    sample_weight: np.ndarray | None = field(default=None, repr=False)
-    #: Means in the coordinates the fit ran in (the data minus ``shift``, float64): float32
-    #: cannot hold means far from the origin to the data's precision in the user's units.
-    centred_means: np.ndarray | None = field(default=None, repr=False)
-    shift: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def covariances(self) -> np.ndarray:
-        """Covariances in scikit-learn's shape for ``covariance_type``."""
-        return em_shapes.sklearn_covariances(self.params, self.covariance_type)
-
-    def log_prob(self, X) -> np.ndarray:
-        """``log p(x_i | params)`` per row of ``X`` (n_obs, n_features), shape (n_obs,).
-
-        Computed about the fit's centre in float64, so that a float32 fit far from the
-        origin is scored at the parameters it found rather than at their rounded means.
-        """
-        params, Z = self._scoring(X)
-        return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
-
-    def responsibilities(self, X) -> np.ndarray:
-        """Membership probabilities of the rows of ``X``, shape (n_obs, n_components), as ``log_prob``."""
-        params, Z = self._scoring(X)
-        return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
-
-    def _scoring(self, X):
-        """Parameters and data in the coordinates the fit ran in, in float64."""
-        X = np.asarray(X, np.float64)
-        if self.centred_means is None:
-            return self.params, X
-        p = self.params
-        f64 = jnp.float64
-        centred = GMMParams(
-            jnp.asarray(p.weights, f64), jnp.asarray(self.centred_means, f64), jnp.asarray(p.scale_tril, f64)
-        )
-        return centred, X - self.shift
-
-    def to_inference_data(self):
-        """An ArviZ InferenceData with one chain of one draw.
-
-        Groups: ``posterior`` (``weights``, ``means``, ``covariances``), ``log_likelihood``
-        (``X``, pointwise, dims ``obs``) and ``observed_data`` (``X``).
-        """
-        import arviz as az
-        import xarray as xr
-
-        p = self.params
-        n_obs, n_features = self.X.shape
-        posterior = {
-            "weights": np.asarray(p.weights)[None, None],
-            "means": np.asarray(p.means)[None, None],
-            "covariances": np.asarray(p.covariances)[None, None],
-        }
-        ll = em_shapes.log_prob(p, jnp.asarray(self.X, p.means.dtype))
-        coords = {
-            "component": np.arange(p.n_components),
-            "feature": np.arange(n_features),
-            "feature_col": np.arange(n_features),
-            "obs": np.arange(n_obs),
-        }
-        dims = {
-            "weights": ["component"],
-            "means": ["component", "feature"],
-            "covariances": ["component", "feature", "feature_col"],
-        }
-        idata = az.from_dict(
-            posterior=posterior,
-            log_likelihood={"X": np.asarray(ll)[None, None]},
-            coords=coords,
-            dims={**dims, "X": ["obs"]},
-        )
-        observed = xr.Dataset({"X": (("obs", "feature"), np.asarray(self.X))}, coords=coords)
-        idata.add_groups(observed_data=observed)
-        return idata
 
 
 def fit_em(
