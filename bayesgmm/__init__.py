@@ -28,9 +28,9 @@ from bayesgmm.datasets import load_dataset  # noqa: E402
 from bayesgmm.elpd import loo, waic  # noqa: E402
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
 from bayesgmm.estimators.gaussian_mixture import GaussianMixture  # noqa: E402
-from bayesgmm.inference.em_fit import EMResult, aic, bic, fit_em, icl  # noqa: E402
+from bayesgmm.inference.em.fit import EMResult, aic, bic, fit_em, icl  # noqa: E402
 from bayesgmm.inference.nuts import fit_nuts  # noqa: E402
-from bayesgmm.inference.svi import fit_svi  # noqa: E402
+from bayesgmm.inference.svi.fit import fit_svi  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
 from bayesgmm.posterior import params_from_idata  # noqa: E402
 from bayesgmm.posterior.assignments import (  # noqa: E402

@@ -3,7 +3,7 @@
 A fit compiles a handful of XLA programs. At K=10, D=10 (minibatch SVI, mean-field guide,
 float64, on the 2-core AMD development machine) compiling takes about 8 s of CPU time (the SVI
 chunk program 3.3, the EM start 3, the guide start 1, the draws 0.5), even with the compile-time
-measures of ``bayesgmm._jit`` and ``svi_run`` (``benchmarks/README.md``). That is
+measures of ``bayesgmm._jit`` and ``svi.loop`` (``benchmarks/README.md``). That is
 more than the fit itself on moderate data, and it is paid again in every new Python
 process. JAX can keep compiled programs on disk and load them in later processes, keyed
 by the program text, the JAX and XLA versions and the compiler flags. So a stale entry

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bayesgmm import elpd
 from bayesgmm._validation import check_X
-from bayesgmm.inference.em_fit import aic, bic, fit_em, icl, n_parameters
+from bayesgmm.inference.em.fit import aic, bic, fit_em, icl, n_parameters
 
 #: Small Bayesian fits by default, so that a whole table is quick to compute.
 _FIT_DEFAULTS = {
@@ -157,7 +157,7 @@ def _bayes_fit(X, k, cov, inference, weight_prior, priors, seed, fit_kwargs):
     if inference == "nuts":
         from bayesgmm.inference.nuts import fit_nuts as fit
     else:
-        from bayesgmm.inference.svi import fit_svi as fit
+        from bayesgmm.inference.svi.fit import fit_svi as fit
     return fit(X, k, cov, priors=priors, weight_prior=weight_prior, seed=seed, **kwargs)
 
 

@@ -26,9 +26,10 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import bayesgmm
-from bayesgmm.inference import em, em_shapes
-from bayesgmm.inference.em_fit import fit_em
-from bayesgmm.inference.em_stats import n_stats
+from bayesgmm.inference.em import kernel as em
+from bayesgmm.inference.em import sklearn_shapes as em_shapes
+from bayesgmm.inference.em.fit import fit_em
+from bayesgmm.inference.em.stats import n_stats
 from bayesgmm.params import GMMParams
 
 N_ITER = 10

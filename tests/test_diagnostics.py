@@ -9,7 +9,7 @@ import pytest
 
 from bayesgmm import DiagnosticsWarning, fit_nuts, fit_problems
 from bayesgmm._validation import standardize
-from bayesgmm.inference.init import em_starts
+from bayesgmm.inference.start import em_starts
 
 
 def _nuts_idata(rng, n_chains=4, n_draws=400, chain_offsets=None, rho=0.0, energy=None, **stats):

@@ -11,10 +11,10 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import bayesgmm
 from bayesgmm import load_dataset
-from bayesgmm.inference import em
-from bayesgmm.inference.em_fit import aic, bic, fit_em, icl, n_parameters
-from bayesgmm.inference.em_shapes import log_prob as _log_prob
-from bayesgmm.inference.em_shapes import responsibilities as _resp
+from bayesgmm.inference.em import kernel as em
+from bayesgmm.inference.em.fit import aic, bic, fit_em, icl, n_parameters
+from bayesgmm.inference.em.sklearn_shapes import log_prob as _log_prob
+from bayesgmm.inference.em.sklearn_shapes import responsibilities as _resp
 from bayesgmm.params import GMMParams
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]

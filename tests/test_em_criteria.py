@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bayesgmm import load_dataset
-from bayesgmm.inference.em_fit import aic, bic, fit_em, icl
+from bayesgmm.inference.em.fit import aic, bic, fit_em, icl
 
 # mclust 6.0.0 fits of the bundled data, written by tests/data/mclust_parameters.R.
 MCLUST = json.loads((Path(__file__).parent / "data" / "mclust_parameters.json").read_text())

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bayesgmm.inference.em_fit import bic, fit_em, icl
+from bayesgmm.inference.em.fit import bic, fit_em, icl
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from bayesgmm import fit_svi
-from bayesgmm.inference.minibatch import ArraySource, ChunkSource, observed_rows
+from bayesgmm.sources import ArraySource, ChunkSource, observed_rows
 
 
 def _chunked(X, size):

@@ -10,7 +10,7 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_density
 from scipy import stats
 
-from bayesgmm.inference.init import sites_from_params
+from bayesgmm.inference.start import sites_from_params
 from bayesgmm.models import LATENT_SITES, gmm_model, params_from_sites
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors

@@ -23,7 +23,7 @@ from posterior_helpers import (
 from bayesgmm import relabel
 from bayesgmm._validation import standardize
 from bayesgmm.inference.idata import build_inference_data
-from bayesgmm.inference.init import chain_init_params, sites_from_params
+from bayesgmm.inference.start import chain_init_params, sites_from_params
 from bayesgmm.models import gmm_model, params_from_sites
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata

@@ -23,9 +23,9 @@ from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
 from bayesgmm import densities, fit_nuts, fit_svi, load_dataset, params_from_idata
-from bayesgmm.inference.minibatch import ArraySource, ChunkSource, row_blocks, streaming_moments
-from bayesgmm.inference.svi_run import elbo_converged
+from bayesgmm.inference.svi.loop import elbo_converged
 from bayesgmm.models import gmm_model
+from bayesgmm.sources import ArraySource, ChunkSource, row_blocks, streaming_moments
 
 NUTS_SMALL = dict(num_warmup=200, num_samples=250, num_chains=2)
 
@@ -188,8 +188,8 @@ def test_em_start_avoids_components_collapsed_onto_tied_values():
     from sklearn.cluster import kmeans_plusplus
 
     from bayesgmm._validation import standardize
-    from bayesgmm.inference.em_fit import fit_em
-    from bayesgmm.inference.init import _collapsed, _seeded_start, em_start
+    from bayesgmm.inference.em.fit import fit_em
+    from bayesgmm.inference.start import _collapsed, _seeded_start, em_start
 
     X, _ = load_dataset("iris")
     Z = standardize(X)[0]
@@ -220,7 +220,7 @@ def test_em_start_avoids_components_collapsed_onto_tied_values():
 def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     from numpyro.infer.autoguide import AutoDelta
 
-    from bayesgmm.inference.svi_run import CONVERGENCE_LAG_STEPS, TracingSVI, _chunk_runner, run_chunks
+    from bayesgmm.inference.svi.loop import CONVERGENCE_LAG_STEPS, TracingSVI, _chunk_runner, run_chunks
 
     # A MAP fit of one mean (Adam, no noise): the chunk returns the mean of its active steps'
     # parameters, which single-step chunks from the same state reproduce.
@@ -353,8 +353,8 @@ def test_map_guide_and_restarts_as_chains():
 def test_ordered_elbo_equals_numpyro_trace_elbo(guide):
     from numpyro.infer import SVI, Trace_ELBO
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
-    from bayesgmm.inference.svi_run import make_guide
+    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     def losses(model, n_particles, key, Z):
         # Guide and SVI are set up inside the trace: op by op, each of numpyro's few hundred
@@ -379,8 +379,8 @@ def test_ordered_elbo_equals_numpyro_trace_elbo(guide):
 def test_ordered_renyi_equals_numpyro_renyi_elbo(alpha):
     from numpyro.infer import RenyiELBO
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
-    from bayesgmm.inference.svi_run import make_guide
+    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     def losses(key, Z):
         g = make_guide("fullrank", model, init_to_median, 0.3)
@@ -423,7 +423,7 @@ def test_renyi_bound_of_the_exact_posterior_is_the_log_evidence(alpha, n_particl
     # so every bound equals it.
     from scipy.stats import multivariate_normal
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     z, model, guide, exact = _normal_mean_problem()
     log_evidence = multivariate_normal(np.zeros(len(z)), np.eye(len(z)) + 4.0).logpdf(z)
@@ -437,7 +437,7 @@ def test_importance_weighted_bound_is_tighter_than_the_elbo():
     # between the ELBO and the log evidence, closer with more particles (averaged over keys).
     from scipy.stats import multivariate_normal
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     z, model, guide, exact = _normal_mean_problem()
     wide = {"m": exact["m"], "log_s": exact["log_s"] + np.log(2.0)}
@@ -473,7 +473,7 @@ def test_doubly_reparameterised_gradient_is_unbiased_and_less_noisy(alpha):
     # point of it: Tucker et al. 2019; 0.007 against 0.35 for m at alpha = 0).
     from numpyro.infer import RenyiELBO
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     z, model, guide, exact = _normal_mean_problem()
     params = {"m": exact["m"] + 0.3, "log_s": exact["log_s"] + np.log(1.5)}
@@ -505,8 +505,8 @@ def test_doubly_reparameterised_gradient_is_unbiased_for_every_guide(guide):
     # within 4.5 standard errors of their difference, for every guide parameter.
     from numpyro.infer import RenyiELBO
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
-    from bayesgmm.inference.svi_run import make_guide
+    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     Z = simulated(40)
     model = partial(gmm_model, n_components=2, n_features=2, covariance_type="full")
@@ -535,7 +535,7 @@ def test_doubly_reparameterised_gradient_vanishes_at_the_exact_posterior(alpha):
     # gradient is zero draw by draw, where the plain estimator's is only zero on average.
     from numpyro.infer import RenyiELBO
 
-    from bayesgmm.inference.elbo import OrderedTraceELBO
+    from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     z, model, guide, exact = _normal_mean_problem()
     keys = jax.random.split(jax.random.PRNGKey(1), 50)
@@ -592,8 +592,8 @@ def _numpyro_noise(guide, key, Z):
 def test_guide_noise_reproduces_numpyro_draws(guide):
     # Fed the very values numpyro's samplers would draw from the guide's keys, the ELBO with
     # given noise (as the chunk program runs it) is numpyro's Trace_ELBO, particles included.
-    from bayesgmm.inference.elbo import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
-    from bayesgmm.inference.svi_run import make_guide
+    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.objective import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
 
     def losses(model, n_particles, key, Z):
         g = make_guide(guide, model, init_to_median, 0.3)
@@ -628,7 +628,7 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     from numpyro.infer.autoguide import AutoDelta
 
     from bayesgmm import _jit
-    from bayesgmm.inference.svi_run import TracingSVI, _chunk_runner
+    from bayesgmm.inference.svi.loop import TracingSVI, _chunk_runner
 
     def model(Z):
         mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
@@ -694,7 +694,7 @@ def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream, 
 
 
 def test_guide_noise_refuses_too_little_noise():
-    from bayesgmm.inference.elbo import GuideNoise
+    from bayesgmm.inference.svi.objective import GuideNoise
 
     def guide():
         numpyro.sample("x", dist.Normal(jax.numpy.zeros(3), 1.0).to_event(1))
@@ -710,8 +710,8 @@ from numpyro.infer import SVI
 from numpyro.infer.initialization import init_to_median
 from numpyro.optim import optax_to_numpyro
 import bayesgmm
-from bayesgmm.inference.elbo import OrderedTraceELBO
-from bayesgmm.inference.svi_run import make_guide
+from bayesgmm.inference.svi.objective import OrderedTraceELBO
+from bayesgmm.inference.svi.loop import make_guide
 from bayesgmm.models import gmm_model
 model = partial(gmm_model, n_components=3, n_features=2, covariance_type="full")
 

@@ -109,7 +109,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
                 num_chains=self.num_chains,
                 **common,
             )
-        from bayesgmm.inference.svi import fit_svi
+        from bayesgmm.inference.svi.fit import fit_svi
 
         return fit_svi(
             X,

@@ -13,8 +13,8 @@ from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesgmm.inference import em_shapes
-from bayesgmm.inference.em_fit import fit_em, n_parameters
+from bayesgmm.inference.em import sklearn_shapes as em_shapes
+from bayesgmm.inference.em.fit import fit_em, n_parameters
 from bayesgmm.params import GMMParams
 
 

@@ -1,7 +1,7 @@
 """Inference: NUTS and SVI return InferenceData, EM returns EMResult."""
 
-from bayesgmm.inference.em_fit import EMResult, fit_em
+from bayesgmm.inference.em.fit import EMResult, fit_em
 from bayesgmm.inference.nuts import fit_nuts
-from bayesgmm.inference.svi import fit_svi
+from bayesgmm.inference.svi.fit import fit_svi
 
 __all__ = ["EMResult", "fit_em", "fit_nuts", "fit_svi"]

@@ -14,7 +14,7 @@ from numpyro.infer import MCMC, NUTS, Predictive
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.idata import build_inference_data
-from bayesgmm.inference.init import chain_init_params, em_starts, sites_from_params
+from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 

@@ -25,10 +25,9 @@ from tqdm.auto import tqdm
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.idata import build_inference_data
-from bayesgmm.inference.init import compile_em_start, em_start, sites_from_params
-from bayesgmm.inference.minibatch import as_source, observed_rows, row_blocks, streaming_moments
-from bayesgmm.inference.svi_draws import importance_stats
-from bayesgmm.inference.svi_run import (
+from bayesgmm.inference.start import compile_em_start, em_start, sites_from_params
+from bayesgmm.inference.svi.draws import importance_stats
+from bayesgmm.inference.svi.loop import (
     CONVERGENCE_LAG_STEPS,
     GUIDES,
     compile_ahead,
@@ -39,6 +38,7 @@ from bayesgmm.inference.svi_run import (
 from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
+from bayesgmm.sources import as_source, observed_rows, row_blocks, streaming_moments
 
 #: Minibatch size used when the data are streamed (memmap or chunk callable) and none is given.
 DEFAULT_BATCH_SIZE = 4096
@@ -126,9 +126,9 @@ def fit_svi(
     max_steps, tol, chunk_size : int, float, int
         Steps run ``chunk_size`` at a time in one compiled program (compiled once per
         process and configuration); the fit stops after ``max_steps`` or when
-        ``svi_run.elbo_converged`` holds for two chunks in a row, each chunk compared
+        ``loop.elbo_converged`` holds for two chunks in a row, each chunk compared
         with the one 2000 steps back in full batch, with the one before with minibatches
-        (``svi_run.run_chunks``). The draws come from the guide parameters averaged over
+        (``loop.run_chunks``). The draws come from the guide parameters averaged over
         the last chunk.
     batch_size : int, optional
         Minibatch size: the likelihood of ``batch_size`` random rows is scaled by
@@ -181,7 +181,7 @@ def fit_svi(
         The groups of ``fit_nuts`` (``posterior``, ``log_likelihood``, ``observed_data``,
         ``constant_data``), plus ``elbo_trace`` (``elbo`` with dims restart/step, for
         every restart) and, when the data are not subset, ``sample_stats`` with ``lp``
-        and ``log_q`` per draw (see ``svi_draws.importance_stats``; ``attrs["pareto_k"]``
+        and ``log_q`` per draw (see ``draws.importance_stats``; ``attrs["pareto_k"]``
         says how far the guide is from the posterior: above 0.7, do not trust it).
         ``attrs["timings"]`` holds the seconds spent in each phase (JSON): ``em_start``
         includes tracing its own program and the SVI programs, whose compilation runs

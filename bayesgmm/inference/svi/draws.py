@@ -40,7 +40,7 @@ def _guide_log_q(guide, guide_name: str, params: dict, u: dict):
 def importance_fn(tracing_svi, guide_name: str):
     """Jitted ``(params, draws, Z) -> (lp, log_q)`` for one chain's draws (leaves (n_draws, ...)).
 
-    ``tracing_svi`` gives the set-up SVI (``svi_run.TracingSVI``); built once per fit
+    ``tracing_svi`` gives the set-up SVI (``loop.TracingSVI``); built once per fit
     configuration so that later fits reuse the compiled code. ``log_q`` is zeros for
     ``"map"``.
     """

@@ -1,12 +1,12 @@
 """EM for Gaussian mixtures as pure JAX functions, laid out like a sampler kernel.
 
-One EM iteration needs only two matrix products over the data (see ``em_stats``): the
+One EM iteration needs only two matrix products over the data (see ``stats``): the
 E-step ``logits = F @ C(params)`` and the M-step's statistics ``S = F.T @ (w * resp)``, with
 ``F`` a fixed feature map of the data, built once per fit. The data are centred on their
 (weighted) mean before ``F`` is built, which keeps the moment expansion's cancellation
 error at ``eps * (spread / component scale)**2``; parameters inside this module are in
 those centred coordinates, and ``fit_em`` maps them back. That error is negligible in
-float64 but not in float32, so float32 data take ``em_stats.centred_stats`` instead,
+float64 but not in float32, so float32 data take ``stats.centred_stats`` instead,
 which sums each row about each component's mean.
 
 The state is a NamedTuple, ``step`` is pure, ``run_em`` drives it with ``lax.while_loop``
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from bayesgmm._jit import jit
-from bayesgmm.inference.em_mstep import EMPrior, log_prior, m_step
-from bayesgmm.inference.em_stats import (
+from bayesgmm.inference.em.mstep import EMPrior, log_prior, m_step
+from bayesgmm.inference.em.stats import (
     centred_stats,
     centred_stats_from_resp,
     coefficients,

@@ -34,8 +34,8 @@ from numpyro.infer.svi import SVIState
 from numpyro.optim import optax_to_numpyro
 
 from bayesgmm._jit import jit
-from bayesgmm.inference.elbo import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
-from bayesgmm.inference.svi_draws import importance_fn
+from bayesgmm.inference.svi.draws import importance_fn
+from bayesgmm.inference.svi.objective import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
 
 #: Variational families by name. ``map`` is a point mass: a MAP estimate, not a posterior.
 GUIDES = {

@@ -1,4 +1,4 @@
-"""The EM M-step and the log prior of MAP-EM, from the sufficient statistics of ``em_stats``."""
+"""The EM M-step and the log prior of MAP-EM, from the sufficient statistics of ``stats``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.inference.em_stats import precisions
+from bayesgmm.inference.em.stats import precisions
 from bayesgmm.params import GMMParams
 
 
@@ -62,11 +62,11 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
     covariance_type : str
     prior : EMPrior or None
     second : array, shape (n_features (n_features + 1) / 2,), optional
-        Tied only: the total weighted second moment ``em_stats.second_moment(X, w)``. Without
+        Tied only: the total weighted second moment ``stats.second_moment(X, w)``. Without
         it, tied's ``S`` holds per-component second moments in ``full``'s layout.
     centre : array, shape (n_components, n_features), optional
         The point each component's sums and second moments in ``S`` are taken about
-        (``em_stats.centred_stats``); None for the moment expansion's statistics of ``x``.
+        (``stats.centred_stats``); None for the moment expansion's statistics of ``x``.
 
     Returns
     -------

@@ -81,7 +81,7 @@ def em_starts(
     -------
     list of GMMParams
     """
-    from bayesgmm.inference.em_fit import bic
+    from bayesgmm.inference.em.fit import bic
 
     rng = np.random.RandomState(seed)
     runs = [_good_em(Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
@@ -162,7 +162,7 @@ def _good_em(Z, n_components, covariance_type, n_init, rng):
     only those where no component collapsed (see ``_collapsed``) if there are any."""
     from sklearn.cluster import kmeans_plusplus
 
-    from bayesgmm.inference.em_fit import fit_em
+    from bayesgmm.inference.em.fit import fit_em
 
     fits, error = [], None
     for _ in range(n_init):
@@ -245,7 +245,7 @@ def compile_em_start(Z, n_components: int, covariance_type: str, pool, overfitte
     -------
     list of concurrent.futures.Future
     """
-    from bayesgmm.inference.em_fit import lower_em
+    from bayesgmm.inference.em.fit import lower_em
 
     return [
         pool.submit(lower_em(Z, k, covariance_type, **_seeded_start(Z[:k], covariance_type)).compile)

@@ -14,11 +14,12 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
 from bayesgmm._validation import check_covariance_type, check_n_components, check_X
-from bayesgmm.inference import em, em_shapes
-from bayesgmm.inference.em_criteria import aic, bic, icl, n_parameters
-from bayesgmm.inference.em_init import INIT_PARAMS, initial_starts, resp_from_start
-from bayesgmm.inference.em_mstep import centred_prior, default_prior
-from bayesgmm.inference.em_result import EMResult
+from bayesgmm.inference.em import kernel as em
+from bayesgmm.inference.em import sklearn_shapes as em_shapes
+from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
+from bayesgmm.inference.em.init import INIT_PARAMS, initial_starts, resp_from_start
+from bayesgmm.inference.em.mstep import centred_prior, default_prior
+from bayesgmm.inference.em.result import EMResult
 from bayesgmm.params import GMMParams
 
 __all__ = ["EMResult", "aic", "bic", "default_prior", "fit_em", "icl", "n_parameters"]
@@ -282,7 +283,7 @@ def _fit_program(start, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **sta
 
     One program per shape instead of several keeps compile time low for repeated small fits;
     ``max_iter`` is traced and only its bucket ``n_history`` is static, for the same reason.
-    ``start`` is the restart's entry of ``em_init.initial_starts`` (None when ``given`` is
+    ``start`` is the restart's entry of ``init.initial_starts`` (None when ``given`` is
     complete); ``given`` holds (weights, centred means, covariance Cholesky factors), each or
     None; ``lb0`` is the lower bound the first iteration is compared with.
     """

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm.inference import em_shapes
+from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.params import GMMParams
 
 

@@ -1,0 +1,1 @@
+"""Stochastic variational inference: guides, objective, compiled chunks, the run loop and draws."""
