@@ -26,7 +26,7 @@ from matplotlib.patches import Ellipse  # noqa: E402
 
 import bayesgmm  # noqa: E402
 import bayesgmm.plots as bp  # noqa: E402
-from bayesgmm.inference.em.fit import EMResult  # noqa: E402
+from bayesgmm.inference.em.result import EMResult  # noqa: E402
 from bayesgmm.params import GMMParams  # noqa: E402
 from bayesgmm.ppc import add_predictive  # noqa: E402
 

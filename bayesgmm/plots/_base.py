@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bayesgmm.inference.em.fit import EMResult
+from bayesgmm.inference.em.result import EMResult
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.relabel import is_relabelled, relabel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bayesgmm.inference.em.fit import EMResult
+from bayesgmm.inference.em.result import EMResult
 from bayesgmm.plots._base import component_colors, feature_names, get_ax
 
 
