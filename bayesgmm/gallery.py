@@ -60,6 +60,7 @@ def _save(fig, outdir: Path, name: str) -> None:
 
 
 def faithful(outdir: Path, s: dict, seed: int) -> None:
+    """Write the Old Faithful figures: EM, SVI and NUTS fits, assignments, criteria."""
     X, _ = bayesgmm.load_dataset("faithful")
     names = ["eruptions", "waiting"]
     nuts = bayesgmm.fit_nuts(
@@ -98,6 +99,7 @@ def faithful(outdir: Path, s: dict, seed: int) -> None:
 
 
 def galaxies(outdir: Path, s: dict, seed: int) -> None:
+    """Write the galaxies figures: densities, the number of components, predictive checks."""
     X, _ = bayesgmm.load_dataset("galaxies")
     X = X / 1000.0  # km/s -> 1000 km/s, for readable axes
     kw = dict(num_warmup=s["num_warmup"], num_samples=s["num_samples"], num_chains=s["num_chains"], seed=seed)
@@ -142,6 +144,7 @@ def galaxies(outdir: Path, s: dict, seed: int) -> None:
 
 
 def iris(outdir: Path, s: dict, seed: int) -> None:
+    """Write the iris pairs plot of an SVI fit."""
     frame = bayesgmm.load_dataset("iris", as_frame=True)
     X = frame.drop(columns="species")
     svi = bayesgmm.fit_svi(X, 3, max_steps=s["svi_steps"], num_samples=s["svi_samples"], seed=seed)
@@ -150,7 +153,7 @@ def iris(outdir: Path, s: dict, seed: int) -> None:
     _save(fig, outdir, "iris_pairs.png")
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Write the gallery; ``argv`` as on the command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m bayesgmm.gallery", description=__doc__.splitlines()[0])
     parser.add_argument("outdir", nargs="?", default="gallery", help="folder for the PNGs (default gallery/)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
+from numpy.typing import ArrayLike
 
 
 class GMMParams(NamedTuple):
@@ -37,10 +38,12 @@ class GMMParams(NamedTuple):
 
     @property
     def n_components(self) -> int:
+        """Number of mixture components."""
         return self.means.shape[-2]
 
     @property
     def n_features(self) -> int:
+        """Number of features."""
         return self.means.shape[-1]
 
     @property
@@ -49,16 +52,16 @@ class GMMParams(NamedTuple):
         return self.scale_tril @ jnp.swapaxes(self.scale_tril, -1, -2)
 
     @classmethod
-    def from_covariances(cls, weights, means, covariances) -> GMMParams:
+    def from_covariances(cls, weights: ArrayLike, means: ArrayLike, covariances: ArrayLike) -> GMMParams:
         """Build from covariance matrices, shape (n_components, n_features, n_features)."""
         return cls(jnp.asarray(weights), jnp.asarray(means), jnp.linalg.cholesky(jnp.asarray(covariances)))
 
-    def permute(self, perm) -> GMMParams:
+    def permute(self, perm: ArrayLike) -> GMMParams:
         """Reorder the components: component ``k`` of the result is ``perm[k]`` of this one."""
         perm = jnp.asarray(perm)
         return GMMParams(self.weights[..., perm], self.means[..., perm, :], self.scale_tril[..., perm, :, :])
 
-    def unstandardize(self, loc, scale) -> GMMParams:
+    def unstandardize(self, loc: ArrayLike, scale: ArrayLike) -> GMMParams:
         """Map parameters fitted to ``(X - loc) / scale`` back to the units of ``X``.
 
         ``loc`` and ``scale`` have shape (n_features,).

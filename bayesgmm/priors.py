@@ -68,7 +68,8 @@ class Priors:
     dp_shape: float = 2.0
     dp_rate: float = 4.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        """Refuse values that are not positive and finite."""
         positive = ("weight_concentration", "mean_scale", "scale_loc", "scale_scale", "lkj_concentration")
         for name in (*positive, "sparse_shape", "sparse_rate", "dp_shape", "dp_rate"):
             value = getattr(self, name)
@@ -76,4 +77,5 @@ class Priors:
                 raise ValueError(f"Priors.{name} must be a positive finite number, got {value!r}.")
 
     def to_dict(self) -> dict:
+        """Return the fields as a dict, for JSON (``InferenceData.attrs["priors"]``)."""
         return asdict(self)

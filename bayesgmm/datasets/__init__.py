@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 _DATASETS = {
@@ -33,7 +34,7 @@ def dataset_names() -> list[str]:
     return sorted(_DATASETS)
 
 
-def load_dataset(name: str, as_frame: bool = False):
+def load_dataset(name: str, as_frame: bool = False) -> pd.DataFrame | tuple[np.ndarray, np.ndarray | None]:
     """Load a bundled data set.
 
     Parameters
@@ -70,7 +71,7 @@ def load_dataset(name: str, as_frame: bool = False):
 
 
 def describe_dataset(name: str) -> str:
-    """A one-paragraph description of a bundled data set and where it comes from."""
+    """Describe in one paragraph a bundled data set and where it comes from."""
     if name not in _DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {dataset_names()}.")
     return _DATASETS[name][1]

@@ -6,7 +6,11 @@ inference: they take an InferenceData, an ``EMResult`` or a table.
 Examples
 --------
 >>> import bayesgmm.plots as bp
->>> ax = bp.plot_ellipses(idata, n_draws=50)  # doctest: +SKIP
+>>> from bayesgmm import fit_em, load_dataset
+>>> X, _ = load_dataset("faithful")
+>>> ax = bp.plot_ellipses(fit_em(X, 2, seed=0))
+>>> ax.get_xlabel()
+'x0'
 """
 
 from bayesgmm.plots.assignments import plot_coclustering, plot_uncertainty

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from bayesgmm.plots._base import feature_names, get_ax, observed_X
 from bayesgmm.posterior.assignments import coclustering_matrix, membership_probabilities
 from bayesgmm.posterior.partition import best_partition
 
+if TYPE_CHECKING:
+    import arviz as az
+    import xarray as xr
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
 
-def plot_uncertainty(idata, features=(0, 1), probs=None, cmap: str = "viridis", ax=None):
+
+def plot_uncertainty(
+    idata: az.InferenceData,
+    features: tuple[int, int] = (0, 1),
+    probs: xr.Dataset | None = None,
+    cmap: str = "viridis",
+    ax: Axes | None = None,
+) -> Axes:
     """Points shaded by the uncertainty of their assignment (mclust's ``1 - max_k p_ik``).
 
     Parameters
@@ -31,7 +45,12 @@ def plot_uncertainty(idata, features=(0, 1), probs=None, cmap: str = "viridis", 
 
     Examples
     --------
-    >>> ax = plot_uncertainty(idata)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> ax = plot_uncertainty(idata)
+    >>> len(ax.collections[0].get_offsets()) == len(X)
+    True
     """
     ax = get_ax(ax)
     probs = membership_probabilities(idata) if probs is None else probs
@@ -55,8 +74,14 @@ def plot_uncertainty(idata, features=(0, 1), probs=None, cmap: str = "viridis", 
     return ax
 
 
-def plot_coclustering(idata=None, sim=None, labels=None, cmap: str = "Greys", ax=None):
-    """The posterior co-clustering matrix, observations ordered by the best partition.
+def plot_coclustering(
+    idata: az.InferenceData | None = None,
+    sim: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
+    cmap: str = "Greys",
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot the posterior co-clustering matrix, observations ordered by the best partition.
 
     Parameters
     ----------
@@ -77,7 +102,12 @@ def plot_coclustering(idata=None, sim=None, labels=None, cmap: str = "Greys", ax
 
     Examples
     --------
-    >>> ax = plot_coclustering(idata)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> ax = plot_coclustering(idata)
+    >>> ax.images[0].get_array().shape
+    (272, 272)
     """
     if sim is None:
         if idata is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -10,8 +12,26 @@ from bayesgmm.plots.ellipses import plot_ellipses
 from bayesgmm.plots.predictive import plot_density_1d
 from bayesgmm.posterior.relabel import is_relabelled, relabel
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def plot_compare_fits(X, em_result, svi_idata, nuts_idata, n_draws: int = 50, features=(0, 1), fig=None):
+    import arviz as az
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+
+    from bayesgmm._typing import Fit
+    from bayesgmm.inference.em.result import EMResult
+
+
+def plot_compare_fits(
+    X: ArrayLike,
+    em_result: EMResult,
+    svi_idata: az.InferenceData,
+    nuts_idata: az.InferenceData,
+    n_draws: int = 50,
+    features: tuple[int, int] = (0, 1),
+    fig: Figure | None = None,
+) -> Figure:
     """EM, SVI and NUTS fits of the same data in three panels with shared axes.
 
     Parameters
@@ -33,7 +53,12 @@ def plot_compare_fits(X, em_result, svi_idata, nuts_idata, n_draws: int = 50, fe
 
     Examples
     --------
-    >>> fig = plot_compare_fits(X, fit_em(X, 2), fit_svi(X, 2), fit_nuts(X, 2))  # doctest: +SKIP
+    >>> from bayesgmm import fit_em, fit_nuts, fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> nuts = fit_nuts(X, 2, num_warmup=100, num_samples=100, num_chains=1, seed=0)
+    >>> fig = plot_compare_fits(X, fit_em(X, 2, seed=0), fit_svi(X, 2, seed=0), nuts)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['EM', 'SVI', 'NUTS']
     """
     X = np.asarray(X, dtype=float)
     X = X[:, None] if X.ndim == 1 else X
@@ -50,7 +75,13 @@ def plot_compare_fits(X, em_result, svi_idata, nuts_idata, n_draws: int = 50, fe
     return fig
 
 
-def plot_pairs(source, X=None, n_draws: int = 20, features=None, fig=None):
+def plot_pairs(
+    source: Fit,
+    X: ArrayLike | None = None,
+    n_draws: int = 20,
+    features: Sequence[int] | None = None,
+    fig: Figure | None = None,
+) -> Figure:
     """Pair plot for more than two features: ellipses off the diagonal, densities on it.
 
     Parameters
@@ -73,7 +104,11 @@ def plot_pairs(source, X=None, n_draws: int = 20, features=None, fig=None):
 
     Examples
     --------
-    >>> fig = plot_pairs(fit_em(X_iris, 3))  # doctest: +SKIP
+    >>> from bayesgmm import fit_em, load_dataset
+    >>> X_iris, _ = load_dataset("iris")
+    >>> fig = plot_pairs(fit_em(X_iris, 3, seed=0))
+    >>> len(fig.axes)
+    16
     """
     _, X_fit, names = fit_params(source, relabel_draws=False)
     X = X_fit if X is None else np.asarray(X, dtype=float)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
@@ -9,9 +11,15 @@ from scipy.stats import chi2
 
 from bayesgmm.plots._base import component_colors, fit_params, get_ax, thin_draws
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
 
-def ellipse_patch(mean, cov, level: float = 0.9, **kwargs) -> Ellipse:
-    """The ellipse holding probability ``level`` of a 2-D normal.
+    from bayesgmm._typing import Fit
+
+
+def ellipse_patch(mean: ArrayLike, cov: ArrayLike, level: float = 0.9, **kwargs: Any) -> Ellipse:
+    """Return the ellipse holding probability ``level`` of a 2-D normal.
 
     Parameters
     ----------
@@ -25,7 +33,7 @@ def ellipse_patch(mean, cov, level: float = 0.9, **kwargs) -> Ellipse:
     Examples
     --------
     >>> e = ellipse_patch(np.zeros(2), np.eye(2), level=0.9)
-    >>> round(e.width, 3)
+    >>> float(round(e.width, 3))
     4.292
     """
     vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=float))
@@ -36,16 +44,16 @@ def ellipse_patch(mean, cov, level: float = 0.9, **kwargs) -> Ellipse:
 
 
 def plot_ellipses(
-    source,
-    X=None,
+    source: Fit,
+    X: ArrayLike | None = None,
     n_draws: int = 50,
-    features=(0, 1),
+    features: tuple[int, int] = (0, 1),
     level: float = 0.9,
     show_data: bool = True,
     legend: bool = True,
-    ax=None,
-):
-    """Data with covariance ellipses of the mixture components.
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot the data with covariance ellipses of the mixture components.
 
     From an InferenceData: one faint ellipse per component for each of ``n_draws``
     evenly spaced posterior draws (their spread shows the posterior uncertainty)
@@ -77,8 +85,12 @@ def plot_ellipses(
 
     Examples
     --------
-    >>> ax = plot_ellipses(idata, n_draws=30)  # doctest: +SKIP
-    >>> len(ax.patches)  # 30 * n_components + n_components  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> ax = plot_ellipses(idata, n_draws=30)
+    >>> len(ax.patches)  # 30 draws of each component, then each component's mean
+    62
     """
     draws, X_fit, names = fit_params(source)
     X = X_fit if X is None else np.asarray(X, dtype=float)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from bayesgmm.plots._base import get_ax
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
 
 #: Criteria read from a table (case-insensitive column names), lower is better for all but
 #: ``elpd_loo``, which is drawn on the same deviance scale as ``LOOIC = -2 elpd_loo``.
@@ -25,7 +33,12 @@ def _as_series(probs, ks=None) -> pd.Series:
     return pd.Series(values, index=index)
 
 
-def plot_n_components(posterior_probs, prior_probs=None, ks=None, ax=None):
+def plot_n_components(
+    posterior_probs: pd.Series | pd.DataFrame | ArrayLike,
+    prior_probs: pd.Series | pd.DataFrame | ArrayLike | None = None,
+    ks: ArrayLike | None = None,
+    ax: Axes | None = None,
+) -> Axes:
     """Posterior probabilities of the number of components beside the prior they induce.
 
     Parameters
@@ -70,7 +83,7 @@ def plot_n_components(posterior_probs, prior_probs=None, ks=None, ax=None):
     return ax
 
 
-def plot_criteria(table, criteria=None, ax=None):
+def plot_criteria(table: pd.DataFrame, criteria: Sequence[str] | None = None, ax: Axes | None = None) -> Axes:
     """Information criteria over the number of components, best K marked.
 
     Parameters

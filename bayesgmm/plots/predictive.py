@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import arviz as az
 import numpy as np
 
 from bayesgmm.plots._base import feature_names, fit_params, get_ax, observed_X, thin_draws
 from bayesgmm.ppc import default_statistics, replicated_statistics
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def marginal_density(draws, grid, feature: int = 0) -> np.ndarray:
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
+
+    from bayesgmm._typing import Fit
+    from bayesgmm.params import GMMParams
+
+
+def marginal_density(draws: GMMParams, grid: ArrayLike, feature: int = 0) -> np.ndarray:
     """Marginal mixture density of one feature for every draw.
 
     Parameters
@@ -33,14 +44,14 @@ def marginal_density(draws, grid, feature: int = 0) -> np.ndarray:
 
 
 def plot_density_1d(
-    source,
+    source: Fit,
     feature: int = 0,
     hdi_prob: float = 0.94,
     n_draws: int = 200,
     grid_size: int = 256,
-    bins="auto",
-    ax=None,
-):
+    bins: int | str = "auto",
+    ax: Axes | None = None,
+) -> Axes:
     """Histogram of one feature under the fitted mixture density and its credible band.
 
     Parameters
@@ -64,7 +75,11 @@ def plot_density_1d(
 
     Examples
     --------
-    >>> ax = plot_density_1d(idata, hdi_prob=0.9)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X = load_dataset("galaxies", as_frame=True)
+    >>> ax = plot_density_1d(fit_svi(X, 3, seed=0), hdi_prob=0.9)
+    >>> ax.get_xlabel()
+    'velocity'
     """
     ax = get_ax(ax)
     draws, X, names = fit_params(source, relabel_draws=False)
@@ -89,7 +104,13 @@ def plot_density_1d(
     return ax
 
 
-def plot_ppc_statistic(idata, statistic: str, statistics=None, group: str = "posterior_predictive", ax=None):
+def plot_ppc_statistic(
+    idata: az.InferenceData,
+    statistic: str,
+    statistics: dict[str, Callable] | None = None,
+    group: str = "posterior_predictive",
+    ax: Axes | None = None,
+) -> Axes:
     """Replicated values of one test statistic against its observed value.
 
     Parameters
@@ -111,7 +132,12 @@ def plot_ppc_statistic(idata, statistic: str, statistics=None, group: str = "pos
 
     Examples
     --------
-    >>> ax = plot_ppc_statistic(idata, "kurtosis[velocity]")  # doctest: +SKIP
+    >>> from bayesgmm import add_predictive, fit_svi, load_dataset
+    >>> X = load_dataset("galaxies", as_frame=True)
+    >>> idata = add_predictive(fit_svi(X, 3, seed=0), seed=1)
+    >>> ax = plot_ppc_statistic(idata, "kurtosis[velocity]")
+    >>> ax.get_xlabel()
+    'kurtosis[velocity]'
     """
     ax = get_ax(ax)
     if statistics is None:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.plots._base import component_colors, feature_names, get_ax
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def plot_trace_objective(trace, ax=None, label: str | None = None):
-    """The objective of an optimiser over its iterations.
+    import arviz as az
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
+
+
+def plot_trace_objective(
+    trace: az.InferenceData | EMResult | ArrayLike, ax: Axes | None = None, label: str | None = None
+) -> Axes:
+    """Plot the objective of an optimiser over its iterations.
 
     Parameters
     ----------
@@ -82,7 +93,13 @@ def _traces(idata, var: str, feature: int) -> np.ndarray:
     return da.transpose("chain", "draw", "component").values
 
 
-def plot_relabel_traces(raw_idata, relabelled_idata, var: str = "means", feature: int = 0, axes=None):
+def plot_relabel_traces(
+    raw_idata: az.InferenceData,
+    relabelled_idata: az.InferenceData,
+    var: str = "means",
+    feature: int = 0,
+    axes: Sequence[Axes] | None = None,
+) -> np.ndarray:
     """Traces of one parameter per component before and after relabelling, side by side.
 
     Parameters
@@ -104,7 +121,12 @@ def plot_relabel_traces(raw_idata, relabelled_idata, var: str = "means", feature
 
     Examples
     --------
-    >>> axes = plot_relabel_traces(idata, relabel(idata))  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset, relabel
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> axes = plot_relabel_traces(idata, relabel(idata))
+    >>> [ax.get_title() for ax in axes]
+    ['before relabelling', 'after relabelling']
     """
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
