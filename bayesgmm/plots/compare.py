@@ -55,7 +55,7 @@ def plot_compare_fits(
     --------
     >>> from bayesgmm import fit_em, fit_nuts, fit_svi, load_dataset
     >>> X, _ = load_dataset("faithful")
-    >>> nuts = fit_nuts(X, 2, num_warmup=100, num_samples=100, num_chains=1, seed=0)
+    >>> nuts = fit_nuts(X, 2, num_warmup=300, num_samples=400, num_chains=1, seed=0)
     >>> fig = plot_compare_fits(X, fit_em(X, 2, seed=0), fit_svi(X, 2, seed=0), nuts)
     >>> [ax.get_title() for ax in fig.axes]
     ['EM', 'SVI', 'NUTS']
