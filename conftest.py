@@ -2,14 +2,16 @@
 
 import matplotlib
 import pytest
+from _pytest.doctest import DoctestItem
 
 # Examples that plot must not open windows.
 matplotlib.use("Agg")
 
 
 @pytest.fixture(autouse=True)
-def _close_figures():
+def _close_example_figures(request):
     yield
-    import matplotlib.pyplot as plt
+    if isinstance(request.node, DoctestItem):
+        import matplotlib.pyplot as plt
 
-    plt.close("all")
+        plt.close("all")

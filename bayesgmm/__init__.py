@@ -15,37 +15,38 @@ import os as _os
 
 import jax as _jax
 
+# Before any other import: the modules below create JAX arrays.
 if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
-from bayesgmm._compile_cache import enable_compilation_cache, enable_on_import  # noqa: E402
+from bayesgmm._compile_cache import enable_compilation_cache, enable_on_import
 
 enable_on_import()
 
-from bayesgmm import plots  # noqa: E402  (a namespace: import bayesgmm.plots as bp)
-from bayesgmm.compare import compare_n_components  # noqa: E402
-from bayesgmm.datasets import load_dataset  # noqa: E402
-from bayesgmm.elpd import loo, waic  # noqa: E402
-from bayesgmm.estimators.bayesian_gmm import BayesianGMM  # noqa: E402
-from bayesgmm.estimators.gaussian_mixture import GaussianMixture  # noqa: E402
-from bayesgmm.inference.em.fit import EMResult, aic, bic, fit_em, icl  # noqa: E402
-from bayesgmm.inference.nuts import fit_nuts  # noqa: E402
-from bayesgmm.inference.svi.fit import fit_svi  # noqa: E402
-from bayesgmm.params import GMMParams  # noqa: E402
-from bayesgmm.posterior import params_from_idata  # noqa: E402
-from bayesgmm.posterior.assignments import (  # noqa: E402
+from bayesgmm import plots
+from bayesgmm.compare import compare_n_components
+from bayesgmm.datasets import load_dataset
+from bayesgmm.elpd import loo, waic
+from bayesgmm.estimators.bayesian_gmm import BayesianGMM
+from bayesgmm.estimators.gaussian_mixture import GaussianMixture
+from bayesgmm.inference.em.fit import EMResult, aic, bic, fit_em, icl
+from bayesgmm.inference.nuts import fit_nuts
+from bayesgmm.inference.svi.fit import fit_svi
+from bayesgmm.params import GMMParams
+from bayesgmm.posterior import params_from_idata
+from bayesgmm.posterior.assignments import (
     coclustering_matrix,
     membership_probabilities,
     sample_assignments,
 )
-from bayesgmm.posterior.diagnostics import DiagnosticsWarning, fit_problems  # noqa: E402
-from bayesgmm.posterior.n_components import induced_prior_n_components, n_components_posterior  # noqa: E402
-from bayesgmm.posterior.partition import BestPartition, best_partition  # noqa: E402
-from bayesgmm.posterior.relabel import relabel  # noqa: E402
-from bayesgmm.posterior.summary import summary  # noqa: E402
-from bayesgmm.posterior.switching import SwitchingReport, label_switching_report  # noqa: E402
-from bayesgmm.ppc import add_predictive, count_modes, ppc_pvalues  # noqa: E402
-from bayesgmm.priors import Priors  # noqa: E402
+from bayesgmm.posterior.diagnostics import DiagnosticsWarning, fit_problems
+from bayesgmm.posterior.n_components import induced_prior_n_components, n_components_posterior
+from bayesgmm.posterior.partition import BestPartition, best_partition
+from bayesgmm.posterior.relabel import relabel
+from bayesgmm.posterior.summary import summary
+from bayesgmm.posterior.switching import SwitchingReport, label_switching_report
+from bayesgmm.ppc import add_predictive, count_modes, ppc_pvalues
+from bayesgmm.priors import Priors
 
 __version__ = "0.1.0"
 
@@ -53,19 +54,16 @@ __all__ = [
     "GMMParams",
     "enable_compilation_cache",
     "load_dataset",
-    # --- EM ---
     "EMResult",
     "GaussianMixture",
     "aic",
     "bic",
     "fit_em",
     "icl",
-    # --- NUTS / models ---
     "BayesianGMM",
     "Priors",
     "fit_nuts",
     "params_from_idata",
-    # --- posterior ---
     "BestPartition",
     "DiagnosticsWarning",
     "SwitchingReport",
@@ -77,16 +75,13 @@ __all__ = [
     "relabel",
     "sample_assignments",
     "summary",
-    # --- SVI ---
     "fit_svi",
-    # --- checks and plots ---
     "add_predictive",
     "count_modes",
     "loo",
     "plots",
     "ppc_pvalues",
     "waic",
-    # --- number of components ---
     "compare_n_components",
     "induced_prior_n_components",
     "n_components_posterior",
