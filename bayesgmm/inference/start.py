@@ -102,7 +102,8 @@ def em_starts(
 
 def _extra_runs(Z, n_components, covariance_type, n_runs, rng) -> list:
     """``_good_em``'s runs that may offer other optima: none when every run failed, collapsed
-    runs left out, and quietly, since they only add candidates to the best start."""
+    runs left out, and quietly, since they only add candidates to the best start.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         try:
@@ -159,7 +160,8 @@ _REG_COVAR = 1e-4
 
 def _good_em(Z, n_components, covariance_type, n_init, rng):
     """EM fits of ``n_init`` runs from k-means++ seeds, highest lower bound first, keeping
-    only those where no component collapsed (see ``_collapsed``) if there are any."""
+    only those where no component collapsed (see ``_collapsed``) if there are any.
+    """
     from sklearn.cluster import kmeans_plusplus
 
     from bayesgmm.inference.em.fit import fit_em
@@ -217,7 +219,8 @@ def _collapsed(params) -> bool:
 
 def _seeded_start(seeds: np.ndarray, covariance_type: str) -> dict:
     """``fit_em``'s keywords to start at ``seeds`` (n_components, n_features) as its
-    ``init_params="k-means++"`` does: uniform weights, covariances ``_REG_COVAR * I``."""
+    ``init_params="k-means++"`` does: uniform weights, covariances ``_REG_COVAR * I``.
+    """
     n_components, n_features = seeds.shape
     shape = {
         "full": (n_components, n_features, n_features),
