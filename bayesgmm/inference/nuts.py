@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import DTypeLike
 from numpyro.infer import MCMC, NUTS
 
 from bayesgmm.inference.prepare import FitSetup, finish, prepare
@@ -47,7 +49,7 @@ def _sample_stats(extra: dict) -> dict:
 
 
 def fit_nuts(
-    X,
+    X: Any,
     n_components: int,
     covariance_type: str = "full",
     *,
@@ -58,13 +60,13 @@ def fit_nuts(
     num_chains: int = 4,
     target_accept_prob: float = 0.85,
     max_tree_depth: int = 10,
-    seed=None,
-    dtype=np.float64,
+    seed: int | np.random.Generator | jax.Array | None = None,
+    dtype: DTypeLike = np.float64,
     init: str = "em",
     prior_draws: int = 0,
     posterior_predictive: bool = False,
     progress_bar: bool = False,
-    feature_names=None,
+    feature_names: list[str] | None = None,
 ) -> az.InferenceData:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -94,7 +96,7 @@ def fit_nuts(
     dtype : numpy dtype, default float64
     init : {"em", "em-best", "prior"}
         ``"em"`` starts the chains at the distinct good optima of
-        ``max(4, 2 * num_chains)`` EM runs (``init.em_starts``: the best of the first 4,
+        ``max(4, 2 * num_chains)`` EM runs (``start.em_starts``: the best of the first 4,
         then those within 10 nats of its log-likelihood, chain ``c`` at optimum ``c``
         modulo their number),
         jittered in the unconstrained space, so that R-hat can see competing modes;
@@ -130,9 +132,11 @@ def fit_nuts(
     --------
     >>> from bayesgmm import fit_nuts, load_dataset
     >>> X, _ = load_dataset("faithful")
-    >>> idata = fit_nuts(X, 2, num_warmup=200, num_samples=200, num_chains=2, seed=0)  # doctest: +SKIP
-    >>> idata.posterior["means"].dims  # doctest: +SKIP
+    >>> idata = fit_nuts(X, 2, num_warmup=100, num_samples=100, num_chains=1, seed=0)
+    >>> idata.posterior["means"].dims
     ('chain', 'draw', 'component', 'feature')
+    >>> idata.posterior.sizes["draw"], idata.attrs["n_starts"]
+    (100, 1)
     """
     if init not in ("em", "em-best", "prior"):
         raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")
@@ -146,7 +150,43 @@ def fit_nuts(
         seed=seed,
         key_names=("init", "mcmc", "prior", "idata"),
     )
+    settings = dict(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+    )
     init_params, n_starts = _init_params(setup, init, num_chains)
+    mcmc = _run(setup, init_params, dtype, progress_bar, **settings)
+    samples = mcmc.get_samples(group_by_chain=True)
+    more = {"init": init, "n_starts": n_starts, "dtype": np.dtype(dtype).name}
+    # Results in the fit's precision, in the user's units.
+    return finish(
+        setup,
+        params_from_sites(samples),
+        attrs={"inference": "nuts", **setup.base_attrs(), **settings, **more},
+        hyper=hyper_draws(samples, setup.weight_prior),
+        prior_draws=prior_draws,
+        posterior_predictive=posterior_predictive,
+        sample_stats=_sample_stats(mcmc.get_extra_fields(group_by_chain=True)),
+        dtype=dtype,
+    )
+
+
+def _run(
+    setup: FitSetup,
+    init_params: dict | None,
+    dtype: DTypeLike,
+    progress_bar: bool,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    num_chains: int,
+    target_accept_prob: float,
+    max_tree_depth: int,
+) -> MCMC:
+    """Run NUTS on the standardised data in ``dtype``, from ``init_params`` if given."""
     kernel = NUTS(setup.model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     mcmc = MCMC(
         kernel,
@@ -164,34 +204,11 @@ def fit_nuts(
             init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
         Z = jnp.asarray(setup.data.extra, dtype)
         mcmc.run(setup.keys["mcmc"], Z=Z, init_params=init_params, extra_fields=_EXTRA_FIELDS)
-    samples = mcmc.get_samples(group_by_chain=True)
-    attrs = {
-        "inference": "nuts",
-        **setup.base_attrs(),
-        "num_warmup": num_warmup,
-        "num_samples": num_samples,
-        "num_chains": num_chains,
-        "target_accept_prob": target_accept_prob,
-        "max_tree_depth": max_tree_depth,
-        "init": init,
-        "n_starts": n_starts,
-        "dtype": np.dtype(dtype).name,
-    }
-    # Results in the fit's precision, in the user's units.
-    return finish(
-        setup,
-        params_from_sites(samples),
-        attrs=attrs,
-        hyper=hyper_draws(samples, setup.weight_prior),
-        prior_draws=prior_draws,
-        posterior_predictive=posterior_predictive,
-        sample_stats=_sample_stats(mcmc.get_extra_fields(group_by_chain=True)),
-        dtype=dtype,
-    )
+    return mcmc
 
 
 def _init_params(setup: FitSetup, init: str, num_chains: int) -> tuple[dict | None, int]:
-    """Unconstrained chain starts at EM optima (``init.em_starts``), and how many optima.
+    """Unconstrained chain starts at EM optima (``start.em_starts``), and how many optima.
 
     ``(None, 0)`` for ``init="prior"``.
     """

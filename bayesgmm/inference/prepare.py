@@ -13,10 +13,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import arviz as az
 import jax
 import numpy as np
+from numpy.typing import DTypeLike
 from numpyro.infer import Predictive
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
@@ -86,7 +88,7 @@ class FitSetup:
         }
 
 
-def load_in_memory(X, n_components: int, keys: dict) -> Loaded:
+def load_in_memory(X: Any, n_components: int, keys: dict) -> Loaded:
     """Check ``X`` (held in memory) and standardise it; ``extra`` is the standardised data.
 
     Standardised in float64: data far from the origin keep their spread in float32 too.
@@ -113,14 +115,14 @@ def load_in_memory(X, n_components: int, keys: dict) -> Loaded:
 
 
 def prepare(
-    X,
+    X: Any,
     n_components: int,
     covariance_type: str,
     *,
     priors: Priors | None,
     weight_prior: str,
     feature_names: Sequence[str] | None,
-    seed,
+    seed: int | np.random.Generator | jax.Array | None,
     key_names: Sequence[str],
     load: Callable[..., Loaded] = load_in_memory,
 ) -> FitSetup:
@@ -197,7 +199,7 @@ def finish(
     posterior_predictive: bool,
     sample_stats: dict | None = None,
     log_likelihood: bool = True,
-    dtype=np.float64,
+    dtype: DTypeLike = np.float64,
     short_chains: bool = False,
     extend: Callable[[az.InferenceData], None] | None = None,
     stacklevel: int = 2,

@@ -7,6 +7,7 @@ to stop), ``Batching`` (which rows each step sees) and ``Output`` (what the fit 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ def default_optimizer() -> optax.GradientTransformation:
     return _DEFAULT_OPTIMIZER
 
 
-def make_guide(guide_name: str, fit_model, init_loc_fn, init_scale: float) -> AutoGuide:
+def make_guide(guide_name: str, fit_model: Callable, init_loc_fn: Callable, init_scale: float) -> AutoGuide:
     """Build a guide of family ``guide_name`` (see ``GUIDES``) starting at ``init_loc_fn``.
 
     Parameters

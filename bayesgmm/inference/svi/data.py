@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import DTypeLike
 
 from bayesgmm._validation import check_X, standardize
 from bayesgmm.inference.prepare import Loaded
@@ -44,18 +46,18 @@ class SVIRows:
     rng: np.random.Generator
 
 
-def is_minibatch(X, batch_size: int | None) -> bool:
+def is_minibatch(X: Any, batch_size: int | None) -> bool:
     """Return whether the fit sees minibatches: a ``batch_size``, a memmap or a chunk callable."""
     return batch_size is not None or is_stream(X)
 
 
-def is_stream(X) -> bool:
+def is_stream(X: Any) -> bool:
     """Return whether ``X`` is streamed rather than loaded: a memmap or a chunk callable."""
     return callable(X) or isinstance(X, np.memmap)
 
 
 def load_rows(
-    X,
+    X: Any,
     n_components: int,
     keys: dict,
     *,
@@ -130,7 +132,7 @@ class DeviceRows:
     draw_Z: jax.Array
 
     @classmethod
-    def from_rows(cls, rows: SVIRows, dtype) -> DeviceRows:
+    def from_rows(cls, rows: SVIRows, dtype: DTypeLike) -> DeviceRows:
         """Send ``rows.Z_device`` to the device; call under the fit's precision."""
         mode, batch_size, Z = rows.batching.mode, rows.batching.batch_size, rows.Z_device
         # Sliced on the host: on the device each slice would compile a program of its own.
@@ -152,7 +154,9 @@ class DeviceRows:
         return data, rows
 
 
-def chunk_feed(rows: SVIRows, device: DeviceRows, loaded: Loaded, chunk_size: int, dtype) -> Callable:
+def chunk_feed(
+    rows: SVIRows, device: DeviceRows, loaded: Loaded, chunk_size: int, dtype: DTypeLike
+) -> Callable[[], tuple]:
     """Return ``feed() -> (data, rows)``: the chunk program's data for the next chunk.
 
     Full batch, the device's rows; with an in-memory array, the device's rows and the

@@ -1,16 +1,18 @@
 """Draws from a fitted guide, and how far the guide is from the posterior.
 
-``drawer`` compiles the draws of every kept restart at once. For every draw, ``lp`` is the model's log joint density and ``log_q`` the guide's log
-density, both in the unconstrained space (so ``lp`` has the same convention as the
-``lp`` of NUTS's ``sample_stats``). Their difference is the log importance ratio of the
-draw; the Pareto shape ``k`` of its upper tail (Yao et al., 2018, "Yes, but did it
-work?") says whether the guide can be trusted: below 0.5 well, up to 0.7 roughly,
-above 0.7 not at all.
+``drawer`` compiles the draws of every kept restart at once. For every draw, ``lp`` is the
+model's log joint density and ``log_q`` the guide's log density, both in the unconstrained
+space (so ``lp`` has the same convention as the ``lp`` of NUTS's ``sample_stats``). Their
+difference is the log importance ratio of the draw; the Pareto shape ``k`` of its upper tail
+(Yao et al., 2018, "Yes, but did it work?") says whether the guide can be trusted: below 0.5
+well, up to 0.7 roughly, above 0.7 not at all.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import jax
@@ -25,11 +27,19 @@ from bayesgmm._jit import jit
 from bayesgmm.inference.svi.objective import GuideNoise
 from bayesgmm.models import WEIGHT_SITES
 
+if TYPE_CHECKING:
+    from numpyro.infer.svi import SVIState
+
+    from bayesgmm.inference.prepare import FitSetup
+    from bayesgmm.inference.svi.config import SVISettings
+    from bayesgmm.inference.svi.data import DeviceRows
+    from bayesgmm.inference.svi.program import Program
+
 #: Draws whose log joint density is evaluated at once (memory is draws * n_obs * n_components).
 _BATCH = 32
 
 
-def map_restarts(fn, *args):
+def map_restarts(fn: Callable, *args: Any) -> Any:
     """Return ``jax.vmap(fn)(*args)`` over the restarts (leading axis of every leaf).
 
     A single restart (the default) is run without ``vmap``, which saves tracing the
@@ -46,7 +56,7 @@ def map_restarts(fn, *args):
     return jax.tree_util.tree_map(lambda a: a[None], out)
 
 
-def drawer(tracing_svi, model, names: list, n_draws: int):
+def drawer(tracing_svi: Callable, model: Callable, names: list, n_draws: int) -> Callable:
     """Jitted ``(states, keys, Z) -> (params, sites)``, vectorised over restarts.
 
     The guide's noise for all draws is drawn at once and fed through ``GuideNoise``, which
@@ -103,7 +113,7 @@ def _guide_log_q(guide, guide_name: str, params: dict, u: dict):
     return guide.get_posterior(params).log_prob(flat)
 
 
-def importance_fn(tracing_svi, guide_name: str):
+def importance_fn(tracing_svi: Callable, guide_name: str) -> Callable:
     """Jitted ``(params, draws, Z) -> (lp, log_q)`` for one chain's draws (leaves (n_draws, ...)).
 
     ``tracing_svi`` gives the set-up SVI (``program.TracingSVI``); built once per fit
@@ -134,7 +144,9 @@ def importance_fn(tracing_svi, guide_name: str):
     return jit(one_chain)
 
 
-def importance_stats(fn, guide_name: str, params: list, sites: dict, Z) -> tuple[dict, dict]:
+def importance_stats(
+    fn: Callable, guide_name: str, params: list, sites: dict, Z: jax.Array
+) -> tuple[dict, dict]:
     """Return per-draw ``lp`` and ``log_q``, and the Pareto ``k`` of each chain.
 
     Parameters
@@ -170,7 +182,14 @@ def importance_stats(fn, guide_name: str, params: list, sites: dict, Z) -> tuple
     return stats, {"pareto_k": json.dumps(k_hat)}
 
 
-def draw_kept(prog, states, elbo: np.ndarray, setup, settings, device) -> tuple:
+def draw_kept(
+    prog: Program,
+    states: SVIState,
+    elbo: np.ndarray,
+    setup: FitSetup,
+    settings: SVISettings,
+    device: DeviceRows,
+) -> tuple:
     """Draw from the kept restarts' guides: ``(kept, params, sites)``.
 
     The best restart is the one with the highest mean ELBO over the last chunk.
@@ -207,7 +226,9 @@ def draw_kept(prog, states, elbo: np.ndarray, setup, settings, device) -> tuple:
     return kept, params, fit_sites
 
 
-def importance(prog, setup, settings, device, params: dict, fit_sites: dict) -> tuple[dict | None, dict]:
+def importance(
+    prog: Program, setup: FitSetup, settings: SVISettings, device: DeviceRows, params: dict, fit_sites: dict
+) -> tuple[dict | None, dict]:
     """Return ``sample_stats`` and the Pareto k of the kept guides, or ``(None, {})`` when not wanted.
 
     Full batch only, and only when ``log_likelihood`` is asked and the data are not subset.
@@ -224,5 +245,5 @@ def importance(prog, setup, settings, device, params: dict, fit_sites: dict) -> 
 
 
 def _latent(sites: dict, weight_prior: str) -> dict:
-    """The sampled sites among ``sites``: the dp and sparse priors' ``weights`` are deterministic."""
+    """Return the sampled sites among ``sites``: the dp and sparse priors' ``weights`` are deterministic."""
     return {k: v for k, v in sites.items() if k != "weights" or "weights" in WEIGHT_SITES[weight_prior]}

@@ -14,12 +14,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import arviz as az
 import jax
 import numpy as np
 import optax
 import xarray as xr
+from numpy.typing import DTypeLike
 
 from bayesgmm.inference.prepare import FitSetup, finish, prepare
 from bayesgmm.inference.svi.config import Objective, Output, Schedule, SVISettings, default_optimizer
@@ -36,7 +38,7 @@ _KEYS = ("init", "svi", "draws", "prior", "idata", "rng")
 
 
 def fit_svi(
-    X,
+    X: Any,
     n_components: int,
     covariance_type: str = "full",
     *,
@@ -54,7 +56,7 @@ def fit_svi(
     num_particles: int = 1,
     renyi_alpha: float = 1.0,
     seed: int | np.random.Generator | jax.Array | None = None,
-    dtype: type | np.dtype | str = np.float64,
+    dtype: DTypeLike = np.float64,
     init: str = "em",
     init_rows: int = 20_000,
     max_observed: int = 20_000,
@@ -189,17 +191,8 @@ def fit_svi(
         init_rows=init_rows,
         max_observed=max_observed,
     )
-    setup = prepare(
-        X,
-        n_components,
-        covariance_type,
-        priors=priors,
-        weight_prior=weight_prior,
-        feature_names=feature_names,
-        seed=seed,
-        key_names=_KEYS,
-        load=load,
-    )
+    names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names)
+    setup = prepare(X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, **names)
     clock.lap("data")
     return _fit(setup, settings, clock)
 
@@ -254,7 +247,7 @@ def _fit(setup: FitSetup, settings: SVISettings, clock: _Clock) -> az.InferenceD
 
 
 def _program(setup: FitSetup, settings: SVISettings) -> Program:
-    """The cached ``Program`` of this fit's configuration."""
+    """Return the cached ``Program`` of this fit's configuration."""
     batching, chunk_size = setup.data.extra.batching, settings.schedule.chunk_size
     model = setup.model
     fit_model = model
@@ -277,14 +270,14 @@ def _program(setup: FitSetup, settings: SVISettings) -> Program:
 
 
 def _site_names(setup: FitSetup) -> list:
-    """The sites the draws return: the parameters and the weight prior's sites."""
+    """Return the sites the draws return: the parameters and the weight prior's sites."""
     names = ["means", "scale_tril", *LATENT_SITES[setup.covariance_type], *WEIGHT_SITES[setup.weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or setup.n_features > 1]
     return ["weights", *(n for n in names if n not in ("weights", "sticks") or setup.n_components > 1)]
 
 
 def _attrs(setup: FitSetup, settings: SVISettings, trace, converged: bool, kept) -> dict:
-    """The InferenceData's ``attrs`` (the importance statistics' are added to them)."""
+    """Return the InferenceData's ``attrs`` (the importance statistics' are added to them)."""
     objective, data = settings.objective, setup.data
     return {
         "inference": "svi",

@@ -34,7 +34,7 @@ def precision(settings: SVISettings) -> contextlib.AbstractContextManager:
 
 
 def _init_scale(setup: FitSetup) -> float:
-    """The guide's initial scale.
+    """Return the guide's initial scale.
 
     A posterior sd is about sqrt(n_components / n_obs): from numpyro's default guide scale
     of 0.1 it takes thousands of steps to shrink on big data.
@@ -112,7 +112,7 @@ def _compile(prog: Program, setup: FitSetup, settings: SVISettings, pool: Execut
 
 
 def _em_sites(setup: FitSetup) -> dict:
-    """The model's sites at the best of a few EM fits to the rows ``Z_init`` (numpy, float64)."""
+    """Return the model's sites at the best of a few EM fits to the rows ``Z_init`` (numpy, float64)."""
     overfitted = setup.weight_prior != "dirichlet"
     seed = int(setup.keys["init"][-1] % 2**30)
     Z = setup.data.extra.Z_init

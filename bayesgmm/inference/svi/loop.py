@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 from numpyro.infer.svi import SVIState
 from tqdm.auto import tqdm
 
-from bayesgmm.inference.svi.data import chunk_feed
+from bayesgmm.inference.svi.data import DeviceRows, chunk_feed
+
+if TYPE_CHECKING:
+    from bayesgmm.inference.prepare import FitSetup
+    from bayesgmm.inference.svi.config import SVISettings
+    from bayesgmm.inference.svi.program import Program
 
 #: How far back (in steps, at most) ``run_chunks`` compares the current chunk in full batch:
 #: the learning rate's half-life in ``config.default_optimizer``.
@@ -62,14 +68,14 @@ def lag_steps(mode: str, chunk_size: int) -> int:
 
 
 def run_chunks(
-    prog,
+    prog: Program,
     states: SVIState,
     data_fn: Callable[[], tuple],
     max_steps: int,
     chunk_size: int,
     tol: float,
     key: jax.Array,
-    bar,
+    bar: tqdm,
     *,
     lag_steps: int,
 ) -> tuple[SVIState, np.ndarray, bool]:
@@ -128,7 +134,9 @@ def run_chunks(
     return states, -np.concatenate(losses, axis=1), in_a_row == 2
 
 
-def run(prog, states: SVIState, setup, settings, device) -> tuple[SVIState, np.ndarray, bool]:
+def run(
+    prog: Program, states: SVIState, setup: FitSetup, settings: SVISettings, device: DeviceRows
+) -> tuple[SVIState, np.ndarray, bool]:
     """Run a fit's chunks of steps from ``states``: ``(states, trace, converged)``.
 
     Parameters

@@ -23,13 +23,15 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from numpy.typing import DTypeLike
 from numpyro.infer import SVI
 from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.infer.svi import SVIState
 from numpyro.optim import optax_to_numpyro
 
 from bayesgmm._jit import jit
-from bayesgmm.inference.svi.config import make_guide
+from bayesgmm.inference.svi.config import Batching, Objective, make_guide
 from bayesgmm.inference.svi.draws import drawer, importance_fn, map_restarts
 from bayesgmm.inference.svi.objective import NOISE, guide_noise_size
 
@@ -56,7 +58,7 @@ class Program:
     draws: dict = field(default_factory=dict)
     compiled: set = field(default_factory=set)
 
-    def start_program(self, init_scale: float, n_init: int, dtype) -> Callable:
+    def start_program(self, init_scale: float, n_init: int, dtype: DTypeLike) -> Callable:
         """Return the jitted guide start ``(key, Z, values) -> states`` (see ``initial_states``)."""
         config = (init_scale, n_init, np.dtype(dtype).str)
         if config not in self.starts:
@@ -125,7 +127,14 @@ class ProgramCache:
 PROGRAMS = ProgramCache(maxsize=16)
 
 
-def program_key(objective, batching, model_kwargs: dict, chunk_size: int, dtype, optimizer) -> tuple:
+def program_key(
+    objective: Objective,
+    batching: Batching,
+    model_kwargs: dict,
+    chunk_size: int,
+    dtype: DTypeLike,
+    optimizer: optax.GradientTransformation,
+) -> tuple:
     """Return the hashable description of everything a fit's compiled programs depend on.
 
     Parameters
@@ -158,8 +167,14 @@ def program_key(objective, batching, model_kwargs: dict, chunk_size: int, dtype,
 
 
 def build_program(
-    objective, model: Callable, fit_model: Callable, optimizer, chunk_size: int, mode: str, names: list
-):
+    objective: Objective,
+    model: Callable,
+    fit_model: Callable,
+    optimizer: optax.GradientTransformation,
+    chunk_size: int,
+    mode: str,
+    names: list,
+) -> Program:
     """Build the ``Program`` of one configuration (nothing is compiled yet).
 
     Parameters
@@ -193,7 +208,7 @@ def build_program(
     return Program(make, tracing, model, names, optim, run_chunk, importance_fn(tracing, objective.guide))
 
 
-def set_up(make: Callable, Z: jax.Array, *args) -> SVI:
+def set_up(make: Callable, Z: jax.Array, *args: object) -> SVI:
     """Return a fresh SVI from ``make(*args)``, set up on data ``Z``; call only inside a trace."""
     svi = make(*args)
     svi.init(jax.random.PRNGKey(0), Z=Z)
@@ -306,7 +321,13 @@ def _step(svi, n_noise, data, mode, n_active, carry, xs):
 
 
 def initial_states(
-    prog: Program, Z: jax.Array, values: dict | None, init_scale: float, n_init: int, key: jax.Array, dtype
+    prog: Program,
+    Z: jax.Array,
+    values: dict | None,
+    init_scale: float,
+    n_init: int,
+    key: jax.Array,
+    dtype: DTypeLike,
 ) -> SVIState:
     """Return the SVI states of ``n_init`` restarts, stacked on a leading axis.
 
