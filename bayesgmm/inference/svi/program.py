@@ -147,11 +147,16 @@ def program_key(
     dtype : numpy dtype
     optimizer : optax.GradientTransformation
         A named tuple of its functions: hashable, and equal only to the same functions.
+        Any other optimizer object is compared by identity.
 
     Returns
     -------
     tuple
     """
+    try:
+        hash(optimizer)
+    except TypeError:
+        optimizer = _Identity(optimizer)
     return (
         objective.guide,
         tuple(sorted(model_kwargs.items())),
@@ -164,6 +169,19 @@ def program_key(
         np.dtype(dtype).str,
         optimizer,
     )
+
+
+class _Identity:
+    """A key for an unhashable object: equal only to a key for the same object, which it keeps alive."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Identity) and other.obj is self.obj
 
 
 def build_program(
