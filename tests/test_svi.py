@@ -775,7 +775,7 @@ def test_num_restarts_is_a_deprecated_alias_of_n_init():
 
 
 def test_program_cache_is_bounded_and_keyed_on_the_optimizer():
-    from bayesgmm.inference.svi.program import ProgramCache
+    from bayesgmm.inference.svi.cache import ProgramCache
 
     cache, built = ProgramCache(maxsize=2), []
     adam, sgd = optax.adam(0.1), optax.sgd(0.1)

@@ -47,7 +47,7 @@ def default_optimizer() -> optax.GradientTransformation:
     shrinks Adam's jitter around the optimum, which the convergence rule needs to see the
     ELBO flatten. A faster decay freezes the guide short of the optimum. One object is
     shared by every fit, so that their compiled programs are too (programs are cached by
-    optimizer, see ``program.ProgramCache``).
+    optimizer, see ``cache.ProgramCache``).
 
     Returns
     -------

@@ -24,12 +24,13 @@ import xarray as xr
 from numpy.typing import DTypeLike
 
 from bayesgmm.inference.prepare import FitSetup, finish, prepare
+from bayesgmm.inference.svi.cache import PROGRAMS, program_key
 from bayesgmm.inference.svi.config import Objective, Output, Schedule, SVISettings, default_optimizer
 from bayesgmm.inference.svi.data import is_minibatch, load_rows
 from bayesgmm.inference.svi.draws import draw_kept, importance
 from bayesgmm.inference.svi.init import init_guides, precision
 from bayesgmm.inference.svi.loop import run
-from bayesgmm.inference.svi.program import PROGRAMS, Program, build_program, program_key
+from bayesgmm.inference.svi.program import Program, build_program
 from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 
@@ -166,11 +167,11 @@ def fit_svi(
     --------
     >>> from bayesgmm import fit_svi, load_dataset
     >>> X, _ = load_dataset("faithful")
-    >>> idata = fit_svi(X, 2, guide="meanfield", num_samples=100, max_steps=400, seed=0)
+    >>> idata = fit_svi(X, 2, guide="meanfield", num_samples=100, seed=0)
     >>> idata.posterior["means"].dims
     ('chain', 'draw', 'component', 'feature')
-    >>> idata.posterior.sizes["draw"], idata.elbo_trace.sizes["step"]
-    (100, 400)
+    >>> idata.posterior.sizes["draw"], idata.attrs["converged"]
+    (100, 1)
     """
     settings = SVISettings(
         Objective(guide, num_particles, renyi_alpha),
