@@ -1,28 +1,22 @@
 """JAX's persistent compilation cache, which bayesgmm turns on when asked.
 
-A fit compiles a handful of XLA programs. At K=10, D=10 (minibatch SVI, mean-field guide,
-float64, on the 2-core AMD development machine) compiling takes about 8 s of CPU time (the SVI
-chunk program 3.3, the EM start 3, the guide start 1, the draws 0.5), even with the compile-time
-measures of ``bayesgmm._jit`` and ``svi.loop`` (``benchmarks/README.md``). That is
-more than the fit itself on moderate data, and it is paid again in every new Python
-process. JAX can keep compiled programs on disk and load them in later processes, keyed
-by the program text, the JAX and XLA versions and the compiler flags. So a stale entry
-is never used: a changed program is a different key.
+A fit compiles a handful of XLA programs, which takes more CPU time than the fit itself on
+moderate data, and it is paid again in every new Python process (``benchmarks/`` holds the
+measurements). JAX can keep compiled programs on disk and load them in later processes,
+keyed by the program text, the JAX and XLA versions and the compiler flags. So a stale
+entry is never used: a changed program is a different key.
 
 ``enable_compilation_cache()`` turns it on; so does importing bayesgmm with the
 environment variable ``BAYESGMM_COMPILATION_CACHE=1`` (in ``default_cache_dir()``),
 unless JAX's own cache directory is already set (``JAX_COMPILATION_CACHE_DIR`` or
 ``jax.config``), which is left alone.
 
-It is off by default because loading from it can crash the process. With jax/jaxlib
-0.10.2 on CPU, a full test run (2 pytest-xdist workers) sharing a cache of about 7,000
-entries from earlier runs died with a segmentation fault inside JAX's
-``backend.deserialize_executable`` (the NUTS sampling loop's program); the same test
-alone, loading the same entries, passed, so the crash is not one bad entry. It happened
-in both such runs (2026-11-25); runs with a fresh cache passed. That run also took about
-twice as long as without the cache (32 min against about 15): with a size bound, JAX
-reads every entry's access time under its file lock each time it writes one, and
-``min_compile_time_secs=0`` writes many.
+It is off by default because loading from it can crash the process: with jax/jaxlib 0.10.2
+on CPU, parallel processes (pytest-xdist workers) sharing a large cache filled by earlier
+runs died with a segmentation fault inside JAX's ``backend.deserialize_executable``, while
+one process loading the same entries did not, so the crash is not one bad entry. A large
+size-bounded cache is also slow to write to: JAX reads every entry's access time under its
+file lock each time it writes one, and ``min_compile_time_secs=0`` writes many.
 
 The cache holds at most ``max_size_bytes``, evicting the least recently used entries
 (with a file lock, so that parallel processes, such as pytest-xdist workers, do not
@@ -42,7 +36,7 @@ DEFAULT_MAX_SIZE_BYTES = 1 << 30
 
 
 def default_cache_dir() -> Path:
-    """``$BAYESGMM_CACHE_DIR``, else ``$XDG_CACHE_HOME/bayesgmm/jax``, else ``~/.cache/bayesgmm/jax``.
+    """Return ``$BAYESGMM_CACHE_DIR``, else ``$XDG_CACHE_HOME/bayesgmm/jax``, else ``~/.cache/bayesgmm/jax``.
 
     Examples
     --------
@@ -67,7 +61,7 @@ def enable_compilation_cache(
     ``jax_compilation_cache_max_size`` and ``jax_persistent_cache_min_compile_time_secs``:
     it caches every program of the process, not only bayesgmm's.
 
-    Loading from a large cache shared by parallel processes crashed one with a
+    Loading from a large cache shared by parallel processes can crash one with a
     segmentation fault inside JAX (jaxlib 0.10.2, CPU; see the module docstring): use a
     cache per project or per run, not one shared by long runs in parallel.
 
@@ -79,8 +73,8 @@ def enable_compilation_cache(
         Least recently used entries are evicted beyond this size.
     min_compile_time_secs : float
         Programs that compile faster are not cached. The default 0 caches the small
-        eager operations too: a fit's few dozen of them cost about 0.5 s in a fresh
-        process, and loading them costs less.
+        eager operations too: a fit's few dozen of them take longer to compile in a fresh
+        process than to load.
 
     Returns
     -------
@@ -119,7 +113,7 @@ def enable_compilation_cache(
 
 
 def enable_on_import() -> Path | None:
-    """``enable_compilation_cache()`` if ``BAYESGMM_COMPILATION_CACHE=1`` and JAX has no cache set."""
+    """Call ``enable_compilation_cache()`` if ``BAYESGMM_COMPILATION_CACHE=1`` and JAX has no cache set."""
     if os.environ.get("BAYESGMM_COMPILATION_CACHE", "0").strip().lower() not in ("1", "true", "yes", "on"):
         return None
     if jax.config.jax_compilation_cache_dir:

@@ -7,6 +7,8 @@ data). Nothing here holds more than one chunk of the raw data at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 import numpy as np
 
 #: Rows read at a time when streaming over an array or memmap.
@@ -23,7 +25,7 @@ class ArraySource:
 
     random_access = True
 
-    def __init__(self, X):
+    def __init__(self, X: np.ndarray) -> None:
         if X.ndim == 1:
             X = X[:, None]
         if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
@@ -31,12 +33,13 @@ class ArraySource:
         self.X = X
         self.n_obs, self.n_features = X.shape
 
-    def chunks(self):
+    def chunks(self) -> Iterator[np.ndarray]:
+        """Yield the rows ``READ_ROWS`` at a time, each chunk shape (n_rows, n_features)."""
         for start in range(0, self.n_obs, READ_ROWS):
             yield _check_chunk(self.X[start : start + READ_ROWS], self.n_features)
 
     def sample_rows(self, rng: np.random.Generator, n_rows: int) -> np.ndarray:
-        """``n_rows`` rows drawn uniformly with replacement, shape (n_rows, n_features)."""
+        """Draw ``n_rows`` rows uniformly with replacement, shape (n_rows, n_features)."""
         idx = rng.integers(0, self.n_obs, n_rows)
         # Read in file order (fast on a memmap), then put the rows back in random order.
         order = np.argsort(idx)
@@ -54,11 +57,12 @@ class ChunkSource:
 
     random_access = False
 
-    def __init__(self, make_chunks):
+    def __init__(self, make_chunks: Callable[[], Iterable]) -> None:
         self.make_chunks = make_chunks
         self.n_obs, self.n_features = None, None
 
-    def chunks(self):
+    def chunks(self) -> Iterator[np.ndarray]:
+        """Yield the chunks of one pass, each shape (n_rows, n_features), checked."""
         for chunk in self.make_chunks():
             chunk = np.asarray(chunk, dtype=np.float64)
             chunk = chunk[:, None] if chunk.ndim == 1 else chunk
@@ -67,7 +71,7 @@ class ChunkSource:
             yield _check_chunk(chunk, self.n_features)
 
 
-def as_source(X):
+def as_source(X: np.ndarray | Callable[[], Iterable]) -> ArraySource | ChunkSource:
     """Wrap ``X`` (array, memmap or chunk callable) as a source."""
     if callable(X):
         return ChunkSource(X)
@@ -85,8 +89,8 @@ def _check_chunk(chunk, n_features: int) -> np.ndarray:
     return chunk
 
 
-def streaming_moments(source):
-    """Number of rows, mean and standard deviation per feature in one pass.
+def streaming_moments(source: ArraySource | ChunkSource) -> tuple[int, np.ndarray, np.ndarray]:
+    """Return the number of rows, mean and standard deviation per feature, in one pass.
 
     Chunks are merged with Chan et al.'s pairwise update of (count, mean, sum of
     squared deviations), which stays accurate where ``E[x^2] - E[x]^2`` would cancel.
@@ -120,8 +124,10 @@ def streaming_moments(source):
     return count, np.asarray(mean), np.where(scale > 0, scale, 1.0)
 
 
-def row_blocks(source, n_rows: int, rng: np.random.Generator):
-    """Endless blocks of ``n_rows`` random rows, shape (n_rows, n_features).
+def row_blocks(
+    source: ArraySource | ChunkSource, n_rows: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """Yield endless blocks of ``n_rows`` random rows, shape (n_rows, n_features).
 
     Arrays and memmaps are sampled uniformly with replacement, so every block is
     an i.i.d. sample and the scaled minibatch likelihood is unbiased. Chunk
@@ -145,8 +151,10 @@ def row_blocks(source, n_rows: int, rng: np.random.Generator):
             raise ValueError("The data source yielded no rows.")
 
 
-def observed_rows(source, n_obs: int, max_observed: int, rng) -> np.ndarray:
-    """All rows, or ``max_observed`` distinct rows drawn uniformly at random, in file order.
+def observed_rows(
+    source: ArraySource | ChunkSource, n_obs: int, max_observed: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Return all rows, or ``max_observed`` distinct rows drawn uniformly at random, in file order.
 
     A chunk callable is read in one more pass: the row numbers are drawn first (``n_obs``
     is known from :func:`streaming_moments`), then each chunk gives the drawn rows it

@@ -220,7 +220,8 @@ def test_em_start_avoids_components_collapsed_onto_tied_values():
 def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     from numpyro.infer.autoguide import AutoDelta
 
-    from bayesgmm.inference.svi.loop import CONVERGENCE_LAG_STEPS, TracingSVI, _chunk_runner, run_chunks
+    from bayesgmm.inference.svi.loop import CONVERGENCE_LAG_STEPS, run_chunks
+    from bayesgmm.inference.svi.program import TracingSVI, _chunk_runner
 
     # A MAP fit of one mean (Adam, no noise): the chunk returns the mean of its active steps'
     # parameters, which single-step chunks from the same state reproduce.
@@ -342,7 +343,7 @@ def test_row_blocks_sample_every_row(rng):
 
 def test_map_guide_and_restarts_as_chains():
     X, _ = load_dataset("faithful")
-    idata = fit_svi(X, 2, guide="map", num_restarts=3, keep="chains", seed=0, max_steps=600)
+    idata = fit_svi(X, 2, guide="map", n_init=3, keep="chains", seed=0, max_steps=600)
     assert idata.posterior.sizes["chain"] == 3 and idata.posterior.sizes["draw"] == 1
     assert idata.elbo_trace.sizes["restart"] == 3
     with pytest.raises(ValueError, match="guide"):
@@ -353,7 +354,7 @@ def test_map_guide_and_restarts_as_chains():
 def test_ordered_elbo_equals_numpyro_trace_elbo(guide):
     from numpyro.infer import SVI, Trace_ELBO
 
-    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.config import make_guide
     from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     def losses(model, n_particles, key, Z):
@@ -379,7 +380,7 @@ def test_ordered_elbo_equals_numpyro_trace_elbo(guide):
 def test_ordered_renyi_equals_numpyro_renyi_elbo(alpha):
     from numpyro.infer import RenyiELBO
 
-    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.config import make_guide
     from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     def losses(key, Z):
@@ -505,7 +506,7 @@ def test_doubly_reparameterised_gradient_is_unbiased_for_every_guide(guide):
     # within 4.5 standard errors of their difference, for every guide parameter.
     from numpyro.infer import RenyiELBO
 
-    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.config import make_guide
     from bayesgmm.inference.svi.objective import OrderedTraceELBO
 
     Z = simulated(40)
@@ -592,7 +593,7 @@ def _numpyro_noise(guide, key, Z):
 def test_guide_noise_reproduces_numpyro_draws(guide):
     # Fed the very values numpyro's samplers would draw from the guide's keys, the ELBO with
     # given noise (as the chunk program runs it) is numpyro's Trace_ELBO, particles included.
-    from bayesgmm.inference.svi.loop import make_guide
+    from bayesgmm.inference.svi.config import make_guide
     from bayesgmm.inference.svi.objective import NOISE, GuideNoise, OrderedTraceELBO, guide_noise_size
 
     def losses(model, n_particles, key, Z):
@@ -628,7 +629,7 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     from numpyro.infer.autoguide import AutoDelta
 
     from bayesgmm import _jit
-    from bayesgmm.inference.svi.loop import TracingSVI, _chunk_runner
+    from bayesgmm.inference.svi.program import TracingSVI, _chunk_runner
 
     def model(Z):
         mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
@@ -711,7 +712,7 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.optim import optax_to_numpyro
 import bayesgmm
 from bayesgmm.inference.svi.objective import OrderedTraceELBO
-from bayesgmm.inference.svi.loop import make_guide
+from bayesgmm.inference.svi.config import make_guide
 from bayesgmm.models import gmm_model
 model = partial(gmm_model, n_components=3, n_features=2, covariance_type="full")
 
@@ -761,3 +762,24 @@ def test_sparse_meanfield_fit_has_importance_weights():
     idata = fit_svi(X, 3, weight_prior="sparse", guide="meanfield", num_samples=50, seed=0)
     assert np.isfinite(idata.sample_stats["log_q"]).all()
     np.testing.assert_allclose(idata.posterior["weights"].sum("component"), 1.0)
+
+
+def test_num_restarts_is_a_deprecated_alias_of_n_init():
+    X, _ = load_dataset("faithful")
+    kwargs = dict(guide="map", keep="chains", seed=0, max_steps=200, log_likelihood=False)
+    with pytest.warns(FutureWarning, match="n_init"):
+        old = fit_svi(X, 2, num_restarts=2, **kwargs)
+    new = fit_svi(X, 2, n_init=2, **kwargs)
+    np.testing.assert_array_equal(old.posterior["means"].values, new.posterior["means"].values)
+    assert old.posterior.sizes["chain"] == 2
+
+
+def test_program_cache_is_bounded_and_keyed_on_the_optimizer():
+    from bayesgmm.inference.svi.cache import ProgramCache
+
+    cache, built = ProgramCache(maxsize=2), []
+    adam, sgd = optax.adam(0.1), optax.sgd(0.1)
+    for key in [("a", adam), ("a", adam), ("a", sgd), ("b", adam), ("a", adam)]:
+        cache.get(key, lambda key=key: built.append(key) or key)
+    # ("a", adam) is built once, then evicted by the two others and built again.
+    assert built == [("a", adam), ("a", sgd), ("b", adam), ("a", adam)] and len(cache) == 2

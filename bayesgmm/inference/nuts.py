@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
-from functools import partial
+from typing import Any
 
 import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import MCMC, NUTS, Predictive
+from numpy.typing import DTypeLike
+from numpyro.infer import MCMC, NUTS
 
-from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
-from bayesgmm.inference.idata import build_inference_data
+from bayesgmm.inference.prepare import FitSetup, finish, prepare
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
-from bayesgmm.models import WEIGHT_SITES, gmm_model, hyper_draws, params_from_sites
+from bayesgmm.models import hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 
 _EXTRA_FIELDS = (
@@ -50,7 +49,7 @@ def _sample_stats(extra: dict) -> dict:
 
 
 def fit_nuts(
-    X,
+    X: Any,
     n_components: int,
     covariance_type: str = "full",
     *,
@@ -61,13 +60,13 @@ def fit_nuts(
     num_chains: int = 4,
     target_accept_prob: float = 0.85,
     max_tree_depth: int = 10,
-    seed=None,
-    dtype=np.float64,
+    seed: int | np.random.Generator | jax.Array | None = None,
+    dtype: DTypeLike = np.float64,
     init: str = "em",
     prior_draws: int = 0,
     posterior_predictive: bool = False,
     progress_bar: bool = False,
-    feature_names=None,
+    feature_names: list[str] | None = None,
 ) -> az.InferenceData:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -97,7 +96,7 @@ def fit_nuts(
     dtype : numpy dtype, default float64
     init : {"em", "em-best", "prior"}
         ``"em"`` starts the chains at the distinct good optima of
-        ``max(4, 2 * num_chains)`` EM runs (``init.em_starts``: the best of the first 4,
+        ``max(4, 2 * num_chains)`` EM runs (``start.em_starts``: the best of the first 4,
         then those within 10 nats of its log-likelihood, chain ``c`` at optimum ``c``
         modulo their number),
         jittered in the unconstrained space, so that R-hat can see competing modes;
@@ -133,49 +132,62 @@ def fit_nuts(
     --------
     >>> from bayesgmm import fit_nuts, load_dataset
     >>> X, _ = load_dataset("faithful")
-    >>> idata = fit_nuts(X, 2, num_warmup=200, num_samples=200, num_chains=2, seed=0)  # doctest: +SKIP
-    >>> idata.posterior["means"].dims  # doctest: +SKIP
+    >>> idata = fit_nuts(X, 2, num_warmup=100, num_samples=100, num_chains=1, seed=0)
+    >>> idata.posterior["means"].dims
     ('chain', 'draw', 'component', 'feature')
+    >>> idata.posterior.sizes["draw"], idata.attrs["n_starts"]
+    (100, 1)
     """
-    n_components = check_n_components(n_components)
-    covariance_type = check_covariance_type(covariance_type)
-    if hasattr(X, "columns") and feature_names is None:
-        feature_names = [str(c) for c in X.columns]
-    # Standardised in float64, then cast: data far from the origin keep their spread in float32.
-    X = check_X(X, n_components, dtype=np.float64)
     if init not in ("em", "em-best", "prior"):
         raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")
-    priors = Priors() if priors is None else priors
-    if weight_prior not in WEIGHT_SITES:
-        raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
-    Z, loc, scale = standardize(X)
-    key_init, key_mcmc, key_prior, key_idata = jax.random.split(as_key(seed), 4)
-
-    model_kwargs = dict(
-        n_components=n_components,
-        n_features=X.shape[1],
-        covariance_type=covariance_type,
+    setup = prepare(
+        X,
+        n_components,
+        covariance_type,
         priors=priors,
         weight_prior=weight_prior,
+        feature_names=feature_names,
+        seed=seed,
+        key_names=("init", "mcmc", "prior", "idata"),
     )
-    model = partial(gmm_model, **model_kwargs)
-    init_params = None
-    if init in ("em", "em-best"):
-        starts = em_starts(
-            Z,
-            n_components,
-            covariance_type,
-            seed=int(jax.random.randint(key_init, (), 0, 2**30)),
-            n_extra=max(0, 2 * num_chains - 4) if init == "em" else 0,
-            overfitted=weight_prior != "dirichlet",
-        )
-        starts = starts if init == "em" else starts[:1]
-        sites = [sites_from_params(start, covariance_type, weight_prior, priors) for start in starts]
-        init_params = chain_init_params(model, {"Z": jnp.asarray(Z)}, sites, num_chains, key_init)
-        if num_chains == 1:
-            init_params = {k: v[0] for k, v in init_params.items()}
+    settings = dict(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+    )
+    init_params, n_starts = _init_params(setup, init, num_chains)
+    mcmc = _run(setup, init_params, dtype, progress_bar, **settings)
+    samples = mcmc.get_samples(group_by_chain=True)
+    more = {"init": init, "n_starts": n_starts, "dtype": np.dtype(dtype).name}
+    # Results in the fit's precision, in the user's units.
+    return finish(
+        setup,
+        params_from_sites(samples),
+        attrs={"inference": "nuts", **setup.base_attrs(), **settings, **more},
+        hyper=hyper_draws(samples, setup.weight_prior),
+        prior_draws=prior_draws,
+        posterior_predictive=posterior_predictive,
+        sample_stats=_sample_stats(mcmc.get_extra_fields(group_by_chain=True)),
+        dtype=dtype,
+    )
 
-    kernel = NUTS(model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
+
+def _run(
+    setup: FitSetup,
+    init_params: dict | None,
+    dtype: DTypeLike,
+    progress_bar: bool,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    num_chains: int,
+    target_accept_prob: float,
+    max_tree_depth: int,
+) -> MCMC:
+    """Run NUTS on the standardised data in ``dtype``, from ``init_params`` if given."""
+    kernel = NUTS(setup.model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -190,47 +202,30 @@ def fit_nuts(
     with jax.enable_x64(False) if single else contextlib.nullcontext():
         if init_params is not None:
             init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
-        mcmc.run(key_mcmc, Z=jnp.asarray(Z, dtype), init_params=init_params, extra_fields=_EXTRA_FIELDS)
-    samples = mcmc.get_samples(group_by_chain=True)
-    draws = params_from_sites(samples)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
+        Z = jnp.asarray(setup.data.extra, dtype)
+        mcmc.run(setup.keys["mcmc"], Z=Z, init_params=init_params, extra_fields=_EXTRA_FIELDS)
+    return mcmc
 
-    prior_params = None
-    if prior_draws:
-        prior_sites = Predictive(model, num_samples=prior_draws)(key_prior, n_obs=X.shape[0])
-        prior_params = jax.tree_util.tree_map(lambda a: a[None], params_from_sites(prior_sites))
 
-    attrs = {
-        "inference": "nuts",
-        "n_components": n_components,
-        "covariance_type": covariance_type,
-        "weight_prior": weight_prior,
-        "priors": json.dumps(priors.to_dict()),
-        "num_warmup": num_warmup,
-        "num_samples": num_samples,
-        "num_chains": num_chains,
-        "target_accept_prob": target_accept_prob,
-        "max_tree_depth": max_tree_depth,
-        "init": init,
-        "n_starts": len(starts) if init != "prior" else 0,
-        "dtype": np.dtype(dtype).name,
-    }
-    # Results in the fit's precision, in the user's units.
-    idata = build_inference_data(
-        draws,
-        X.astype(dtype),
-        loc.astype(dtype),
-        scale.astype(dtype),
-        key=key_idata,
-        sample_stats=_sample_stats(extra),
-        prior_std_params=prior_params,
-        posterior_predictive=posterior_predictive,
-        feature_names=feature_names,
-        attrs=attrs,
-        hyper_draws=hyper_draws(samples, weight_prior),
+def _init_params(setup: FitSetup, init: str, num_chains: int) -> tuple[dict | None, int]:
+    """Unconstrained chain starts at EM optima (``start.em_starts``), and how many optima.
+
+    ``(None, 0)`` for ``init="prior"``.
+    """
+    if init == "prior":
+        return None, 0
+    Z = setup.data.extra
+    starts = em_starts(
+        Z,
+        setup.n_components,
+        setup.covariance_type,
+        seed=int(jax.random.randint(setup.keys["init"], (), 0, 2**30)),
+        n_extra=max(0, 2 * num_chains - 4) if init == "em" else 0,
+        overfitted=setup.weight_prior != "dirichlet",
     )
-    # Lazily: the diagnostics relabel, which lives downstream in bayesgmm.posterior.
-    from bayesgmm.posterior.diagnostics import warn_problems
-
-    warn_problems(idata, stacklevel=2)
-    return idata
+    starts = starts if init == "em" else starts[:1]
+    sites = [sites_from_params(s, setup.covariance_type, setup.weight_prior, setup.priors) for s in starts]
+    init_params = chain_init_params(setup.model, {"Z": jnp.asarray(Z)}, sites, num_chains, setup.keys["init"])
+    if num_chains == 1:
+        init_params = {k: v[0] for k, v in init_params.items()}
+    return init_params, len(starts)

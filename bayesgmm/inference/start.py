@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 
 import jax
 import jax.numpy as jnp
@@ -66,16 +68,17 @@ def em_starts(
     max_gap: float = 10.0,
     n_extra: int = 0,
 ) -> list[GMMParams]:
-    """The distinct good EM optima of ``n_init + n_extra`` runs, best first: over-dispersed chain starts.
+    """Return the distinct good EM optima of ``n_init + n_extra`` runs, best first.
 
-    Chains started at one optimum cannot show R-hat a second mode. Each distinct optimum
-    (components matched up to relabelling, see ``_same_optimum``) whose log-likelihood is
-    within ``max_gap`` nats of the best is returned, so that chain ``c`` can start at
-    ``starts[c % len(starts)]``; an optimum further below has negligible posterior mass
-    next to the best and would only leave a chain stranded. The first element is
-    ``em_start``'s result, the best of the first ``n_init`` runs; the ``n_extra`` runs
-    after them only add other optima. Components of every start are ordered to match
-    the best one's (the dp prior's ``sites_from_params`` reorders them by weight again).
+    They are over-dispersed chain starts. Chains started at one optimum cannot show R-hat a
+    second mode. Each distinct optimum (components matched up to relabelling, see
+    ``_same_optimum``) whose log-likelihood is within ``max_gap`` nats of the best is
+    returned, so that chain ``c`` can start at ``starts[c % len(starts)]``; an optimum
+    further below has negligible posterior mass next to the best and would only leave a
+    chain stranded. The first element is ``em_start``'s result, the best of the first
+    ``n_init`` runs; the ``n_extra`` runs after them only add other optima. Components of
+    every start are ordered to match the best one's (the dp prior's ``sites_from_params``
+    reorders them by weight again).
 
     Returns
     -------
@@ -101,8 +104,11 @@ def em_starts(
 
 
 def _extra_runs(Z, n_components, covariance_type, n_runs, rng) -> list:
-    """``_good_em``'s runs that may offer other optima: none when every run failed, collapsed
-    runs left out, and quietly, since they only add candidates to the best start."""
+    """``_good_em``'s runs that may offer other optima.
+
+    None when every run failed, collapsed runs left out, and quietly, since they only add
+    candidates to the best start.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         try:
@@ -158,8 +164,10 @@ _REG_COVAR = 1e-4
 
 
 def _good_em(Z, n_components, covariance_type, n_init, rng):
-    """EM fits of ``n_init`` runs from k-means++ seeds, highest lower bound first, keeping
-    only those where no component collapsed (see ``_collapsed``) if there are any."""
+    """EM fits of ``n_init`` runs from k-means++ seeds, highest lower bound first.
+
+    Only those where no component collapsed (see ``_collapsed``) are kept, if there are any.
+    """
     from sklearn.cluster import kmeans_plusplus
 
     from bayesgmm.inference.em.fit import fit_em
@@ -202,13 +210,8 @@ def _collapsed(params) -> bool:
 
     With rounded data, a component can sit on points tied in some direction (iris: many
     setosa petal widths are exactly 0.2 cm). Its likelihood is then bounded only by the
-    regularisation, so such a run often has the best lower bound. On iris (K=3, full;
-    the 150 rows and a 112-row training split), for seeds 0-19 of ``fit_svi`` and
-    ``fit_nuts``, 4 of the 80 best-of-4 starts had a component with variance 1.0e-4 in
-    standardised units (``fit_svi(X, 3, seed=0)`` on the 150 rows among them), against
-    at least 3e-3 in the runs that split by species; started there, NUTS and SVI stay in
-    that mode, whose posterior density is far higher but set by the scale prior. None
-    does now.
+    regularisation, so such a run often has the best lower bound; started there, NUTS and
+    SVI stay in that mode, whose posterior density is far higher but set by the scale prior.
     """
     L = np.asarray(params.scale_tril)
     smallest = np.linalg.eigvalsh(L @ np.swapaxes(L, -1, -2)).min()
@@ -216,8 +219,10 @@ def _collapsed(params) -> bool:
 
 
 def _seeded_start(seeds: np.ndarray, covariance_type: str) -> dict:
-    """``fit_em``'s keywords to start at ``seeds`` (n_components, n_features) as its
-    ``init_params="k-means++"`` does: uniform weights, covariances ``_REG_COVAR * I``."""
+    """``fit_em``'s keywords to start at ``seeds`` (n_components, n_features).
+
+    As its ``init_params="k-means++"`` does: uniform weights, covariances ``_REG_COVAR * I``.
+    """
     n_components, n_features = seeds.shape
     shape = {
         "full": (n_components, n_features, n_features),
@@ -235,7 +240,9 @@ def _seeded_start(seeds: np.ndarray, covariance_type: str) -> dict:
     )
 
 
-def compile_em_start(Z, n_components: int, covariance_type: str, pool, overfitted: bool = False) -> list:
+def compile_em_start(
+    Z: np.ndarray, n_components: int, covariance_type: str, pool: Executor, overfitted: bool = False
+) -> list[Future]:
     """Compile the EM programs of ``em_start`` (same arguments) in ``pool``'s threads.
 
     They are traced on the calling thread, and compiled without the GIL while it goes on;
@@ -261,15 +268,14 @@ def _sizes(n_components: int, overfitted: bool):
 def sites_from_params(
     params: GMMParams, covariance_type: str, weight_prior: str = "dirichlet", priors: Priors | None = None
 ) -> dict:
-    """The model's latent sites (see ``models.LATENT_SITES``, ``models.WEIGHT_SITES``)
-    that reproduce ``params``.
+    """Return the model's latent sites that reproduce ``params``.
 
-    For ``full`` and ``tied``, dividing each row of the Cholesky factor by its
-    norm gives the Cholesky factor of the correlation matrix, and the row norms
-    are the per-feature standard deviations. ``diag`` and ``spherical`` keep
-    only the diagonal (its mean square for ``spherical``). The hyperparameter of
-    a ``sparse`` or ``dp`` weight prior starts at its prior median; for ``dp`` the
-    components are sorted by decreasing weight (the order stick-breaking favours)
+    See ``models.LATENT_SITES`` and ``models.WEIGHT_SITES``. For ``full`` and ``tied``,
+    dividing each row of the Cholesky factor by its norm gives the Cholesky factor of the
+    correlation matrix, and the row norms are the per-feature standard deviations. ``diag``
+    and ``spherical`` keep only the diagonal (its mean square for ``spherical``). The
+    hyperparameter of a ``sparse`` or ``dp`` weight prior starts at its prior median; for
+    ``dp`` the components are sorted by decreasing weight (the order stick-breaking favours)
     and the weights are turned into sticks. Computed with numpy on the host: op by op in
     JAX, every small operation would be compiled on its own in a fresh process.
     """
@@ -315,8 +321,15 @@ def _weight_sites(weights: np.ndarray, weight_prior: str, priors: Priors) -> dic
     return {"concentration": alpha, "sticks": np.asarray(sticks)}
 
 
-def chain_init_params(model, model_kwargs: dict, sites, n_chains: int, key, jitter: float = 0.1) -> dict:
-    """Unconstrained starting values for ``n_chains`` chains around one or several points.
+def chain_init_params(
+    model: Callable,
+    model_kwargs: dict,
+    sites: dict | Sequence[dict],
+    n_chains: int,
+    key: jax.Array,
+    jitter: float = 0.1,
+) -> dict:
+    """Return unconstrained starting values for ``n_chains`` chains around one or several points.
 
     Chain ``c`` starts at ``sites[c % len(sites)]`` (one dict is one point), moved by
     independent ``Normal(0, jitter)`` noise in the unconstrained space, so that R-hat

@@ -3,8 +3,8 @@
 numpyro's ``Trace_ELBO`` sums ``log p - log q`` over a Python ``set`` of site names.
 A set of strings iterates in an order fixed by the process's hash seed, so the traced
 program changes from one Python process to the next: JAX's persistent compilation
-cache then never finds it (the chunk program recompiled in every new process, 3.6 s
-at K=10, D=10) and the loss differs between processes in its last bits. This loss is
+cache then never finds it (the chunk program is recompiled in every new process) and the
+loss differs between processes in its last bits. This loss is
 the same quantity, with the sites summed in the order the model and guide visit them.
 
 With ``alpha`` below 1 it is the Rényi bound of Li & Turner (2016) instead, which at
@@ -20,6 +20,8 @@ the compiled chunk of steps draws the noise of all its steps at once, outside it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +73,19 @@ class OrderedTraceELBO(ELBO):
         super().__init__(num_particles=num_particles)
         self.alpha = float(alpha)
 
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+    def loss_with_mutable_state(
+        self,
+        rng_key: jax.Array,
+        param_map: dict,
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict:
+        """Return ``{"loss": negative bound, "mutable_state": None}`` (see ``numpyro.infer.ELBO``).
+
+        ``kwargs`` may hold the guide's noise under ``NOISE``; the rest go to model and guide.
+        """
         noise = kwargs.pop(NOISE, None)
         renyi = self.alpha < 1.0 and self.num_particles > 1
 
@@ -123,9 +137,9 @@ class GuideNoise(Messenger):
     (``offset``), feeding zeros.
 
     Why: a normal draw is a threefry hash and a float64 ``erf_inv`` polynomial, and XLA
-    copies that chain into every fusion that reads the draw. In the K=10, D=10 chunk
-    program (a ``lax.scan`` of steps) the copies made up two thirds of the optimised HLO
-    and most of its compile time. Noise drawn once for all the chunk's steps, outside the
+    copies that chain into every fusion that reads the draw: in the chunk program (a
+    ``lax.scan`` of steps) the copies can make up most of the optimised HLO and of its
+    compile time. Noise drawn once for all the chunk's steps, outside the
     loop, reaches the steps as a plain input.
 
     Parameters
@@ -143,7 +157,7 @@ class GuideNoise(Messenger):
     [2.0, 4.0, 6.0]
     """
 
-    def __init__(self, fn=None, noise=None):
+    def __init__(self, fn: Callable | None = None, noise: jax.Array | None = None) -> None:
         self.noise, self.offset = noise, 0
         super().__init__(fn)
 
@@ -155,7 +169,8 @@ class GuideNoise(Messenger):
             raise ValueError(f"The guide needs more than the {self.noise.shape[-1]} noise values given.")
         return self.noise[start : self.offset].reshape(shape).astype(dtype)
 
-    def process_message(self, msg):
+    def process_message(self, msg: dict) -> None:
+        """Set the value of a reparameterised sample site from the next noise values."""
         if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
             return
         fn, transforms = msg["fn"], []
@@ -183,8 +198,8 @@ class GuideNoise(Messenger):
         msg["value"], msg["intermediates"] = x, intermediates
 
 
-def guide_noise_size(guide, *args, **kwargs) -> int:
-    """Number of standard normal values ``GuideNoise`` feeds ``guide`` per draw.
+def guide_noise_size(guide: Callable, *args: Any, **kwargs: Any) -> int:
+    """Return the number of standard normal values ``GuideNoise`` feeds ``guide`` per draw.
 
     Call inside a trace (the guide runs once, on zeros), with the guide's arguments.
 

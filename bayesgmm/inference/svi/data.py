@@ -1,0 +1,176 @@
+"""The rows an SVI fit sees: loaded or streamed, standardised, sent to the device chunk by chunk.
+
+Full batch, every step sees all rows. With a ``batch_size``, the rows of an in-memory array
+are copied to the device once and indexed there; a memmap or chunk callable is streamed
+(standardised with one-pass moments) and each chunk's minibatches are sent from the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.typing import DTypeLike
+
+from bayesgmm._validation import check_X, standardize
+from bayesgmm.inference.prepare import Loaded
+from bayesgmm.inference.svi.config import DEFAULT_BATCH_SIZE, ROW_INDEX, Batching
+from bayesgmm.sources import as_source, observed_rows, row_blocks, streaming_moments
+
+
+@dataclass(frozen=True)
+class SVIRows:
+    """The standardised rows of an SVI fit, on the host.
+
+    Parameters
+    ----------
+    batching : Batching
+    Z_init : ndarray, shape (n_init_rows, n_features)
+        Rows the EM start is fitted to.
+    Z_device : ndarray, shape (n_rows, n_features)
+        Rows sent to the device first: all of them, or a first minibatch of a stream.
+    blocks : iterator of ndarray, optional
+        A stream's raw blocks of ``batch_size * chunk_size`` rows (None for arrays).
+    rng : numpy.random.Generator
+        Draws the minibatch rows of an in-memory array.
+    """
+
+    batching: Batching
+    Z_init: np.ndarray
+    Z_device: np.ndarray
+    blocks: Iterator | None
+    rng: np.random.Generator
+
+
+def is_minibatch(X: Any, batch_size: int | None) -> bool:
+    """Return whether the fit sees minibatches: a ``batch_size``, a memmap or a chunk callable."""
+    return batch_size is not None or is_stream(X)
+
+
+def is_stream(X: Any) -> bool:
+    """Return whether ``X`` is streamed rather than loaded: a memmap or a chunk callable."""
+    return callable(X) or isinstance(X, np.memmap)
+
+
+def load_rows(
+    X: Any,
+    n_components: int,
+    keys: dict,
+    *,
+    batch_size: int | None,
+    chunk_size: int,
+    init_rows: int,
+    max_observed: int,
+) -> Loaded:
+    """Load or stream ``X`` for SVI (a loader of ``prepare.prepare``); ``extra`` is ``SVIRows``.
+
+    Parameters
+    ----------
+    X : array-like, numpy.memmap or callable
+    n_components : int
+    keys : dict
+        Its ``"rng"`` key seeds the host's row draws.
+    batch_size, chunk_size, init_rows, max_observed : int
+        As in ``fit_svi``.
+
+    Returns
+    -------
+    Loaded
+    """
+    rng = np.random.default_rng(keys["rng"])
+    if is_stream(X):
+        loaded = _streamed(X, n_components, rng, batch_size, chunk_size, init_rows, max_observed)
+    else:
+        loaded = _in_memory(X, n_components, rng, batch_size, init_rows, max_observed)
+    batching = loaded.extra.batching
+    if batching.mode == "index" and batching.n_obs > np.iinfo(ROW_INDEX).max:
+        raise ValueError(
+            f"X has {batching.n_obs} rows, too many to index in memory: pass it as a numpy.memmap."
+        )
+    return loaded
+
+
+def _streamed(X, n_components, rng, batch_size, chunk_size, init_rows, max_observed) -> Loaded:
+    source = as_source(X)
+    n_obs, loc, scale = streaming_moments(source)
+    batch_size = min(batch_size or DEFAULT_BATCH_SIZE, n_obs)
+    blocks = row_blocks(source, batch_size * chunk_size, rng)
+    Z_init = (next(row_blocks(source, min(init_rows, n_obs), rng)) - loc) / scale
+    X_obs = observed_rows(source, n_obs, max_observed, rng)
+    if n_obs < n_components:
+        raise ValueError(f"X has {n_obs} observations but n_components={n_components}.")
+    Z_device = (next(blocks)[:batch_size] - loc) / scale
+    rows = SVIRows(Batching("stream", batch_size, n_obs), Z_init, Z_device, blocks, rng)
+    return Loaded(X_obs, loc, scale, n_obs, rows)
+
+
+def _in_memory(X, n_components, rng, batch_size, init_rows, max_observed) -> Loaded:
+    X = check_X(X, n_components, dtype=np.float64)
+    Z, loc, scale = standardize(X)
+    n_obs = X.shape[0]
+    batch_size = None if batch_size is None else min(batch_size, n_obs)
+    Z_init = Z if n_obs <= init_rows else Z[rng.choice(n_obs, init_rows, replace=False)]
+    X_obs = X if n_obs <= max_observed else X[np.sort(rng.choice(n_obs, max_observed, replace=False))]
+    batching = Batching("full" if batch_size is None else "index", batch_size, n_obs)
+    return Loaded(X_obs, loc, scale, n_obs, SVIRows(batching, Z_init, Z, None, rng))
+
+
+@dataclass(frozen=True)
+class DeviceRows:
+    """The rows of an SVI fit on the device, in its ``dtype``.
+
+    ``data`` is the chunk program's data argument (all rows, or a stream's first minibatch);
+    ``batch`` one minibatch (the guide start's data); ``draw_Z`` the draw program's data.
+    """
+
+    data: jax.Array
+    batch: jax.Array
+    draw_Z: jax.Array
+
+    @classmethod
+    def from_rows(cls, rows: SVIRows, dtype: DTypeLike) -> DeviceRows:
+        """Send ``rows.Z_device`` to the device; call under the fit's precision."""
+        mode, batch_size, Z = rows.batching.mode, rows.batching.batch_size, rows.Z_device
+        # Sliced on the host: on the device each slice would compile a program of its own.
+        data = jnp.asarray(Z, dtype)
+        batch = jnp.asarray(Z[:batch_size], dtype) if mode == "index" else data
+        # Full batch: one row is enough to set the guide up, and keeps the draw program's
+        # shapes (so its compiled code) the same for every n_obs.
+        draw_Z = jnp.asarray(Z[:1], dtype) if mode == "full" else batch
+        return cls(data, batch, draw_Z)
+
+    def chunk_types(self, batching: Batching, chunk_size: int) -> tuple:
+        """Return the chunk program's ``(data, rows)`` arguments, as arrays or shapes."""
+        data, rows = self.data, None
+        if batching.mode == "stream":
+            n_features = data.shape[-1]
+            data = jax.ShapeDtypeStruct((chunk_size, batching.batch_size, n_features), data.dtype)
+        if batching.mode == "index":
+            rows = jax.ShapeDtypeStruct((chunk_size, batching.batch_size), ROW_INDEX)
+        return data, rows
+
+
+def chunk_feed(
+    rows: SVIRows, device: DeviceRows, loaded: Loaded, chunk_size: int, dtype: DTypeLike
+) -> Callable[[], tuple]:
+    """Return ``feed() -> (data, rows)``: the chunk program's data for the next chunk.
+
+    Full batch, the device's rows; with an in-memory array, the device's rows and the
+    chunk's minibatch row indices, shape (chunk_size, batch_size), drawn on the host; with a
+    stream, the chunk's minibatches, shape (chunk_size, batch_size, n_features).
+    """
+    mode, batch_size, n_obs = rows.batching.mode, rows.batching.batch_size, rows.batching.n_obs
+
+    def feed():
+        if mode == "full":
+            return device.data, None
+        if mode == "index":
+            return device.data, rows.rng.integers(0, n_obs, (chunk_size, batch_size), dtype=ROW_INDEX)
+        block = ((next(rows.blocks) - loaded.loc) / loaded.scale).reshape(chunk_size, batch_size, -1)
+        return jnp.asarray(block, dtype), None
+
+    return feed
