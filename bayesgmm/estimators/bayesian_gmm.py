@@ -124,7 +124,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             self.n_components,
             self.covariance_type,
             num_samples=self.num_samples,
-            num_restarts=self.num_chains,
+            n_init=self.num_chains,
             **common,
         )
 
