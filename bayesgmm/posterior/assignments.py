@@ -9,8 +9,6 @@ with the parameters.
 
 from __future__ import annotations
 
-from functools import partial
-
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -18,20 +16,15 @@ import numpy as np
 import xarray as xr
 
 from bayesgmm import densities
-from bayesgmm._jit import jit
 from bayesgmm._validation import as_key
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
 
 
-@partial(jit, static_argnames="batch_size")
-def _categorical_over_draws(flat, keys, X, batch_size):
-    def one(args):
-        p, key = args
-        # The joint log density is the unnormalised log responsibility: fine as logits.
-        return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
-
-    return jax.lax.map(one, (flat, keys), batch_size=batch_size)
+def _draw_labels(draw, X):
+    p, key = draw
+    # The joint log density is the unnormalised log responsibility: fine as logits.
+    return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
 
 
 def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
@@ -60,14 +53,14 @@ def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
     """
     params = params_from_idata(idata)
     n_chains, n_draws, n_components = params.weights.shape
-    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
-    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
+    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
     keys = jax.random.split(as_key(seed), n_chains * n_draws)
-    z = np.asarray(_categorical_over_draws(flat, keys, X, batch_size))
+    keys = keys.reshape((n_chains, n_draws, *keys.shape[1:]))
+    z = np.asarray(densities.over_draws(_draw_labels, (params, keys), X, n_lead=2, batch_size=batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
     ds = xr.Dataset(
-        {"assignments": (("chain", "draw", "obs"), z.reshape(n_chains, n_draws, -1).astype(dtype))},
+        {"assignments": (("chain", "draw", "obs"), z.astype(dtype))},
         coords={"chain": post["chain"], "draw": post["draw"], "obs": idata.observed_data["obs"]},
     )
     # Shallow copies: the new object shares the arrays but not the groups, so that changing

@@ -39,17 +39,13 @@ truncation gave to the sampler's last component, the quantity the truncation che
 
 from __future__ import annotations
 
-from functools import partial
-
 import arviz as az
-import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import densities
-from bayesgmm._jit import jit
 from bayesgmm.posterior.draws import params_from_idata
 
 METHODS = ("ordering", "ecr", "stephens")
@@ -79,17 +75,8 @@ def draw_responsibilities(idata, group: str = "posterior", batch_size: int = 64)
     >>> resp = draw_responsibilities(idata)  # doctest: +SKIP
     """
     params = params_from_idata(idata, group)
-    lead = params.weights.shape[:-1]
-    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
-    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
-    resp = _responsibilities_over_draws(flat, X, batch_size)
-    return np.asarray(resp).reshape((*lead, *resp.shape[1:]))
-
-
-# Jitted at module level so that repeated calls with the same shapes reuse one compilation.
-@partial(jit, static_argnames="batch_size")
-def _responsibilities_over_draws(flat, X, batch_size):
-    return jax.lax.map(lambda p: densities.responsibilities(p, X), flat, batch_size=batch_size)
+    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
+    return np.asarray(densities.over_draws(densities.responsibilities, params, X, batch_size=batch_size))
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:

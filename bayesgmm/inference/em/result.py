@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import arviz as az
 import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
+from bayesgmm.inference.idata import point_inference_data
 from bayesgmm.params import GMMParams
 
 
@@ -77,40 +79,18 @@ class EMResult:
         )
         return centred, X - self.shift
 
-    def to_inference_data(self):
-        """An ArviZ InferenceData with one chain of one draw.
+    def to_inference_data(self) -> az.InferenceData:
+        """Convert the fit to an ArviZ InferenceData with one chain of one draw, at ``params``.
 
-        Groups: ``posterior`` (``weights``, ``means``, ``covariances``), ``log_likelihood``
-        (``X``, pointwise, dims ``obs``) and ``observed_data`` (``X``).
+        Built by the same builder as ``fit_nuts`` and ``fit_svi`` (see
+        ``inference.idata.point_inference_data``), so groups, names, dims and coordinates
+        are theirs.
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``, chain and
+            draw of size one), ``log_likelihood`` (``X``, pointwise, dims ``obs``),
+            ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation).
         """
-        import arviz as az
-        import xarray as xr
-
-        p = self.params
-        n_obs, n_features = self.X.shape
-        posterior = {
-            "weights": np.asarray(p.weights)[None, None],
-            "means": np.asarray(p.means)[None, None],
-            "covariances": np.asarray(p.covariances)[None, None],
-        }
-        ll = em_shapes.log_prob(p, jnp.asarray(self.X, p.means.dtype))
-        coords = {
-            "component": np.arange(p.n_components),
-            "feature": np.arange(n_features),
-            "feature_col": np.arange(n_features),
-            "obs": np.arange(n_obs),
-        }
-        dims = {
-            "weights": ["component"],
-            "means": ["component", "feature"],
-            "covariances": ["component", "feature", "feature_col"],
-        }
-        idata = az.from_dict(
-            posterior=posterior,
-            log_likelihood={"X": np.asarray(ll)[None, None]},
-            coords=coords,
-            dims={**dims, "X": ["obs"]},
-        )
-        observed = xr.Dataset({"X": (("obs", "feature"), np.asarray(self.X))}, coords=coords)
-        idata.add_groups(observed_data=observed)
-        return idata
+        return point_inference_data(self.params, np.asarray(self.X))

@@ -17,9 +17,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
-_LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+from bayesgmm import densities
+from bayesgmm.densities import LOG_2PI
 # Cody-Waite split of ln 2 and Taylor coefficients of exp on [-ln2 / 2, ln2 / 2].
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _EXP_COEFS = [1.0 / math.factorial(i) for i in range(14)]
@@ -40,11 +40,7 @@ def features(X, covariance_type: str) -> jnp.ndarray:
     ones = jnp.ones((n_obs, 1), X.dtype)
     if covariance_type == "tied":
         return jnp.concatenate([ones, X], axis=1)
-    if covariance_type == "full":
-        rows, cols = jnp.triu_indices(n_features)
-        quad = X[:, rows] * X[:, cols]
-    else:
-        quad = X * X
+    quad = densities.quadratic_features(X) if covariance_type == "full" else X * X
     return jnp.concatenate([ones, X, quad], axis=1)
 
 
@@ -57,15 +53,23 @@ def second_moment(X, w) -> jnp.ndarray:
     return ((X * w[:, None]).T @ X)[rows, cols]
 
 
-def precisions(scale_tril):
-    """Precision matrices and ``-0.5 log|Sigma|`` from the Cholesky factors, per component."""
-    eye = jnp.eye(scale_tril.shape[-1], dtype=scale_tril.dtype)
-    # The moment expansion needs the precision itself; build it from L^{-1} by a
-    # triangular solve (as scikit-learn does) rather than inverting Sigma.
-    inv_tril = jax.vmap(lambda L: solve_triangular(L, eye, lower=True))(scale_tril)
-    prec = jnp.swapaxes(inv_tril, -1, -2) @ inv_tril
-    half_log_det = -jnp.sum(jnp.log(jnp.diagonal(scale_tril, axis1=-2, axis2=-1)), axis=-1)
-    return prec, half_log_det
+def precisions(scale_tril: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Precision matrices and ``-0.5 log|Sigma|`` from the Cholesky factors, per component.
+
+    The moment expansion needs the precision itself; ``densities.precisions`` builds it from
+    ``L^{-1}`` by a triangular solve (as scikit-learn does) rather than inverting Sigma.
+
+    Parameters
+    ----------
+    scale_tril : array, shape (n_components, n_features, n_features)
+
+    Returns
+    -------
+    precision : array, shape (n_components, n_features, n_features)
+    half_log_det : array, shape (n_components,)
+        ``-0.5 log|Sigma_k|``.
+    """
+    return densities.precisions(scale_tril), -0.5 * densities.log_det(scale_tril)
 
 
 def coefficients(params, covariance_type: str) -> jnp.ndarray:
@@ -82,14 +86,12 @@ def coefficients(params, covariance_type: str) -> jnp.ndarray:
     prec, half_log_det = precisions(scale_tril)
     lin = jnp.einsum("kij,kj->ki", prec, means)
     const = (
-        jnp.log(weights) - 0.5 * n_features * _LOG_2PI + half_log_det - 0.5 * jnp.sum(means * lin, axis=-1)
+        jnp.log(weights) - 0.5 * n_features * LOG_2PI + half_log_det - 0.5 * jnp.sum(means * lin, axis=-1)
     )
     if covariance_type == "tied":
         return jnp.concatenate([const[:, None], lin], axis=1).T
     if covariance_type == "full":
-        rows, cols = jnp.triu_indices(n_features)
-        # An off-diagonal product x_i x_j appears twice in x^T P x.
-        quad = -0.5 * prec[:, rows, cols] * jnp.where(rows == cols, 1.0, 2.0)
+        quad = -0.5 * densities.quadratic_coefficients(prec)
     else:
         quad = -0.5 * jnp.diagonal(prec, axis1=-2, axis2=-1)
     return jnp.concatenate([const[:, None], lin, quad], axis=1).T
@@ -128,8 +130,7 @@ def _tied_quadratic(params, xT):
     It is common to all components, so it is computed once per row (``|L^{-1} x|^2``, one
     (D, D) product) and only enters the log normaliser, not the responsibilities.
     """
-    L = params.scale_tril[0]
-    z = solve_triangular(L, jnp.eye(L.shape[-1], dtype=L.dtype), lower=True) @ xT
+    z = densities.inverse_factors(params.scale_tril[:1])[0] @ xT
     return -0.5 * jnp.sum(z * z, axis=0)
 
 
@@ -253,10 +254,8 @@ def centred_stats(params, X_blocks, w_blocks, covariance_type: str):
     """
     weights, means, scale_tril = params
     n_features = means.shape[-1]
-    eye = jnp.eye(n_features, dtype=means.dtype)
-    inv_tril = jax.vmap(lambda L: solve_triangular(L, eye, lower=True))(scale_tril)
-    log_diag = jnp.log(jnp.diagonal(scale_tril, axis1=-2, axis2=-1))
-    const = jnp.log(weights) - 0.5 * n_features * _LOG_2PI - jnp.sum(log_diag, axis=-1)
+    inv_tril = densities.inverse_factors(scale_tril)
+    const = jnp.log(weights) - 0.5 * n_features * LOG_2PI - 0.5 * densities.log_det(scale_tril)
 
     def block(carry, xw):
         xT, w = xw
