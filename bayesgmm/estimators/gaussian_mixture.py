@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from bayesgmm.inference.em import criteria
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
-from bayesgmm.inference.em.fit import fit_em, n_parameters
+from bayesgmm.inference.em.fit import fit_em
 from bayesgmm.params import GMMParams
 
 
@@ -224,22 +225,49 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         y = np.repeat(np.arange(len(counts)), counts)
         return X.astype(np.float64), y
 
-    def _n_parameters(self):
-        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+    def _n_parameters(self) -> int:
+        return criteria.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
 
-    def bic(self, X):
-        """Bayesian information criterion (lower is better), as scikit-learn computes it."""
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+    def bic(self, X: ArrayLike) -> float:
+        """Bayesian information criterion (lower is better), as scikit-learn computes it.
 
-    def aic(self, X):
-        """Akaike information criterion (lower is better), as scikit-learn computes it."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
 
-    def icl(self, X):
+        Returns
+        -------
+        float
+            ``-2 log L + n_parameters log(n_obs)`` (:func:`bayesgmm.bic`) at the current attributes.
+        """
+        return criteria.bic_from_log_lik(self.score(X) * X.shape[0], self._n_parameters(), X.shape[0])
+
+    def aic(self, X: ArrayLike) -> float:
+        """Akaike information criterion (lower is better), as scikit-learn computes it.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        float
+            ``-2 log L + 2 n_parameters`` (:func:`bayesgmm.aic`) at the current attributes.
+        """
+        return criteria.aic_from_log_lik(self.score(X) * X.shape[0], self._n_parameters())
+
+    def icl(self, X: ArrayLike) -> float:
         """Integrated completed likelihood as mclust computes it (lower is better).
 
-        ``bic(X) - 2 sum_i log r_{i, c(i)}`` with ``c(i)`` the most probable component of
-        row ``i`` (see :func:`bayesgmm.icl`); mclust reports ``-icl``.
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        float
+            ``bic(X) - 2 sum_i log r_{i, c(i)}`` with ``c(i)`` the most probable component of
+            row ``i`` (:func:`bayesgmm.icl`); mclust reports ``-icl``.
         """
         resp = self.predict_proba(X)
-        return self.bic(X) - 2 * float(np.sum(np.log(np.max(resp, axis=1))))
+        return self.bic(X) + criteria.classification_penalty(resp, np.ones(len(resp)))

@@ -20,6 +20,77 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     return int(cov + n_features * n_components + n_components - 1)
 
 
+def bic_from_log_lik(log_lik: float, n_params: int, n: float) -> float:
+    """``-2 log L + n_params * log(n)``: BIC from a total log-likelihood, scikit-learn's sign.
+
+    Parameters
+    ----------
+    log_lik : float
+        Total (sample-weighted) log-likelihood ``log L``.
+    n_params : int
+        Number of free parameters (:func:`n_parameters`).
+    n : float
+        Number of observations (total sample weight).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(bic_from_log_lik(-10.0, 2, math.e), 6)
+    22.0
+    """
+    return -2 * log_lik + n_params * math.log(n)
+
+
+def aic_from_log_lik(log_lik: float, n_params: int) -> float:
+    """``-2 log L + 2 n_params``: AIC from a total log-likelihood (lower is better).
+
+    Parameters
+    ----------
+    log_lik : float
+        Total (sample-weighted) log-likelihood ``log L``.
+    n_params : int
+        Number of free parameters (:func:`n_parameters`).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> aic_from_log_lik(-10.0, 3)
+    26.0
+    """
+    return -2 * log_lik + 2 * n_params
+
+
+def classification_penalty(resp: np.ndarray, w: np.ndarray) -> float:
+    """ICL's term on top of BIC: ``-2 sum_i w_i log r_{i, c(i)}``, ``c(i) = argmax_k r_ik``.
+
+    Parameters
+    ----------
+    resp : ndarray, shape (n_obs, n_components)
+        Responsibilities.
+    w : ndarray, shape (n_obs,)
+        Observation weights.
+
+    Returns
+    -------
+    float
+        Non-negative; zero for a hard partition.
+
+    Examples
+    --------
+    >>> classification_penalty(np.array([[1.0, 0.0], [0.0, 1.0]]), np.ones(2))
+    0.0
+    """
+    # The MAP component's responsibility is the largest, at least 1 / n_components.
+    hard = np.log(np.max(resp, axis=1))
+    return -2 * float(w @ hard)
+
+
 def _total_and_n(result, X, sample_weight):
     """Data, weights, weighted log-likelihood and total weight the criteria use.
 
@@ -38,6 +109,10 @@ def _total_and_n(result, X, sample_weight):
     return X, w, float(w @ result.log_prob(X)), float(w.sum())
 
 
+def _n_params(result, X) -> int:
+    return n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+
+
 def bic(result, X=None, sample_weight=None) -> float:
     """Bayesian information criterion, scikit-learn's sign (lower is better).
 
@@ -54,8 +129,7 @@ def bic(result, X=None, sample_weight=None) -> float:
     -2314.32
     """
     X, _, total, n = _total_and_n(result, X, sample_weight)
-    p = n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
-    return -2 * total + p * math.log(n)
+    return bic_from_log_lik(total, _n_params(result, X), n)
 
 
 def aic(result, X=None, sample_weight=None) -> float:
@@ -65,7 +139,7 @@ def aic(result, X=None, sample_weight=None) -> float:
     to those of the fit.
     """
     X, _, total, _ = _total_and_n(result, X, sample_weight)
-    return -2 * total + 2 * n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+    return aic_from_log_lik(total, _n_params(result, X))
 
 
 def icl(result, X=None, sample_weight=None) -> float:
@@ -85,7 +159,4 @@ def icl(result, X=None, sample_weight=None) -> float:
     -2357.8
     """
     X, w, _, _ = _total_and_n(result, X, sample_weight)
-    resp = result.responsibilities(X)
-    # The MAP component's responsibility is the largest, at least 1 / n_components.
-    hard = np.log(np.max(resp, axis=1))
-    return bic(result, X, w) - 2 * float(w @ hard)
+    return bic(result, X, w) + classification_penalty(result.responsibilities(X), w)

@@ -211,10 +211,10 @@ def _program_call(
             seed, X.astype(dtype, copy=False), None if sample_weight is None else w, n_components,
             init_params, int(n_init), len(Z),
         )  # fmt: skip
-    em_prior = centred_prior(prior, X, w, n_components, shift, dtype)
+    map_prior = centred_prior(prior, X, w, n_components, shift, dtype)
     args = (
         starts, Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
-        dtype.type(reg_covar), em_prior, np.int32(max_iter),
+        dtype.type(reg_covar), map_prior, np.int32(max_iter),
     )  # fmt: skip
     static = dict(
         covariance_type=covariance_type, init_params=init_params, n_components=n_components,
@@ -278,7 +278,7 @@ def _run_restarts(call: _Call):
 
 
 @partial(jit, static_argnames=_STATIC)
-def _fit_program(start, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
+def _fit_program(start, Z, w, given, lb0, tol, reg_covar, map_prior, max_iter, **static):
     """One restart, from its init to its final log-likelihood, as one compiled program.
 
     One program per shape instead of several keeps compile time low for repeated small fits;
@@ -295,7 +295,7 @@ def _fit_program(start, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **sta
         from_resp, _ = em.params_from_resp(Z, w, resp, data, reg_covar, covariance_type)
     params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
     state = em.run_em(
-        params0, data, lb0, tol, reg_covar, prior,
+        params0, data, lb0, tol, reg_covar, map_prior,
         covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"],
     )  # fmt: skip
     return state, em.data_stats(state.params, data, covariance_type)[1]

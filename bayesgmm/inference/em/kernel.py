@@ -141,11 +141,11 @@ class EMState(NamedTuple):
     lower_bounds: jnp.ndarray
 
 
-def step(state: EMState, data: EMData, tol, reg_covar, prior, covariance_type: str) -> EMState:
+def step(state: EMState, data: EMData, tol, reg_covar, map_prior, covariance_type: str) -> EMState:
     """One EM iteration: E-step at ``state.params`` then M-step (pure); ``data`` from ``em_data``."""
     S, log_lik, centre = data_stats(state.params, data, covariance_type)
-    lower_bound = (log_lik + log_prior(state.params, covariance_type, prior)) / jnp.sum(data.w_blocks)
-    new_params, ok = m_step(S, reg_covar, covariance_type, prior, data.second, centre)
+    lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / jnp.sum(data.w_blocks)
+    new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, data.second, centre)
     ok = ok & jnp.isfinite(lower_bound)
     params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, state.params)
     converged = ok & (jnp.abs(lower_bound - state.lower_bound) < tol)
@@ -176,7 +176,7 @@ def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
 
 
 def run_em(
-    params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter, n_history=None
+    params, data: EMData, lower_bound, tol, reg_covar, map_prior, *, covariance_type, max_iter, n_history=None
 ):
     """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse.
 
@@ -189,14 +189,16 @@ def run_em(
         return (s.n_iter < max_iter) & ~s.converged & s.ok
 
     def body(s):
-        return step(s, data, tol, reg_covar, prior, covariance_type)
+        return step(s, data, tol, reg_covar, map_prior, covariance_type)
 
     return jax.lax.while_loop(cond, body, state)
 
 
 @partial(jit, static_argnames=("covariance_type", "max_iter"))
-def run_em_restarts(params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter):
+def run_em_restarts(
+    params, data: EMData, lower_bound, tol, reg_covar, map_prior, *, covariance_type, max_iter
+):
     """``run_em`` over a leading restart axis of ``params`` (and ``lower_bound``), in parallel."""
     run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)
     in_axes = (0, None, 0, None, None, None)
-    return jax.vmap(run, in_axes=in_axes)(params, data, lower_bound, tol, reg_covar, prior)
+    return jax.vmap(run, in_axes=in_axes)(params, data, lower_bound, tol, reg_covar, map_prior)

@@ -47,11 +47,11 @@ def _unpack_symmetric(v, n_features):
     return M + jnp.swapaxes(M, -1, -2) * (1.0 - jnp.eye(n_features, dtype=v.dtype))
 
 
-def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, second=None, centre=None):
+def m_step(S, reg_covar, covariance_type: str, map_prior: EMPrior | None = None, second=None, centre=None):
     """New parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
 
     Follows scikit-learn's ``_estimate_gaussian_parameters`` (``nk + 10 eps``, ``reg_covar``
-    added to the diagonal); with a prior, the posterior-mode updates of Fraley & Raftery
+    added to the diagonal); with ``map_prior``, the posterior-mode updates of Fraley & Raftery
     (2007).
 
     Parameters
@@ -60,7 +60,7 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
         Weighted counts, sums and (except for tied) second moments per component.
     reg_covar : float
     covariance_type : str
-    prior : EMPrior or None
+    map_prior : EMPrior or None
     second : array, shape (n_features (n_features + 1) / 2,), optional
         Tied only: the total weighted second moment ``stats.second_moment(X, w)``. Without
         it, tied's ``S`` holds per-component second moments in ``full``'s layout.
@@ -102,7 +102,7 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
             scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
     else:
         scatter = S[1 + n_features :].T / nk[:, None] - rel * rel
-    if prior is None:
+    if map_prior is None:
         means = xbar
         if covariance_type == "full":
             cov = scatter
@@ -112,7 +112,7 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
             cov = scatter
         weights = nk / jnp.sum(nk)
     else:
-        means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, prior)
+        means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, map_prior)
     if covariance_type == "spherical":
         cov = jnp.mean(cov, axis=-1, keepdims=True) * jnp.ones((1, n_features), dtype)
     if covariance_type in ("diag", "spherical"):
@@ -135,12 +135,17 @@ def _n_feat_full(n_stats):
     return int(round((-3 + (1 + 8 * n_stats) ** 0.5) / 2))
 
 
-def _map_update(nk, xbar, scatter, covariance_type, prior):
+def _map_update(nk, xbar, scatter, covariance_type, map_prior):
     """Posterior-mode updates for the conjugate prior (Fraley & Raftery 2007, Table 2)."""
-    kappa, nu, psi, alpha = prior.mean_precision, prior.dof, prior.scale, prior.weight_concentration
+    kappa, nu, psi, alpha = (
+        map_prior.mean_precision,
+        map_prior.dof,
+        map_prior.scale,
+        map_prior.weight_concentration,
+    )
     n_components, n_features = xbar.shape
-    means = (nk[:, None] * xbar + kappa * prior.mean) / (nk + kappa)[:, None]
-    d = xbar - prior.mean
+    means = (nk[:, None] * xbar + kappa * map_prior.mean) / (nk + kappa)[:, None]
+    d = xbar - map_prior.mean
     shrink = kappa * nk / (kappa + nk)
     if covariance_type in ("full", "tied"):
         num = nk[:, None, None] * scatter + shrink[:, None, None] * d[:, :, None] * d[:, None, :]
@@ -158,53 +163,57 @@ def _map_update(nk, xbar, scatter, covariance_type, prior):
     return means, cov, weights
 
 
-def log_prior(params: GMMParams, covariance_type: str, prior: EMPrior | None):
-    """Log prior density up to a constant (0 without a prior): the MAP-EM objective's extra term."""
-    if prior is None:
+def log_prior(params: GMMParams, covariance_type: str, map_prior: EMPrior | None):
+    """Log prior density up to a constant (0 without ``map_prior``): the MAP-EM objective's extra term."""
+    if map_prior is None:
         return jnp.zeros((), params.means.dtype)
     weights, means, scale_tril = params
     prec, half_log_det = precisions(scale_tril)
     n_features = means.shape[-1]
-    d = means - prior.mean
-    lp_weights = (prior.weight_concentration - 1) * jnp.sum(jnp.log(weights))
-    mean_quad = prior.mean_precision * jnp.einsum("kij,ki,kj->k", prec, d, d)
+    d = means - map_prior.mean
+    lp_weights = (map_prior.weight_concentration - 1) * jnp.sum(jnp.log(weights))
+    mean_quad = map_prior.mean_precision * jnp.einsum("kij,ki,kj->k", prec, d, d)
     if covariance_type == "tied":
         # One shared inverse-Wishart factor, K normal factors for the means.
-        iw = (prior.dof + n_features + 1) * half_log_det[0] - 0.5 * jnp.trace(prec[0] @ prior.scale)
+        iw = (map_prior.dof + n_features + 1) * half_log_det[0] - 0.5 * jnp.trace(prec[0] @ map_prior.scale)
         return lp_weights + iw + jnp.sum(half_log_det - 0.5 * mean_quad)
     if covariance_type == "full":
-        power, psi = prior.dof + n_features + 2, prior.scale
+        power, psi = map_prior.dof + n_features + 2, map_prior.scale
     elif covariance_type == "diag":
         # Inverse-gamma per feature; half_log_det sums over features.
-        power, psi = prior.dof + 3, jnp.diag(jnp.diagonal(prior.scale))
+        power, psi = map_prior.dof + 3, jnp.diag(jnp.diagonal(map_prior.scale))
     else:
         # Inverse-gamma(nu / 2, s2 / 2) on sigma^2 with s2 = tr(Psi) / D; half_log_det is
         # -D/2 log sigma^2, so this power gives sigma^2 the exponent -(nu + 2 + D) / 2.
-        power = (prior.dof + 2) / n_features + 1
-        psi = jnp.trace(prior.scale) / n_features**2 * jnp.eye(n_features)
+        power = (map_prior.dof + 2) / n_features + 1
+        psi = jnp.trace(map_prior.scale) / n_features**2 * jnp.eye(n_features)
     quad = mean_quad + jnp.einsum("kij,ji->k", prec, psi)
     return lp_weights + jnp.sum(power * half_log_det - 0.5 * quad)
 
 
-def centred_prior(prior, X, w, n_components, shift, dtype):
-    """``fit_em``'s ``prior`` argument as an EMPrior in ``dtype``, centred on ``shift``."""
-    if prior is None:
+def centred_prior(spec, X, w, n_components, shift, dtype):
+    """``fit_em``'s ``prior`` argument, ``spec``, as an EMPrior in ``dtype``, centred on ``shift``."""
+    if spec is None:
         return None
     base = default_prior(X, n_components, sample_weight=w)
-    if isinstance(prior, str):
-        if prior != "default":
-            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {prior!r}.")
-        prior = base
-    elif isinstance(prior, dict):
-        unknown = set(prior) - set(EMPrior._fields)
+    if isinstance(spec, str):
+        if spec != "default":
+            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {spec!r}.")
+        map_prior = base
+    elif isinstance(spec, dict):
+        unknown = set(spec) - set(EMPrior._fields)
         if unknown:
             raise ValueError(f"Unknown prior fields {sorted(unknown)}; use {EMPrior._fields}.")
-        prior = base._replace(**prior)
-    elif not isinstance(prior, EMPrior):
-        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(prior).__name__}.")
+        map_prior = base._replace(**spec)
+    elif isinstance(spec, EMPrior):
+        map_prior = spec
+    else:
+        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(spec).__name__}.")
     # Centre in float64 before casting, as the data are.
-    prior = prior._replace(mean=np.asarray(prior.mean, np.float64) - np.asarray(shift, np.float64))
-    return EMPrior(*(jnp.asarray(v, dtype) for v in prior))
+    map_prior = map_prior._replace(
+        mean=np.asarray(map_prior.mean, np.float64) - np.asarray(shift, np.float64)
+    )
+    return EMPrior(*(jnp.asarray(v, dtype) for v in map_prior))
 
 
 def default_prior(X, n_components: int, sample_weight=None) -> EMPrior:

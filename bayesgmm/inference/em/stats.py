@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from bayesgmm import densities
 from bayesgmm.densities import LOG_2PI
+
 # Cody-Waite split of ln 2 and Taylor coefficients of exp on [-ln2 / 2, ln2 / 2].
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _EXP_COEFS = [1.0 / math.factorial(i) for i in range(14)]
@@ -85,9 +86,7 @@ def coefficients(params, covariance_type: str) -> jnp.ndarray:
     n_features = means.shape[-1]
     prec, half_log_det = precisions(scale_tril)
     lin = jnp.einsum("kij,kj->ki", prec, means)
-    const = (
-        jnp.log(weights) - 0.5 * n_features * LOG_2PI + half_log_det - 0.5 * jnp.sum(means * lin, axis=-1)
-    )
+    const = jnp.log(weights) - 0.5 * n_features * LOG_2PI + half_log_det - 0.5 * jnp.sum(means * lin, axis=-1)
     if covariance_type == "tied":
         return jnp.concatenate([const[:, None], lin], axis=1).T
     if covariance_type == "full":
