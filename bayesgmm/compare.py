@@ -162,7 +162,7 @@ def _bayes_fit(X, k, cov, inference, weight_prior, priors, seed, fit_kwargs):
 
 
 def _loo_waic(idata, name: str) -> tuple:
-    """The pointwise LOO of ``idata`` (for stacking) and its row of LOO and WAIC columns."""
+    """Compute the pointwise LOO of ``idata`` (for stacking) and its row of LOO and WAIC columns."""
     with warnings.catch_warnings():
         # ArviZ's and elpd's own warnings do not say which model; ours below do.
         warnings.simplefilter("ignore")
@@ -200,8 +200,10 @@ def _loo_waic(idata, name: str) -> tuple:
 
 
 def _stacking(loos: dict) -> pd.DataFrame:
-    """``elpd_diff``, ``dse`` and ``stacking_weight`` of each fit, from ``arviz.compare`` on
-    the pointwise LOO of each fit (importance-weighted for SVI)."""
+    """Compute ``elpd_diff``, ``dse`` and ``stacking_weight`` of each fit.
+
+    From ``arviz.compare`` on the pointwise LOO of each fit (importance-weighted for SVI).
+    """
     index = pd.MultiIndex.from_tuples(list(loos), names=["n_components", "covariance_type"])
     if len(loos) == 1:
         return pd.DataFrame({"elpd_diff": 0.0, "dse": 0.0, "stacking_weight": 1.0}, index=index)
@@ -221,7 +223,7 @@ def _stacking(loos: dict) -> pd.DataFrame:
 
 
 def recommend(table: pd.DataFrame) -> dict:
-    """The (n_components, covariance_type) each criterion of a comparison table picks.
+    """Find the (n_components, covariance_type) each criterion of a comparison table picks.
 
     See :func:`compare_n_components` for the rules.
     """

@@ -67,8 +67,11 @@ def _guide_log_ratios(idata) -> np.ndarray:
 
 
 def _global_weights(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
-    """PSIS-smoothed log weights, normalised over all draws (each chain's guide gets mass
-    ``1 / n_chains``), and the largest Pareto k of the chains."""
+    """Smooth the log importance ratios by PSIS and normalise them over all draws.
+
+    Each chain's guide gets mass ``1 / n_chains``. Returns the log weights and the largest
+    Pareto k of the chains.
+    """
     n_chains = log_ratios.shape[0]
     with np.errstate(all="ignore"):
         lw, k_hat = az.psislw(log_ratios)
@@ -88,8 +91,11 @@ def _warn_guide(guide_k: float, what: str) -> None:
 
 
 def _loo_weights(idata) -> tuple[np.ndarray, np.ndarray, float]:
-    """Smoothed LOO log weights (chain, draw, obs), normalised over (chain, draw); the
-    Pareto k of each observation (the largest over chains); the guide's Pareto k."""
+    """Compute smoothed LOO log weights and their Pareto k.
+
+    Returns the log weights (chain, draw, obs), normalised over (chain, draw); the Pareto k
+    of each observation (the largest over chains); and the guide's Pareto k.
+    """
     log_ratios = _guide_log_ratios(idata)
     ll = _log_likelihood(idata)
     # The draws of observation i's leave-one-out posterior: q-draws weighted by p(theta | x_-i) / q.
@@ -139,8 +145,11 @@ def loo_log_weights(idata) -> xr.DataArray:
 
 
 def _weighted_lppd(idata) -> tuple[np.ndarray, np.ndarray, float]:
-    """Importance-weighted ``lppd_i`` and posterior variance of ``log p(x_i | draw)``, and
-    the guide's Pareto k."""
+    """Compute the importance-weighted ``lppd_i`` and the guide's Pareto k.
+
+    Returns ``lppd_i``, the posterior variance of ``log p(x_i | draw)`` and the guide's
+    Pareto k.
+    """
     lw, guide_k = _global_weights(_guide_log_ratios(idata))
     ll = _log_likelihood(idata)
     w = np.exp(lw)[..., None]

@@ -98,7 +98,7 @@ def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = T
 
 
 def count_modes(x, bandwidth=None, grid_size: int = 512, min_prominence: float = 0.05) -> np.ndarray:
-    """Number of clear local maxima of a Gaussian kernel density estimate.
+    """Count the clear local maxima of a Gaussian kernel density estimate.
 
     Parameters
     ----------
@@ -151,7 +151,7 @@ def count_modes(x, bandwidth=None, grid_size: int = 512, min_prominence: float =
 
 
 def kde_bandwidth(x) -> np.ndarray:
-    """Normal reference bandwidth ``sd * n^(-1/5)`` along the last axis, shape (...).
+    """Compute the normal reference bandwidth ``sd * n^(-1/5)`` along the last axis, shape (...).
 
     The rule of ``scipy.stats.gaussian_kde``. It oversmooths multimodal data a little,
     which is what a mode count used as a test statistic wants: modes it still finds
@@ -167,7 +167,7 @@ def _standardised_moment(x, order: int):
 
 
 def default_statistics(X_obs, feature_names=None, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
-    """The default test statistics for data like ``X_obs``.
+    """Choose the default test statistics for data like ``X_obs``.
 
     Per feature: mean, sd, skewness, excess kurtosis, quantiles, min, max and the
     number of modes of a KDE whose bandwidth is fixed by the observed feature

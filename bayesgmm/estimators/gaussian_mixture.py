@@ -169,7 +169,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def _params(self) -> GMMParams:
-        """Current attributes as GMMParams (so edits to the attributes are honoured)."""
+        """Return the current attributes as GMMParams (so edits to the attributes are honoured)."""
         check_is_fitted(self)
         ct, P = self.covariance_type, np.asarray(self.precisions_cholesky_)
         n_components, n_features = self.means_.shape

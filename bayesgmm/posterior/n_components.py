@@ -26,7 +26,7 @@ _N_NODES = 201
 
 
 def occupied_counts(z: np.ndarray) -> np.ndarray:
-    """Number of distinct labels along the last axis.
+    """Count the distinct labels along the last axis.
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
 
 
 def sampled_stick_remainder(post) -> xr.DataArray:
-    """The mass the truncation gave to the sampler's last component, dims (chain, draw).
+    """Return the mass the truncation gave to the sampler's last component, dims (chain, draw).
 
     This is ``stick_remainder`` as sampled. After ``relabel`` the stored
     ``stick_remainder`` is the last weight in the new labelling, so the sampler's last

@@ -64,7 +64,7 @@ def _terms(loss: str, sizes, within):
 
 
 def partition_loss(labels, sim: np.ndarray, loss: str = "binder") -> float:
-    """Expected Binder loss or the VI lower bound of one partition, given ``sim`` (obs, obs).
+    """Compute the expected Binder loss or the VI lower bound of one partition, given ``sim`` (obs, obs).
 
     Examples
     --------
@@ -152,7 +152,7 @@ def _candidates(idata, sim: np.ndarray, max_candidates: int) -> list[np.ndarray]
 
 
 def best_partition(idata, loss: str = "binder", max_candidates: int = 100, sim=None) -> BestPartition:
-    """The partition that minimises the posterior expected loss (see the module docstring).
+    """Find the partition that minimises the posterior expected loss (see the module docstring).
 
     Parameters
     ----------

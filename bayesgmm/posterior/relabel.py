@@ -170,14 +170,14 @@ def stephens_permutations(resp: np.ndarray, init: np.ndarray | None = None, max_
 
 
 def _well_separated_1d(means: np.ndarray) -> bool:
-    """True when adjacent sorted means have non-overlapping central 98% intervals."""
+    """Tell whether adjacent sorted means have non-overlapping central 98% intervals."""
     ordered = np.sort(means[..., 0], axis=-1)
     lo, hi = np.quantile(ordered, [0.01, 0.99], axis=0)
     return bool(np.all(hi[:-1] < lo[1:]))
 
 
 def choose_method(idata) -> str:
-    """The method ``relabel(method="auto")`` uses; the rule is in the module docstring."""
+    """Choose the method ``relabel(method="auto")`` uses; the rule is in the module docstring."""
     means = idata.posterior["means"].transpose(..., "component", "feature").values
     n_features = means.shape[-1]
     if n_features == 1 and _well_separated_1d(means.reshape(-1, *means.shape[-2:])):

@@ -64,6 +64,7 @@ class SwitchingReport:
     method: str
 
     def __str__(self) -> str:
+        """Format the verdict and the per-chain and R-hat tables."""
         return (
             f"Label switching report (relabelled with {self.method!r}): {self.verdict}\n\n"
             f"{self.chains.to_string()}\n\n{self.rhat.to_string()}"

@@ -10,7 +10,7 @@ from bayesgmm._validation import check_covariance_type, check_X
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Number of free parameters, as scikit-learn counts them."""
+    """Count the free parameters as scikit-learn counts them."""
     cov = {
         "full": n_components * n_features * (n_features + 1) / 2,
         "diag": n_components * n_features,
@@ -92,7 +92,7 @@ def classification_penalty(resp: np.ndarray, w: np.ndarray) -> float:
 
 
 def _total_and_n(result, X, sample_weight):
-    """Data, weights, weighted log-likelihood and total weight the criteria use.
+    """Return the data, weights, weighted log-likelihood and total weight the criteria use.
 
     With neither ``X`` nor ``sample_weight`` given, these are the data and weights of the
     fit itself, so a weighted fit's criteria use its weighted log-likelihood and total weight.

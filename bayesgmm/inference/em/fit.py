@@ -224,7 +224,7 @@ def _program_call(
 
 
 def lower_em(X, n_components: int, covariance_type: str = "full", **kwargs) -> jax.stages.Lowered:
-    """The program ``fit_em(X, n_components, covariance_type, **kwargs)`` runs, traced and lowered.
+    """Trace and lower the program ``fit_em(X, n_components, covariance_type, **kwargs)`` runs.
 
     Its ``compile()`` can run in another thread (XLA compiles without the GIL) while
     this one does other work; ``fit_em`` with arguments of the same shapes then finds it
@@ -302,7 +302,7 @@ def _fit_program(start, Z, w, given, lb0, tol, reg_covar, map_prior, max_iter, *
 
 
 def _bucket(n_obs, block_size):
-    """Padded size: the next power of two up to ``block_size``, then a multiple of it."""
+    """Return the padded size: the next power of two up to ``block_size``, then a multiple of it."""
     if n_obs <= block_size:
         return max(16, 1 << (n_obs - 1).bit_length())
     return -(-n_obs // block_size) * block_size

@@ -42,7 +42,7 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def random_state(seed) -> np.random.RandomState:
-    """A ``numpy`` RandomState from an int, a RandomState (used as it is), a Generator, a JAX key or None.
+    """Make a ``numpy`` RandomState from an int, a RandomState, a Generator, a JAX key or None.
 
     An int gives ``RandomState(seed)``, as scikit-learn's ``check_random_state`` does, and a
     RandomState is drawn from (and so advanced), as scikit-learn does; None is fresh entropy.
@@ -60,7 +60,7 @@ def random_state(seed) -> np.random.RandomState:
 
 
 def initial_starts(seed, X, sample_weight, n_components: int, method: str, n_init: int, n_rows: int):
-    """Starts of ``n_init`` restarts, stacked on a leading restart axis.
+    """Draw the starts of ``n_init`` restarts, stacked on a leading restart axis.
 
     Parameters
     ----------

@@ -160,7 +160,7 @@ def step(state: EMState, data: EMData, tol, reg_covar, map_prior, covariance_typ
 
 
 def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
-    """Starting state; ``lower_bound`` is ``-inf`` except when warm-starting.
+    """Make the starting state; ``lower_bound`` is ``-inf`` except when warm-starting.
 
     ``n_history`` (static, at least ``max_iter``) is the length of the lower-bound history.
     """

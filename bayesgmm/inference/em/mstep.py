@@ -48,7 +48,7 @@ def _unpack_symmetric(v, n_features):
 
 
 def m_step(S, reg_covar, covariance_type: str, map_prior: EMPrior | None = None, second=None, centre=None):
-    """New parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
+    """Compute new parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
 
     Follows scikit-learn's ``_estimate_gaussian_parameters`` (``nk + 10 eps``, ``reg_covar``
     added to the diagonal); with ``map_prior``, the posterior-mode updates of Fraley & Raftery

@@ -27,7 +27,7 @@ _EXP_COEFS = [1.0 / math.factorial(i) for i in range(14)]
 
 
 def n_stats(n_features: int, covariance_type: str) -> int:
-    """Number of features ``F(x)`` for ``covariance_type``."""
+    """Count the features ``F(x)`` of ``covariance_type``."""
     if covariance_type == "full":
         return 1 + n_features + n_features * (n_features + 1) // 2
     if covariance_type == "tied":
@@ -210,7 +210,7 @@ def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
 
 
 def _centred_moments(r, Y, covariance_type: str):
-    """Counts, sums and second moments of ``Y`` (K, D, B) weighted by ``r`` (K, B).
+    """Sum counts, sums and second moments of ``Y`` (K, D, B) weighted by ``r`` (K, B).
 
     Returns ``S`` of shape (n_stats, n_components) in the layout of ``sufficient_stats``,
     except that ``tied`` gets the per-component second moments of ``full``.
