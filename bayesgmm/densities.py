@@ -177,8 +177,8 @@ def component_log_prob_expanded(params: GMMParams, X: jnp.ndarray) -> jnp.ndarra
     with its gradient makes a likelihood step memory-bound.
 
     The terms cancel for rows far from a component relative to its spread, so the result
-    is exact to about ``eps * (x' P x + mu' P mu)``, not to ``eps`` times itself: fine in
-    float64, a few micro-nats per row on standardised data in float32. Use
+    is exact to about ``eps * (x' P x + mu' P mu)``, not to ``eps`` times itself: negligible
+    in float64, noticeable in float32 for rows far from a component. Use
     ``component_log_prob`` where accuracy matters more than speed.
 
     Parameters

@@ -92,7 +92,7 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
     int ndarray, shape (n, n_components)
         ``perm[t, k]`` is the old component that becomes component ``k``.
     """
-    # scipy solves one matrix per call; K is small so the loop is cheap (~10 us a draw).
+    # scipy solves one matrix per call; K is small, so the loop over draws is cheap.
     return np.stack([linear_sum_assignment(c)[1] for c in cost]).astype(np.int64)
 
 

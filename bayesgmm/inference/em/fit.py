@@ -264,9 +264,9 @@ def _run_restarts(call: _Call):
     """``(state, log_liks)`` of every restart, stacked on a leading restart axis (numpy).
 
     Each restart is one call of the same compiled program, so restart ``i`` is the same
-    computation, to the last bit, whatever ``n_init`` is (vmapped in one batch, restarts
-    differed in the last bits with the batch size, and more restarts could score lower), and
-    one program serves every ``n_init``. The calls are dispatched before any result is read.
+    computation, to the last bit, whatever ``n_init`` is (in one vmapped batch its last bits
+    would depend on the batch size, so more restarts could score lower), and one program
+    serves every ``n_init``. The calls are dispatched before any result is read.
     """
     starts, Z, w, *_ = call.args
     Z, w = jax.device_put(Z), jax.device_put(w)  # to the device once, not once a restart

@@ -99,7 +99,7 @@ def coefficients(params, covariance_type: str) -> jnp.ndarray:
 def exp_nonpositive(x):
     """float64 ``exp(x)`` for ``x <= 0`` (NaN stays NaN), within 1 ulp; 0 below ``-708``.
 
-    XLA's CPU float64 ``exp`` is scalar code, ~4x slower than this vectorisable polynomial,
+    XLA's CPU float64 ``exp`` is scalar code, slower than this vectorisable polynomial,
     and the E-step takes ``n_obs * n_components`` of them per iteration. Results below
     ``exp(-708) ~ 3e-308`` are flushed to 0: they cannot change a sum that contains 1.
     """
@@ -162,7 +162,7 @@ def to_blocks(F, w, block_size: int = 4096):
     Returns ``F`` as (n_blocks, n_stats, block_size) and ``w`` as (n_blocks, block_size);
     with fewer rows than ``block_size`` there is one block of all rows. Observations run
     along the last, contiguous axis: XLA's dots and the softmax over components vectorise
-    along it (measured 10-20% faster per iteration than row-major blocks).
+    along it.
     """
     n_obs = F.shape[0]
     block_size = min(block_size, n_obs)
