@@ -13,14 +13,17 @@ says so in ``loo_method`` and ``guide_pareto_k``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import arviz as az
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bayesgmm import elpd
 from bayesgmm._validation import check_X
 from bayesgmm.inference.em.fit import aic, bic, fit_em, icl, n_parameters
+from bayesgmm.priors import Priors
 
 #: Small Bayesian fits by default, so that a whole table is quick to compute.
 _FIT_DEFAULTS = {
@@ -33,13 +36,13 @@ PARETO_K_BAD = elpd.PARETO_K_BAD
 
 
 def compare_n_components(
-    X,
-    ks=range(1, 8),
-    covariance_types=("full",),
+    X: ArrayLike,
+    ks: Sequence[int] = range(1, 8),
+    covariance_types: Sequence[str] = ("full",),
     inference: str | None = None,
     *,
     weight_prior: str = "dirichlet",
-    priors=None,
+    priors: Priors | dict | None = None,
     n_init: int = 5,
     reg_covar: float = 1e-6,
     seed: int = 0,

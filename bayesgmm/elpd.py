@@ -42,7 +42,7 @@ from scipy.special import logsumexp
 PARETO_K_BAD = 0.7
 
 
-def is_svi(idata) -> bool:
+def is_svi(idata: az.InferenceData) -> bool:
     """Whether the draws of ``idata`` come from an SVI guide, not from the posterior."""
     stats = idata.sample_stats if "sample_stats" in idata.groups() else {}
     return idata.attrs.get("inference") == "svi" or "log_q" in stats
@@ -108,7 +108,7 @@ def _loo_weights(idata) -> tuple[np.ndarray, np.ndarray, float]:
     return lw, np.max(k_hat, axis=0), guide_k
 
 
-def loo_log_weights(idata) -> xr.DataArray:
+def loo_log_weights(idata: az.InferenceData) -> xr.DataArray:
     """PSIS-LOO log weights of SVI draws, importance-weighted towards the posterior.
 
     Parameters
@@ -159,7 +159,7 @@ def _weighted_lppd(idata) -> tuple[np.ndarray, np.ndarray, float]:
     return lppd, var, guide_k
 
 
-def loo(idata) -> ELPDData:
+def loo(idata: az.InferenceData) -> ELPDData:
     """PSIS-LOO of a fit: ArviZ's for posterior draws, importance-weighted for SVI draws.
 
     Parameters
@@ -222,7 +222,7 @@ def loo(idata) -> ELPDData:
     return ELPDData(data=list(values.values()), index=list(values))
 
 
-def waic(idata) -> ELPDData:
+def waic(idata: az.InferenceData) -> ELPDData:
     """WAIC of a fit: ArviZ's for posterior draws, importance-weighted for SVI draws.
 
     The posterior mean and variance of ``log p(x_i | draw)`` are self-normalised

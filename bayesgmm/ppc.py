@@ -27,11 +27,14 @@ them as posterior draws: pass the importance-weighted ones,
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import arviz as az
+import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numpy.typing import ArrayLike
 from scipy.signal import find_peaks
 
 from bayesgmm._validation import as_key
@@ -46,7 +49,9 @@ def feature_var_names(n_features: int) -> list[str]:
     return [f"X_{j}" for j in range(n_features)]
 
 
-def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = True) -> az.InferenceData:
+def add_predictive(
+    idata: az.InferenceData, kind: str = "posterior", seed: int | jax.Array = 0, per_feature: bool = True
+) -> az.InferenceData:
     """Add replicate data sets drawn from the posterior (or prior) predictive.
 
     Parameters
@@ -97,7 +102,9 @@ def add_predictive(idata, kind: str = "posterior", seed=0, per_feature: bool = T
     return az.InferenceData(attrs=dict(idata.attrs), **groups)
 
 
-def count_modes(x, bandwidth=None, grid_size: int = 512, min_prominence: float = 0.05) -> np.ndarray:
+def count_modes(
+    x: ArrayLike, bandwidth: ArrayLike | None = None, grid_size: int = 512, min_prominence: float = 0.05
+) -> np.ndarray:
     """Count the clear local maxima of a Gaussian kernel density estimate.
 
     Parameters
@@ -150,7 +157,7 @@ def count_modes(x, bandwidth=None, grid_size: int = 512, min_prominence: float =
     return out.reshape(lead)
 
 
-def kde_bandwidth(x) -> np.ndarray:
+def kde_bandwidth(x: ArrayLike) -> np.ndarray:
     """Compute the normal reference bandwidth ``sd * n^(-1/5)`` along the last axis, shape (...).
 
     The rule of ``scipy.stats.gaussian_kde``. It oversmooths multimodal data a little,
@@ -166,7 +173,11 @@ def _standardised_moment(x, order: int):
     return (d**order).mean(axis=-1) / (d**2).mean(axis=-1) ** (order / 2)
 
 
-def default_statistics(X_obs, feature_names=None, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
+def default_statistics(
+    X_obs: ArrayLike,
+    feature_names: Sequence[str] | None = None,
+    quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+) -> dict:
     """Choose the default test statistics for data like ``X_obs``.
 
     Per feature: mean, sd, skewness, excess kurtosis, quantiles, min, max and the
@@ -218,7 +229,9 @@ def _corr(u, v):
     return (u * v).sum(axis=-1) / np.sqrt((u * u).sum(axis=-1) * (v * v).sum(axis=-1))
 
 
-def replicated_statistics(idata, statistics=None, group: str = "posterior_predictive") -> xr.Dataset:
+def replicated_statistics(
+    idata: az.InferenceData, statistics: dict | None = None, group: str = "posterior_predictive"
+) -> xr.Dataset:
     """Test statistics of every replicate data set and of the observed data.
 
     Parameters
@@ -258,7 +271,9 @@ def replicated_statistics(idata, statistics=None, group: str = "posterior_predic
     return xr.Dataset(out, coords={"chain": reps["chain"].values, "draw": reps["draw"].values})
 
 
-def ppc_pvalues(idata, statistics=None, group: str = "posterior_predictive") -> pd.DataFrame:
+def ppc_pvalues(
+    idata: az.InferenceData, statistics: dict | None = None, group: str = "posterior_predictive"
+) -> pd.DataFrame:
     """Posterior (or prior) predictive p-values of test statistics.
 
     ``p_value = P(T(y_rep) >= T(y))`` over the replicate data sets; values near 0 or 1

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bayesgmm.inference.em import criteria
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
+from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.params import GMMParams
 
 
@@ -68,22 +69,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components=1,
+        n_components: int = 1,
         *,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        prior=None,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        prior: str | dict | EMPrior | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -101,12 +102,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.prior = prior
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
         """Estimate the parameters by EM; ``sample_weight`` (n_obs,) weights observations."""
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> np.ndarray:
         """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``)."""
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
@@ -190,24 +191,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = jnp.asarray(X, dtype=self.means_.dtype)
         return np.asarray(em_shapes.responsibilities(self._params(), X))
 
-    def score_samples(self, X):
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Log density of each observation, shape (n_obs,)."""
         X = jnp.asarray(self._validate(X), dtype=self.means_.dtype)
         return np.asarray(em_shapes.log_prob(self._params(), X))
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: None = None) -> float:
         """Mean log-likelihood per observation."""
         return float(np.mean(self.score_samples(X)))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Responsibilities, shape (n_obs, n_components)."""
         return self._responsibilities(self._validate(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Most probable component of each observation, shape (n_obs,)."""
         return np.argmax(self.predict_proba(X), axis=1)
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` observations; returns ``(X, labels)`` grouped by component."""
         check_is_fitted(self)
         if n_samples < 1:

@@ -27,7 +27,9 @@ def _draw_labels(draw, X):
     return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
 
 
-def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
+def sample_assignments(
+    idata: az.InferenceData, seed: int | jax.Array = 0, batch_size: int = 64
+) -> az.InferenceData:
     """Draw ``z_i ~ Categorical(p(z_i | x_i, draw))`` for every posterior draw.
 
     Parameters
@@ -73,7 +75,7 @@ def _relabelled(idata, method: str):
     return idata if is_relabelled(idata) else relabel(idata, method)
 
 
-def membership_probabilities(idata, ci: float = 0.94, method: str = "auto") -> xr.Dataset:
+def membership_probabilities(idata: az.InferenceData, ci: float = 0.94, method: str = "auto") -> xr.Dataset:
     """Posterior membership probabilities with equal-tailed credible intervals.
 
     The draws are relabelled first (unless ``idata`` already is), because a
@@ -123,7 +125,7 @@ def membership_probabilities(idata, ci: float = 0.94, method: str = "auto") -> x
     )
 
 
-def coclustering_matrix(idata, source: str = "responsibilities") -> xr.DataArray:
+def coclustering_matrix(idata: az.InferenceData, source: str = "responsibilities") -> xr.DataArray:
     """Posterior probability that two observations share a component.
 
     Label-invariant, so no relabelling is needed.

@@ -26,7 +26,7 @@ class DiagnosticsWarning(UserWarning):
     """A fit whose diagnostics say its draws should not be trusted as they are."""
 
 
-def fit_problems(idata) -> list[str]:
+def fit_problems(idata: az.InferenceData) -> list[str]:
     """Messages describing what is wrong with a NUTS or SVI fit; empty when it looks healthy.
 
     Parameters
@@ -56,7 +56,7 @@ def fit_problems(idata) -> list[str]:
     return []
 
 
-def warn_problems(idata, stacklevel: int = 2) -> list[str]:
+def warn_problems(idata: az.InferenceData, stacklevel: int = 2) -> list[str]:
     """Issue a :class:`DiagnosticsWarning` per problem of ``fit_problems`` and return them."""
     problems = fit_problems(idata)
     for message in problems:

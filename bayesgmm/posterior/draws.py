@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import arviz as az
 import jax.numpy as jnp
 
 from bayesgmm.params import GMMParams
 
 
-def params_from_idata(idata, group: str = "posterior") -> GMMParams:
+def params_from_idata(idata: az.InferenceData, group: str = "posterior") -> GMMParams:
     """All draws of a group as one GMMParams in the user's units.
 
     Parameters

@@ -10,6 +10,7 @@ depends on ``n_obs``, so it must be computed, not guessed.
 
 from __future__ import annotations
 
+import arviz as az
 import jax
 import numpy as np
 import pandas as pd
@@ -45,7 +46,7 @@ def occupied_counts(z: np.ndarray) -> np.ndarray:
     return (np.diff(np.sort(z, axis=-1), axis=-1) != 0).sum(axis=-1) + 1
 
 
-def n_components_posterior(idata, seed=0) -> pd.DataFrame:
+def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -> pd.DataFrame:
     """Posterior distribution of the number of occupied components K_+.
 
     Label-invariant, so no relabelling is needed.
@@ -88,7 +89,7 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
     return table
 
 
-def sampled_stick_remainder(post) -> xr.DataArray:
+def sampled_stick_remainder(post: xr.Dataset) -> xr.DataArray:
     """Return the mass the truncation gave to the sampler's last component, dims (chain, draw).
 
     This is ``stick_remainder`` as sampled. After ``relabel`` the stored

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import arviz as az
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
@@ -49,7 +51,7 @@ class BestPartition(NamedTuple):
     loss: str
 
 
-def canonical_labels(labels) -> np.ndarray:
+def canonical_labels(labels: ArrayLike) -> np.ndarray:
     """Relabel clusters ``0, 1, ...`` in order of first appearance: one name per partition."""
     _, first, inverse = np.unique(np.asarray(labels), return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first))
@@ -63,7 +65,7 @@ def _terms(loss: str, sizes, within):
     return np.log2(sizes) - 2.0 * np.log2(within)
 
 
-def partition_loss(labels, sim: np.ndarray, loss: str = "binder") -> float:
+def partition_loss(labels: ArrayLike, sim: np.ndarray, loss: str = "binder") -> float:
     """Compute the expected Binder loss or the VI lower bound of one partition, given ``sim`` (obs, obs).
 
     Examples
@@ -101,7 +103,9 @@ def _move_scores(i: int, labels, S, sizes, sim, loss: str) -> np.ndarray:
     return _terms(loss, np.take_along_axis(new_sizes, lab, axis=1), within).sum(axis=1)
 
 
-def local_search(labels, sim: np.ndarray, loss: str = "binder", max_sweeps: int = 100) -> np.ndarray:
+def local_search(
+    labels: ArrayLike, sim: np.ndarray, loss: str = "binder", max_sweeps: int = 100
+) -> np.ndarray:
     """Move single observations to better clusters until a sweep changes nothing.
 
     Returns
@@ -151,7 +155,9 @@ def _candidates(idata, sim: np.ndarray, max_candidates: int) -> list[np.ndarray]
     return candidates
 
 
-def best_partition(idata, loss: str = "binder", max_candidates: int = 100, sim=None) -> BestPartition:
+def best_partition(
+    idata: az.InferenceData, loss: str = "binder", max_candidates: int = 100, sim: np.ndarray | None = None
+) -> BestPartition:
     """Find the partition that minimises the posterior expected loss (see the module docstring).
 
     Parameters

@@ -55,7 +55,9 @@ RELABEL_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample
 STEPHENS_MAX_ENTRIES = 20_000_000
 
 
-def draw_responsibilities(idata, group: str = "posterior", batch_size: int = 64) -> np.ndarray:
+def draw_responsibilities(
+    idata: az.InferenceData, group: str = "posterior", batch_size: int = 64
+) -> np.ndarray:
     """Responsibilities ``p(z_i = k | x_i, draw)`` of every draw.
 
     Parameters
@@ -135,7 +137,9 @@ def ecr_permutations(resp: np.ndarray, pivot: int) -> np.ndarray:
     return hungarian(-(agree + soft))
 
 
-def stephens_permutations(resp: np.ndarray, init: np.ndarray | None = None, max_iter: int = 100):
+def stephens_permutations(
+    resp: np.ndarray, init: np.ndarray | None = None, max_iter: int = 100
+) -> tuple[np.ndarray, int]:
     """Stephens' Kullback-Leibler relabelling.
 
     Each iteration sets ``Q`` to the mean of the permuted responsibilities and then
@@ -176,7 +180,7 @@ def _well_separated_1d(means: np.ndarray) -> bool:
     return bool(np.all(hi[:-1] < lo[1:]))
 
 
-def choose_method(idata) -> str:
+def choose_method(idata: az.InferenceData) -> str:
     """Choose the method ``relabel(method="auto")`` uses; the rule is in the module docstring."""
     means = idata.posterior["means"].transpose(..., "component", "feature").values
     n_features = means.shape[-1]
@@ -186,7 +190,7 @@ def choose_method(idata) -> str:
     return "stephens" if n_entries <= STEPHENS_MAX_ENTRIES else "ecr"
 
 
-def pivot_draw(idata) -> int:
+def pivot_draw(idata: az.InferenceData) -> int:
     """Flat index of the draw with the highest log density (label-invariant, so stable).
 
     Uses ``sample_stats["lp"]`` when present, else the summed ``log_likelihood["X"]``.
@@ -198,7 +202,7 @@ def pivot_draw(idata) -> int:
     return int(np.argmax(score.reshape(-1)))
 
 
-def find_permutations(idata, method: str = "auto") -> tuple[np.ndarray, str]:
+def find_permutations(idata: az.InferenceData, method: str = "auto") -> tuple[np.ndarray, str]:
     """Per-draw permutations that undo label switching, without applying them.
 
     Returns
@@ -288,12 +292,12 @@ def _rebreak_sticks(post: xr.Dataset) -> None:
         )
 
 
-def is_relabelled(idata) -> bool:
+def is_relabelled(idata: az.InferenceData) -> bool:
     """Whether ``idata`` came out of :func:`relabel`."""
     return "relabel_method" in idata.posterior.attrs
 
 
-def relabel(idata, method: str = "auto") -> az.InferenceData:
+def relabel(idata: az.InferenceData, method: str = "auto") -> az.InferenceData:
     """Undo label switching in a mixture posterior.
 
     Parameters

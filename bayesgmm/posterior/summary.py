@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -12,7 +14,10 @@ from bayesgmm.posterior.relabel import is_relabelled, relabel
 
 
 def summary(
-    idata, var_names=("weights", "means", "covariances"), method: str = "auto", **kwargs
+    idata: az.InferenceData,
+    var_names: Sequence[str] | None = ("weights", "means", "covariances"),
+    method: str = "auto",
+    **kwargs: Any,
 ) -> pd.DataFrame:
     """``arviz.summary`` of the mixture parameters after undoing label switching.
 

@@ -71,7 +71,7 @@ class SwitchingReport:
         )
 
 
-def label_invariants(idata, n_reference: int = 10) -> xr.Dataset:
+def label_invariants(idata: az.InferenceData, n_reference: int = 10) -> xr.Dataset:
     """Label-invariant quantities per draw: ``sorted_weights``, ``log_density_ref``, ``total_log_likelihood``.
 
     Returns
@@ -134,7 +134,7 @@ def _coclustering(resp: np.ndarray) -> np.ndarray:
 
 
 def label_switching_report(
-    idata, method: str = "auto", n_reference: int = 10, rhat_threshold: float = 1.05
+    idata: az.InferenceData, method: str = "auto", n_reference: int = 10, rhat_threshold: float = 1.05
 ) -> SwitchingReport:
     """Which chains and draws switched labels, and whether chains sit in different modes.
 

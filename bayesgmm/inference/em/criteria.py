@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bayesgmm._validation import check_covariance_type, check_X
+from bayesgmm.inference.em.result import EMResult
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
@@ -113,7 +115,7 @@ def _n_params(result, X) -> int:
     return n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
 
 
-def bic(result, X=None, sample_weight=None) -> float:
+def bic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Bayesian information criterion, scikit-learn's sign (lower is better).
 
     ``-2 log L + n_parameters * log(n)``, with ``log L`` the sample-weighted
@@ -132,7 +134,7 @@ def bic(result, X=None, sample_weight=None) -> float:
     return bic_from_log_lik(total, _n_params(result, X), n)
 
 
-def aic(result, X=None, sample_weight=None) -> float:
+def aic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better).
 
     ``log L`` is the sample-weighted log-likelihood; ``X`` and ``sample_weight`` default
@@ -142,7 +144,7 @@ def aic(result, X=None, sample_weight=None) -> float:
     return aic_from_log_lik(total, _n_params(result, X))
 
 
-def icl(result, X=None, sample_weight=None) -> float:
+def icl(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Integrated completed likelihood as mclust computes it, in BIC's sign (lower is better).
 
     ``ICL = BIC - 2 sum_i w_i log r_{i, c(i)}``, with ``c(i) = argmax_k r_ik`` the MAP

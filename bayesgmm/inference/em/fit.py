@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import warnings
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
@@ -18,7 +19,7 @@ from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em.init import INIT_PARAMS, initial_starts, resp_from_start
-from bayesgmm.inference.em.mstep import centred_prior, default_prior
+from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.params import GMMParams
 
@@ -31,7 +32,7 @@ _COLLAPSE_ADVICE = (
 
 
 def fit_em(
-    X,
+    X: ArrayLike,
     n_components: int,
     covariance_type: str = "full",
     *,
@@ -40,13 +41,13 @@ def fit_em(
     max_iter: int = 100,
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
-    sample_weight=None,
-    prior=None,
-    seed=None,
-    dtype=np.float64,
-    weights_init=None,
-    means_init=None,
-    precisions_init=None,
+    sample_weight: ArrayLike | None = None,
+    prior: str | dict | EMPrior | None = None,
+    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None = None,
+    dtype: DTypeLike = np.float64,
+    weights_init: ArrayLike | None = None,
+    means_init: ArrayLike | None = None,
+    precisions_init: ArrayLike | None = None,
     initial_lower_bound: float = -np.inf,
     block_size: int = 4096,
 ) -> EMResult:
@@ -223,7 +224,9 @@ def _program_call(
     return _Call(args, static, X, w.astype(dtype), shift)
 
 
-def lower_em(X, n_components: int, covariance_type: str = "full", **kwargs) -> jax.stages.Lowered:
+def lower_em(
+    X: ArrayLike, n_components: int, covariance_type: str = "full", **kwargs: Any
+) -> jax.stages.Lowered:
     """Trace and lower the program ``fit_em(X, n_components, covariance_type, **kwargs)`` runs.
 
     Its ``compile()`` can run in another thread (XLA compiles without the GIL) while

@@ -36,12 +36,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.cluster import kmeans_plusplus
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def random_state(seed) -> np.random.RandomState:
+def random_state(
+    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None,
+) -> np.random.RandomState:
     """Make a ``numpy`` RandomState from an int, a RandomState, a Generator, a JAX key or None.
 
     An int gives ``RandomState(seed)``, as scikit-learn's ``check_random_state`` does, and a
@@ -59,7 +62,15 @@ def random_state(seed) -> np.random.RandomState:
     return np.random.RandomState(int(seed))
 
 
-def initial_starts(seed, X, sample_weight, n_components: int, method: str, n_init: int, n_rows: int):
+def initial_starts(
+    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None,
+    X: ArrayLike,
+    sample_weight: ArrayLike | None,
+    n_components: int,
+    method: str,
+    n_init: int,
+    n_rows: int,
+) -> np.ndarray:
     """Draw the starts of ``n_init`` restarts, stacked on a leading restart axis.
 
     Parameters
@@ -113,7 +124,9 @@ def _one_start(rng, X, sample_weight, n_components, method):
     return kmeans_plusplus(X, n_components, sample_weight=sample_weight, random_state=rng)[1]
 
 
-def resp_from_start(start, Z, w, n_components: int, method: str):
+def resp_from_start(
+    start: jnp.ndarray, Z: jnp.ndarray, w: jnp.ndarray | None, n_components: int, method: str
+) -> jnp.ndarray:
     """Responsibilities, shape (n_rows, n_components), from one restart's ``initial_starts`` entry.
 
     ``Z`` (n_rows, n_features) and ``w`` (n_rows,) are the program's (centred, padded) data.
@@ -132,7 +145,9 @@ def _sq_dist(X, centers):
     )
 
 
-def lloyd_labels(X, w, centers, max_iter: int = 300, rel_tol: float = 1e-4):
+def lloyd_labels(
+    X: ArrayLike, w: jnp.ndarray | None, centers: jnp.ndarray, max_iter: int = 300, rel_tol: float = 1e-4
+) -> jnp.ndarray:
     """Lloyd's algorithm from ``centers`` (n_components, n_features); labels, shape (n_obs,).
 
     Stops, as scikit-learn's ``KMeans`` does, when the total squared centre shift falls to

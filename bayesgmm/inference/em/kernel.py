@@ -75,7 +75,7 @@ class EMData(NamedTuple):
     second: jnp.ndarray | None
 
 
-def em_data(Z, w, covariance_type: str, block_size: int = 4096) -> EMData:
+def em_data(Z: jnp.ndarray, w: jnp.ndarray, covariance_type: str, block_size: int = 4096) -> EMData:
     """Features, blocks and constant statistics of centred data ``Z`` (n_obs, n_features)."""
     if _is_centred(Z):
         return EMData(*to_blocks(Z, w, block_size), None)
@@ -89,7 +89,9 @@ def _is_centred(array) -> bool:
     return array.dtype == jnp.float32
 
 
-def data_stats(params, data: EMData, covariance_type: str):
+def data_stats(
+    params: GMMParams, data: EMData, covariance_type: str
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray | None]:
     """One pass over the data: ``(S, log_lik, centre)`` for ``m_step(S, ..., centre=centre)``.
 
     ``centre`` is None for the moment expansion's statistics (float64) and the component
@@ -102,7 +104,14 @@ def data_stats(params, data: EMData, covariance_type: str):
     return S, log_lik, None
 
 
-def params_from_resp(Z, w, resp, data: EMData, reg_covar, covariance_type: str):
+def params_from_resp(
+    Z: jnp.ndarray,
+    w: jnp.ndarray,
+    resp: jnp.ndarray,
+    data: EMData,
+    reg_covar: float | jnp.ndarray,
+    covariance_type: str,
+) -> tuple[GMMParams, jnp.ndarray]:
     """M-step from responsibilities ``resp`` (n_obs, n_components) of centred data ``Z``: ``(params, ok)``."""
     rw = resp * w[:, None]
     if _is_centred(Z):
@@ -141,7 +150,14 @@ class EMState(NamedTuple):
     lower_bounds: jnp.ndarray
 
 
-def step(state: EMState, data: EMData, tol, reg_covar, map_prior, covariance_type: str) -> EMState:
+def step(
+    state: EMState,
+    data: EMData,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    covariance_type: str,
+) -> EMState:
     """One EM iteration: E-step at ``state.params`` then M-step (pure); ``data`` from ``em_data``."""
     S, log_lik, centre = data_stats(state.params, data, covariance_type)
     lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / jnp.sum(data.w_blocks)
@@ -159,7 +175,7 @@ def step(state: EMState, data: EMData, tol, reg_covar, map_prior, covariance_typ
     )
 
 
-def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
+def init_state(params: GMMParams, lower_bound: float | jnp.ndarray, n_history: int) -> EMState:
     """Make the starting state; ``lower_bound`` is ``-inf`` except when warm-starting.
 
     ``n_history`` (static, at least ``max_iter``) is the length of the lower-bound history.
@@ -176,8 +192,17 @@ def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
 
 
 def run_em(
-    params, data: EMData, lower_bound, tol, reg_covar, map_prior, *, covariance_type, max_iter, n_history=None
-):
+    params: GMMParams,
+    data: EMData,
+    lower_bound: float | jnp.ndarray,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    *,
+    covariance_type: str,
+    max_iter: int | jnp.ndarray,
+    n_history: int | None = None,
+) -> EMState:
     """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse.
 
     ``max_iter`` may be traced when the static ``n_history >= max_iter`` is given, so that
@@ -196,8 +221,16 @@ def run_em(
 
 @partial(jit, static_argnames=("covariance_type", "max_iter"))
 def run_em_restarts(
-    params, data: EMData, lower_bound, tol, reg_covar, map_prior, *, covariance_type, max_iter
-):
+    params: GMMParams,
+    data: EMData,
+    lower_bound: float | jnp.ndarray,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    *,
+    covariance_type: str,
+    max_iter: int | jnp.ndarray,
+) -> EMState:
     """``run_em`` over a leading restart axis of ``params`` (and ``lower_bound``), in parallel."""
     run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)
     in_axes = (0, None, 0, None, None, None)

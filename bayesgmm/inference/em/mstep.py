@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bayesgmm.inference.em.stats import precisions
 from bayesgmm.params import GMMParams
@@ -47,7 +48,14 @@ def _unpack_symmetric(v, n_features):
     return M + jnp.swapaxes(M, -1, -2) * (1.0 - jnp.eye(n_features, dtype=v.dtype))
 
 
-def m_step(S, reg_covar, covariance_type: str, map_prior: EMPrior | None = None, second=None, centre=None):
+def m_step(
+    S: jnp.ndarray,
+    reg_covar: float,
+    covariance_type: str,
+    map_prior: EMPrior | None = None,
+    second: jnp.ndarray | None = None,
+    centre: jnp.ndarray | None = None,
+) -> tuple[GMMParams, jnp.ndarray]:
     """Compute new parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
 
     Follows scikit-learn's ``_estimate_gaussian_parameters`` (``nk + 10 eps``, ``reg_covar``
@@ -163,7 +171,7 @@ def _map_update(nk, xbar, scatter, covariance_type, map_prior):
     return means, cov, weights
 
 
-def log_prior(params: GMMParams, covariance_type: str, map_prior: EMPrior | None):
+def log_prior(params: GMMParams, covariance_type: str, map_prior: EMPrior | None) -> jnp.ndarray:
     """Log prior density up to a constant (0 without ``map_prior``): the MAP-EM objective's extra term."""
     if map_prior is None:
         return jnp.zeros((), params.means.dtype)
@@ -191,7 +199,14 @@ def log_prior(params: GMMParams, covariance_type: str, map_prior: EMPrior | None
     return lp_weights + jnp.sum(power * half_log_det - 0.5 * quad)
 
 
-def centred_prior(spec, X, w, n_components, shift, dtype):
+def centred_prior(
+    spec: str | dict | EMPrior | None,
+    X: ArrayLike,
+    w: np.ndarray,
+    n_components: int,
+    shift: np.ndarray,
+    dtype: np.dtype,
+) -> EMPrior | None:
     """``fit_em``'s ``prior`` argument, ``spec``, as an EMPrior in ``dtype``, centred on ``shift``."""
     if spec is None:
         return None
@@ -216,7 +231,7 @@ def centred_prior(spec, X, w, n_components, shift, dtype):
     return EMPrior(*(jnp.asarray(v, dtype) for v in map_prior))
 
 
-def default_prior(X, n_components: int, sample_weight=None) -> EMPrior:
+def default_prior(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None) -> EMPrior:
     """Fraley & Raftery's (2007) default conjugate prior, in the units of ``X``.
 
     Mean prior at the data mean with pseudo-count 0.01, ``n_features + 2`` degrees of

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import arviz as az
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.idata import point_inference_data
@@ -53,7 +54,7 @@ class EMResult:
         """Covariances in scikit-learn's shape for ``covariance_type``."""
         return em_shapes.sklearn_covariances(self.params, self.covariance_type)
 
-    def log_prob(self, X) -> np.ndarray:
+    def log_prob(self, X: ArrayLike) -> np.ndarray:
         """``log p(x_i | params)`` per row of ``X`` (n_obs, n_features), shape (n_obs,).
 
         Computed about the fit's centre in float64, so that a float32 fit far from the
@@ -62,7 +63,7 @@ class EMResult:
         params, Z = self._scoring(X)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
 
-    def responsibilities(self, X) -> np.ndarray:
+    def responsibilities(self, X: ArrayLike) -> np.ndarray:
         """Membership probabilities of the rows of ``X``, shape (n_obs, n_components), as ``log_prob``."""
         params, Z = self._scoring(X)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike
 from sklearn.utils import check_array
 
 from bayesgmm import densities
@@ -53,7 +54,7 @@ def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) ->
 
 
 def scale_tril_from_precisions(
-    precisions, covariance_type: str, n_components: int, n_features: int
+    precisions: ArrayLike | None, covariance_type: str, n_components: int, n_features: int
 ) -> np.ndarray:
     """Covariance Cholesky factors, shape (n_components, D, D), from scikit-learn-shaped precisions."""
     prec = np.asarray(precisions, dtype=np.float64)
@@ -68,7 +69,14 @@ def scale_tril_from_precisions(
     )
 
 
-def check_init(weights, means, precisions, n_components, n_features, covariance_type):
+def check_init(
+    weights: ArrayLike | None,
+    means: ArrayLike | None,
+    precisions: ArrayLike | None,
+    n_components: int,
+    n_features: int,
+    covariance_type: str,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Validate user-given starting values in scikit-learn's shapes, with its checks and messages.
 
     Returns

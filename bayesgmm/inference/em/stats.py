@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from bayesgmm import densities
 from bayesgmm.densities import LOG_2PI
+from bayesgmm.params import GMMParams
 
 # Cody-Waite split of ln 2 and Taylor coefficients of exp on [-ln2 / 2, ln2 / 2].
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
@@ -35,7 +36,7 @@ def n_stats(n_features: int, covariance_type: str) -> int:
     return 1 + 2 * n_features
 
 
-def features(X, covariance_type: str) -> jnp.ndarray:
+def features(X: jnp.ndarray, covariance_type: str) -> jnp.ndarray:
     """Data-only features ``[1, x, q(x)]``, shape (n_obs, n_stats); ``[1, x]`` for tied."""
     n_obs, n_features = X.shape
     ones = jnp.ones((n_obs, 1), X.dtype)
@@ -45,7 +46,7 @@ def features(X, covariance_type: str) -> jnp.ndarray:
     return jnp.concatenate([ones, X, quad], axis=1)
 
 
-def second_moment(X, w) -> jnp.ndarray:
+def second_moment(X: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """Weighted second moment ``sum_i w_i x_i x_i^T`` as its upper triangle, shape (D (D + 1) / 2,).
 
     Constant over EM iterations: the tied M-step's only quadratic statistic.
@@ -73,7 +74,7 @@ def precisions(scale_tril: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     return densities.precisions(scale_tril), -0.5 * densities.log_det(scale_tril)
 
 
-def coefficients(params, covariance_type: str) -> jnp.ndarray:
+def coefficients(params: GMMParams, covariance_type: str) -> jnp.ndarray:
     """Coefficients ``C`` with ``features(X) @ C = log w_k + log N(x | mu_k, Sigma_k)``.
 
     For tied the shared term ``-x^T P x / 2`` is left out (see ``_tied_quadratic``).
@@ -96,7 +97,7 @@ def coefficients(params, covariance_type: str) -> jnp.ndarray:
     return jnp.concatenate([const[:, None], lin, quad], axis=1).T
 
 
-def exp_nonpositive(x):
+def exp_nonpositive(x: jnp.ndarray) -> jnp.ndarray:
     """float64 ``exp(x)`` for ``x <= 0`` (NaN stays NaN), within 1 ulp; 0 below ``-708``.
 
     XLA's CPU float64 ``exp`` is scalar code, slower than this vectorisable polynomial,
@@ -133,7 +134,7 @@ def _tied_quadratic(params, xT):
     return -0.5 * jnp.sum(z * z, axis=0)
 
 
-def e_step(params, F, covariance_type: str):
+def e_step(params: GMMParams, F: jnp.ndarray, covariance_type: str) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Log normaliser and responsibilities.
 
     Parameters
@@ -156,7 +157,7 @@ def e_step(params, F, covariance_type: str):
     return log_norm, e / total
 
 
-def to_blocks(F, w, block_size: int = 4096):
+def to_blocks(F: jnp.ndarray, w: jnp.ndarray, block_size: int = 4096) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Split rows into feature-major blocks, padding with zero-weight rows.
 
     Returns ``F`` as (n_blocks, n_stats, block_size) and ``w`` as (n_blocks, block_size);
@@ -173,7 +174,9 @@ def to_blocks(F, w, block_size: int = 4096):
     return jnp.swapaxes(F.reshape(n_blocks, block_size, -1), 1, 2), w.reshape(n_blocks, block_size)
 
 
-def sufficient_stats(params, F_blocks, w_blocks, covariance_type: str):
+def sufficient_stats(
+    params: GMMParams, F_blocks: jnp.ndarray, w_blocks: jnp.ndarray, covariance_type: str
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """E-step fused with the M-step's statistics, one pass over the data.
 
     Each block is read once while it sits in cache: logits, responsibilities and its
@@ -225,7 +228,9 @@ def _centred_moments(r, Y, covariance_type: str):
     return jnp.concatenate([counts[None], sums, second], axis=0)
 
 
-def centred_stats(params, X_blocks, w_blocks, covariance_type: str):
+def centred_stats(
+    params: GMMParams, X_blocks: jnp.ndarray, w_blocks: jnp.ndarray, covariance_type: str
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """E-step and statistics about each component's current mean, one pass over the data.
 
     The float32 path. The moment expansion of ``sufficient_stats`` subtracts
@@ -270,7 +275,9 @@ def centred_stats(params, X_blocks, w_blocks, covariance_type: str):
     return S, log_lik
 
 
-def centred_stats_from_resp(X_blocks, rw_blocks, centre, covariance_type: str):
+def centred_stats_from_resp(
+    X_blocks: jnp.ndarray, rw_blocks: jnp.ndarray, centre: jnp.ndarray, covariance_type: str
+) -> jnp.ndarray:
     """``centred_stats``'s ``S`` for given weighted responsibilities ``rw_blocks`` (n_blocks, K, B).
 
     Starts EM from responsibilities (k-means and the other inits) without the moment
