@@ -271,8 +271,8 @@ def responsibilities(params: GMMParams, X: jnp.ndarray) -> jnp.ndarray:
     --------
     >>> import jax.numpy as jnp
     >>> p = GMMParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones((2, 1, 1)))
-    >>> responsibilities(p, jnp.zeros((1, 1))).tolist()
-    [[0.5, 0.5]]
+    >>> responsibilities(p, jnp.array([[0.0], [5.0]])).round(3).tolist()
+    [[0.5, 0.5], [0.0, 1.0]]
     """
     joint = joint_log_prob(params, X)
     return jnp.exp(joint - logsumexp(joint, axis=-1, keepdims=True))

@@ -41,9 +41,12 @@ def fit_problems(idata: az.InferenceData) -> list[str]:
 
     Examples
     --------
+    Two chains of independent draws mix perfectly:
+
     >>> import arviz as az, numpy as np
-    >>> idata = az.from_dict(posterior={"weights": np.full((2, 50, 1), 1.0)},
-    ...                      sample_stats={"diverging": np.zeros((2, 50), bool)})
+    >>> noise = np.random.default_rng(0).normal(size=(2, 1000, 2))
+    >>> idata = az.from_dict(posterior={"means": noise},
+    ...                      sample_stats={"diverging": np.zeros((2, 1000), bool)})
     >>> idata.attrs["inference"] = "nuts"
     >>> fit_problems(idata)
     []

@@ -125,7 +125,7 @@ def _one_start(rng, X, sample_weight, n_components, method):
 
 
 def resp_from_start(
-    start: jnp.ndarray, Z: jnp.ndarray, w: jnp.ndarray | None, n_components: int, method: str
+    start: jnp.ndarray, Z: jnp.ndarray, w: jnp.ndarray, n_components: int, method: str
 ) -> jnp.ndarray:
     """Responsibilities, shape (n_rows, n_components), from one restart's ``initial_starts`` entry.
 
