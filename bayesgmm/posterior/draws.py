@@ -24,8 +24,11 @@ def params_from_idata(idata: az.InferenceData, group: str = "posterior") -> GMMP
 
     Examples
     --------
-    >>> params = params_from_idata(idata)  # doctest: +SKIP
-    >>> params.means.shape  # (chain, draw, component, feature)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> params_from_idata(idata).means.shape  # (chain, draw, component, feature)
+    (1, 1000, 2, 2)
     """
     ds = idata[group]
     weights = ds["weights"].transpose("chain", "draw", "component").values

@@ -70,8 +70,10 @@ def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -
 
     Examples
     --------
-    >>> idata = fit_nuts(X, 8, weight_prior="sparse", seed=0)  # doctest: +SKIP
-    >>> n_components_posterior(idata)["probability"].idxmax()  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 6, weight_prior="sparse", seed=0)
+    >>> int(n_components_posterior(idata)["probability"].idxmax())
     3
     """
     # Fit settings live in the InferenceData's own attrs (arviz.from_dict(attrs=...)).

@@ -74,7 +74,11 @@ def draw_responsibilities(
 
     Examples
     --------
-    >>> resp = draw_responsibilities(idata)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> draw_responsibilities(idata).shape  # (chain, draw, obs, component)
+    (1, 1000, 272, 2)
     """
     params = params_from_idata(idata, group)
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
@@ -322,8 +326,11 @@ def relabel(idata: az.InferenceData, method: str = "auto") -> az.InferenceData:
 
     Examples
     --------
-    >>> new = relabel(idata)  # doctest: +SKIP
-    >>> new.posterior.attrs["relabel_method"]  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> new = relabel(idata)
+    >>> new.posterior.attrs["relabel_method"]
     'stephens'
     """
     perms, method = find_permutations(idata, method)

@@ -40,8 +40,11 @@ def summary(
 
     Examples
     --------
-    >>> from bayesgmm import summary
-    >>> summary(idata)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> summary(idata)["mean"].round(2).iloc[:2].tolist()  # the relabelled weights
+    [0.35, 0.65]
     """
     relabelled = idata if is_relabelled(idata) else relabel(idata, method)
     if idata.attrs.get("inference") in ("svi", "em"):

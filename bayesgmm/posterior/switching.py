@@ -157,7 +157,11 @@ def label_switching_report(
 
     Examples
     --------
-    >>> print(label_switching_report(idata))  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> label_switching_report(idata).verdict
+    'no label switching'
     """
     relabelled = idata if is_relabelled(idata) else relabel(idata, method)
     perms = relabelled.posterior["relabel_permutation"].transpose("chain", "draw", "component").values
