@@ -120,14 +120,12 @@ def fit_em(
         initial_lower_bound=initial_lower_bound, block_size=block_size,
     )  # fmt: skip
     state, log_liks = _run_restarts(call)
-    X, w, shift = call.X, call.w, call.shift
     best = _pick_best(state, max_iter)
-    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
-    n_iter = int(state.n_iter[best])
-    means = (means.astype(np.float64) + shift).astype(means.dtype)
-    converged = bool(state.converged[best])
-    _warn_empty(weights, float(w.sum()), np.finfo(dtype).eps)
-    if max_iter > 0 and not converged:
+    result = _result(
+        call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
+    )
+    _warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
+    if max_iter > 0 and not result.converged:
         warnings.warn(
             f"EM did not converge: the best restart's mean log-likelihood still changed by more than "
             f"tol={tol} after max_iter={max_iter} iterations. Increase max_iter, loosen tol, or try "
@@ -135,18 +133,28 @@ def fit_em(
             ConvergenceWarning,
             stacklevel=2,
         )
+    return result
+
+
+def _result(
+    call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
+) -> EMResult:
+    """Build the EMResult of restart ``best``, in the user's coordinates."""
+    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
+    n_iter = int(state.n_iter[best])
+    means = (means.astype(np.float64) + call.shift).astype(means.dtype)
     return EMResult(
         params=GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)),
         covariance_type=covariance_type,
         log_likelihood=float(log_liks[best]),
         lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
         lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
-        converged=converged,
+        converged=bool(state.converged[best]),
         n_iter=n_iter,
-        X=X,
-        sample_weight=None if sample_weight is None else w,
+        X=call.X,
+        sample_weight=None if sample_weight is None else call.w,
         centred_means=np.asarray(state.params.means[best], np.float64),
-        shift=shift,
+        shift=call.shift,
     )
 
 
@@ -167,24 +175,12 @@ def _program_call(
     """Validate ``fit_em``'s arguments into those of the compiled program."""
     n_components = check_n_components(n_components)
     covariance_type = check_covariance_type(covariance_type)
-    if init_params not in INIT_PARAMS:
-        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    dtype = _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar)
     # Validated and centred in float64, then cast: data far from the origin keep their
     # spread in float32 (1e7 + N(0, 1) cast first has a handful of distinct values).
     X = check_X(X, n_components, dtype=np.float64)
     n_obs, n_features = X.shape
     w = _check_sample_weight(sample_weight, n_obs, np.float64)
-    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
-        if int(value) != value or value < (1 if name == "n_init" else 0):
-            raise ValueError(
-                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
-            )
-    if not (tol >= 0 and reg_covar >= 0):
-        raise ValueError("tol and reg_covar must be non-negative.")
-
     # Centre on the weighted mean: the moment-based E/M steps lose accuracy with the offset.
     shift = w @ X / w.sum()
     # Pad with zero-weight rows to a bucketed size so that similar sizes share one compiled
@@ -192,17 +188,8 @@ def _program_call(
     n_pad = _bucket(n_obs, block_size) - n_obs
     Z = np.concatenate([(X - shift).astype(dtype), np.zeros((n_pad, n_features), dtype)])
     wz = np.concatenate([w.astype(dtype), np.zeros(n_pad, dtype)])
-    weights0, means0, precisions0 = em_shapes.check_init(
-        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
-    )
-    given = (
-        None if weights0 is None else weights0.astype(dtype),
-        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
-        None
-        if precisions0 is None
-        else em_shapes.scale_tril_from_precisions(
-            precisions0, covariance_type, n_components, n_features
-        ).astype(dtype),
+    given = _given_starts(
+        weights_init, means_init, precisions_init, covariance_type, n_components, shift, dtype
     )
     starts = None
     if all(v is not None for v in given):
@@ -222,6 +209,40 @@ def _program_call(
         n_init=int(n_init), n_history=_bucket_history(int(max_iter)), block_size=block_size,
     )  # fmt: skip
     return _Call(args, static, X, w.astype(dtype), shift)
+
+
+def _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar) -> np.dtype:
+    """Check ``fit_em``'s settings; return ``dtype`` as a numpy dtype."""
+    if init_params not in INIT_PARAMS:
+        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if int(value) != value or value < (1 if name == "n_init" else 0):
+            raise ValueError(
+                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
+            )
+    if not (tol >= 0 and reg_covar >= 0):
+        raise ValueError("tol and reg_covar must be non-negative.")
+    return dtype
+
+
+def _given_starts(weights_init, means_init, precisions_init, covariance_type, n_components, shift, dtype):
+    """User-given (weights, centred means, covariance Cholesky factors) in ``dtype``, each or None."""
+    n_features = len(shift)
+    weights0, means0, precisions0 = em_shapes.check_init(
+        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
+    )
+    return (
+        None if weights0 is None else weights0.astype(dtype),
+        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
+        None
+        if precisions0 is None
+        else em_shapes.scale_tril_from_precisions(
+            precisions0, covariance_type, n_components, n_features
+        ).astype(dtype),
+    )
 
 
 def lower_em(

@@ -82,60 +82,65 @@ def m_step(
     ok : bool scalar
         False when a covariance is not positive definite (or not finite).
     """
-    dtype = S.dtype
-    eps = jnp.finfo(dtype).eps
-    n_stats, n_components = S.shape
+    eps = jnp.finfo(S.dtype).eps
+    n_stats = S.shape[0]
     layout = "full" if covariance_type == "tied" and second is None else covariance_type
     n_features = {"full": _n_feat_full(n_stats), "tied": n_stats - 1}.get(layout, (n_stats - 1) // 2)
-    counts = S[0]
-    nk = counts + 10 * eps
+    nk = S[0] + 10 * eps
     # Mean offset from the statistics' reference point (the origin, or ``centre``).
     rel = S[1 : 1 + n_features].T / nk[:, None]
     xbar = rel if centre is None else centre + rel
-    eye = jnp.eye(n_features, dtype=dtype)
-    outer = rel[:, :, None] * rel[:, None, :]
-    if covariance_type == "tied" and second is not None:
-        # Only sum_k nk scatter_k is needed, and as responsibilities sum to one the second
-        # moments sum to the data's total: sum_k nk scatter_k = second - sum_k nk xbar xbar^T.
-        total = _unpack_symmetric(second[None], n_features)[0] - jnp.sum(nk[:, None, None] * outer, axis=0)
-        scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
-    elif covariance_type in ("full", "tied"):
-        # Scatter about each component mean, per unit weight: E_k[y y^T] - ybar ybar^T for y
-        # the data about the reference point.
-        second_k = _unpack_symmetric(S[1 + n_features :].T / nk[:, None], n_features) - outer
-        if covariance_type == "full":
-            scatter = second_k
-        else:
-            total = jnp.sum(nk[:, None, None] * second_k, axis=0)
-            scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
-    else:
-        scatter = S[1 + n_features :].T / nk[:, None] - rel * rel
+    scatter = _scatter(S, nk, rel, covariance_type, second)
     if map_prior is None:
-        means = xbar
-        if covariance_type == "full":
-            cov = scatter
-        elif covariance_type == "tied":
-            cov = jnp.sum(nk[:, None, None] * scatter, axis=0) / jnp.sum(nk)
-        else:
-            cov = scatter
-        weights = nk / jnp.sum(nk)
+        means, cov, weights = xbar, _ml_covariances(nk, scatter, covariance_type), nk / jnp.sum(nk)
     else:
         means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, map_prior)
-    if covariance_type == "spherical":
-        cov = jnp.mean(cov, axis=-1, keepdims=True) * jnp.ones((1, n_features), dtype)
-    if covariance_type in ("diag", "spherical"):
-        scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(cov + reg_covar))
-    else:
-        cov = cov + reg_covar * eye
-        if covariance_type == "tied":
-            cov = jnp.broadcast_to(cov, (n_components, n_features, n_features))
-        scale_tril = jnp.linalg.cholesky(cov)
+    scale_tril = _factor(cov, reg_covar, covariance_type, S.shape[1], n_features)
     diag = jnp.diagonal(scale_tril, axis1=-2, axis2=-1)
     # As in scikit-learn, a component left without observations is not a failure while
     # reg_covar keeps its covariance positive definite (``fit_em`` warns about it); without
     # reg_covar its covariance is singular, and the Cholesky factor says so.
     ok = jnp.all(jnp.isfinite(scale_tril)) & jnp.all(diag > 0)
     return GMMParams(weights, means, scale_tril), ok
+
+
+def _scatter(S, nk, rel, covariance_type, second):
+    """Scatter about each component's mean per unit weight: (K, D, D), or (K, D) for diag/spherical."""
+    n_components, n_features = rel.shape
+    outer = rel[:, :, None] * rel[:, None, :]
+    if covariance_type == "tied" and second is not None:
+        # Only sum_k nk scatter_k is needed, and as responsibilities sum to one the second
+        # moments sum to the data's total: sum_k nk scatter_k = second - sum_k nk xbar xbar^T.
+        total = _unpack_symmetric(second[None], n_features)[0] - jnp.sum(nk[:, None, None] * outer, axis=0)
+        return jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
+    if covariance_type in ("full", "tied"):
+        # E_k[y y^T] - ybar ybar^T for y the data about the reference point.
+        second_k = _unpack_symmetric(S[1 + n_features :].T / nk[:, None], n_features) - outer
+        if covariance_type == "full":
+            return second_k
+        total = jnp.sum(nk[:, None, None] * second_k, axis=0)
+        return jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
+    return S[1 + n_features :].T / nk[:, None] - rel * rel
+
+
+def _ml_covariances(nk, scatter, covariance_type):
+    """Maximum-likelihood covariances from the scatter (tied: one, pooled)."""
+    if covariance_type == "tied":
+        return jnp.sum(nk[:, None, None] * scatter, axis=0) / jnp.sum(nk)
+    return scatter
+
+
+def _factor(cov, reg_covar, covariance_type, n_components, n_features):
+    """Cholesky factors (n_components, D, D) of the covariances with ``reg_covar`` on the diagonal."""
+    dtype = cov.dtype
+    if covariance_type == "spherical":
+        cov = jnp.mean(cov, axis=-1, keepdims=True) * jnp.ones((1, n_features), dtype)
+    if covariance_type in ("diag", "spherical"):
+        return jax.vmap(jnp.diag)(jnp.sqrt(cov + reg_covar))
+    cov = cov + reg_covar * jnp.eye(n_features, dtype=dtype)
+    if covariance_type == "tied":
+        cov = jnp.broadcast_to(cov, (n_components, n_features, n_features))
+    return jnp.linalg.cholesky(cov)
 
 
 def _n_feat_full(n_stats):
