@@ -103,12 +103,40 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.prior = prior
 
     def fit(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
-        """Estimate the parameters by EM; ``sample_weight`` (n_obs,) weights observations."""
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+        y : None
+            Ignored.
+        sample_weight : array-like, shape (n_obs,), optional
+            Weights of the observations.
+
+        Returns
+        -------
+        GaussianMixture
+            ``self``, fitted.
+        """
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
     def fit_predict(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> np.ndarray:
-        """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``)."""
+        """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+        y : None
+            Ignored.
+        sample_weight : array-like, shape (n_obs,), optional
+            Weights of the observations.
+
+        Returns
+        -------
+        ndarray of int, shape (n_obs,)
+            The most probable component of each observation.
+        """
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
@@ -192,24 +220,74 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return np.asarray(em_shapes.responsibilities(self._params(), X))
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
-        """Log density of each observation, shape (n_obs,)."""
+        """Log density of each observation.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs,)
+        """
         X = jnp.asarray(self._validate(X), dtype=self.means_.dtype)
         return np.asarray(em_shapes.log_prob(self._params(), X))
 
     def score(self, X: ArrayLike, y: None = None) -> float:
-        """Mean log-likelihood per observation."""
+        """Mean log-likelihood per observation.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
         return float(np.mean(self.score_samples(X)))
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
-        """Responsibilities, shape (n_obs, n_components)."""
+        """Membership probabilities (responsibilities) of each observation.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs, n_components)
+            Each row sums to one.
+        """
         return self._responsibilities(self._validate(X))
 
     def predict(self, X: ArrayLike) -> np.ndarray:
-        """Most probable component of each observation, shape (n_obs,)."""
+        """Label each observation with its most probable component.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_obs,)
+        """
         return np.argmax(self.predict_proba(X), axis=1)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n_samples`` observations; returns ``(X, labels)`` grouped by component."""
+        """Draw ``n_samples`` observations from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default 1
+
+        Returns
+        -------
+        X : ndarray, shape (n_samples, n_features)
+            Grouped by component, as scikit-learn returns them.
+        labels : ndarray of int, shape (n_samples,)
+        """
         check_is_fitted(self)
         if n_samples < 1:
             raise ValueError(

@@ -12,7 +12,23 @@ from bayesgmm.inference.em.result import EMResult
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Count the free parameters as scikit-learn counts them."""
+    """Count the free parameters as scikit-learn counts them.
+
+    Parameters
+    ----------
+    n_components, n_features : int
+    covariance_type : str
+        scikit-learn's or mclust's name.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> n_parameters(2, 2, "full")
+    11
+    """
     cov = {
         "full": n_components * n_features * (n_features + 1) / 2,
         "diag": n_components * n_features,
@@ -119,8 +135,20 @@ def bic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike |
     """Bayesian information criterion, scikit-learn's sign (lower is better).
 
     ``-2 log L + n_parameters * log(n)``, with ``log L`` the sample-weighted
-    log-likelihood and ``n`` the total sample weight (``n_obs`` without weights). ``X``
-    and ``sample_weight`` default to those of the fit. mclust reports ``-bic``.
+    log-likelihood and ``n`` the total sample weight (``n_obs`` without weights). mclust
+    reports ``-bic``.
+
+    Parameters
+    ----------
+    result : EMResult
+    X : array-like, shape (n_obs, n_features), optional
+        Data to score; those of the fit by default.
+    sample_weight : array-like, shape (n_obs,), optional
+        Weights of the rows of ``X``; those of the fit when ``X`` is not given either.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -137,8 +165,27 @@ def bic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike |
 def aic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better).
 
-    ``log L`` is the sample-weighted log-likelihood; ``X`` and ``sample_weight`` default
-    to those of the fit.
+    ``log L`` is the sample-weighted log-likelihood.
+
+    Parameters
+    ----------
+    result : EMResult
+    X : array-like, shape (n_obs, n_features), optional
+        Data to score; those of the fit by default.
+    sample_weight : array-like, shape (n_obs,), optional
+        Weights of the rows of ``X``; those of the fit when ``X`` is not given either.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from bayesgmm import fit_em, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> res = fit_em(X, 2, seed=0)
+    >>> round(aic(res), 2)
+    2282.53
     """
     X, _, total, _ = _total_and_n(result, X, sample_weight)
     return aic_from_log_lik(total, _n_params(result, X))
@@ -151,6 +198,18 @@ def icl(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike |
     classification of observation ``i`` (Biernacki, Celeux & Govaert 2000, as implemented
     by mclust's ``icl``): the completed log-likelihood of the hard partition, so ICL >= BIC
     and it penalises components that overlap. mclust reports ``-icl``.
+
+    Parameters
+    ----------
+    result : EMResult
+    X : array-like, shape (n_obs, n_features), optional
+        Data to score; those of the fit by default.
+    sample_weight : array-like, shape (n_obs,), optional
+        Weights of the rows of ``X``; those of the fit when ``X`` is not given either.
+
+    Returns
+    -------
+    float
 
     Examples
     --------

@@ -55,16 +55,34 @@ class EMResult:
         return em_shapes.sklearn_covariances(self.params, self.covariance_type)
 
     def log_prob(self, X: ArrayLike) -> np.ndarray:
-        """``log p(x_i | params)`` per row of ``X`` (n_obs, n_features), shape (n_obs,).
+        """Compute ``log p(x_i | params)`` for every row of ``X``.
 
         Computed about the fit's centre in float64, so that a float32 fit far from the
         origin is scored at the parameters it found rather than at their rounded means.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs,)
         """
         params, Z = self._scoring(X)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
 
     def responsibilities(self, X: ArrayLike) -> np.ndarray:
-        """Membership probabilities of the rows of ``X``, shape (n_obs, n_components), as ``log_prob``."""
+        """Compute the membership probabilities of the rows of ``X``, in float64 as ``log_prob``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs, n_components)
+            Each row sums to one.
+        """
         params, Z = self._scoring(X)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
 
