@@ -177,7 +177,19 @@ def _map_update(nk, xbar, scatter, covariance_type, map_prior):
 
 
 def log_prior(params: GMMParams, covariance_type: str, map_prior: EMPrior | None) -> jnp.ndarray:
-    """Log prior density up to a constant (0 without ``map_prior``): the MAP-EM objective's extra term."""
+    """Compute the log prior density up to a constant: the MAP-EM objective's extra term.
+
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+    map_prior : EMPrior or None
+        None gives 0.
+
+    Returns
+    -------
+    scalar
+    """
     if map_prior is None:
         return jnp.zeros((), params.means.dtype)
     weights, means, scale_tril = params
@@ -212,7 +224,24 @@ def centred_prior(
     shift: np.ndarray,
     dtype: np.dtype,
 ) -> EMPrior | None:
-    """``fit_em``'s ``prior`` argument, ``spec``, as an EMPrior in ``dtype``, centred on ``shift``."""
+    """Turn ``fit_em``'s ``prior`` argument into an EMPrior in ``dtype``, centred on ``shift``.
+
+    Parameters
+    ----------
+    spec : None, "default", dict or EMPrior
+        ``fit_em``'s ``prior``; a dict overrides fields of :func:`default_prior`.
+    X : array-like, shape (n_obs, n_features)
+        The data in the user's units.
+    w : ndarray, shape (n_obs,)
+    n_components : int
+    shift : ndarray, shape (n_features,)
+        The centre the fit runs about.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    EMPrior or None
+    """
     if spec is None:
         return None
     base = default_prior(X, n_components, sample_weight=w)
@@ -241,6 +270,22 @@ def default_prior(X: ArrayLike, n_components: int, sample_weight: ArrayLike | No
 
     Mean prior at the data mean with pseudo-count 0.01, ``n_features + 2`` degrees of
     freedom, scale ``cov(X) / n_components**(2 / n_features)``, flat Dirichlet.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_obs, n_features)
+    n_components : int
+    sample_weight : array-like, shape (n_obs,), optional
+
+    Returns
+    -------
+    EMPrior
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> default_prior(np.array([[0.0], [2.0]]), 2).mean.tolist()
+    [1.0]
     """
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)

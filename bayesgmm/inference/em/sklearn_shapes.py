@@ -24,7 +24,18 @@ responsibilities = jit(densities.responsibilities)
 
 
 def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
-    """Covariances in scikit-learn's shape for ``covariance_type``."""
+    """Return the covariances in scikit-learn's shape for ``covariance_type``.
+
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+
+    Returns
+    -------
+    ndarray
+        (n_components, D, D) full, (D, D) tied, (n_components, D) diag, (n_components,) spherical.
+    """
     cov = np.asarray(params.covariances)
     if covariance_type == "full":
         return cov
@@ -35,7 +46,18 @@ def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
 
 
 def sklearn_precisions_cholesky(params: GMMParams, covariance_type: str) -> np.ndarray:
-    """Precision Cholesky factors in scikit-learn's shape and convention."""
+    """Return the precision Cholesky factors in scikit-learn's shape and convention.
+
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+
+    Returns
+    -------
+    ndarray
+        Shaped as ``sklearn_covariances``; upper triangular ``inv(L).T`` for full and tied.
+    """
     L = np.asarray(params.scale_tril)
     if covariance_type in ("diag", "spherical"):
         inv_sd = 1.0 / np.diagonal(L, axis1=-2, axis2=-1)
@@ -46,7 +68,18 @@ def sklearn_precisions_cholesky(params: GMMParams, covariance_type: str) -> np.n
 
 
 def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Precisions from scikit-learn-shaped precision Cholesky factors."""
+    """Compute the precisions from scikit-learn-shaped precision Cholesky factors.
+
+    Parameters
+    ----------
+    precisions_cholesky : ndarray
+        Shaped as ``sklearn_precisions_cholesky`` returns them.
+    covariance_type : str
+
+    Returns
+    -------
+    ndarray, the shape of ``precisions_cholesky``
+    """
     P = precisions_cholesky
     if covariance_type in ("diag", "spherical"):
         return P**2
@@ -56,7 +89,19 @@ def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) ->
 def scale_tril_from_precisions(
     precisions: ArrayLike | None, covariance_type: str, n_components: int, n_features: int
 ) -> np.ndarray:
-    """Covariance Cholesky factors, shape (n_components, D, D), from scikit-learn-shaped precisions."""
+    """Compute covariance Cholesky factors from scikit-learn-shaped precisions.
+
+    Parameters
+    ----------
+    precisions : array-like
+        Shaped as scikit-learn's ``precisions_init`` for ``covariance_type``.
+    covariance_type : str
+    n_components, n_features : int
+
+    Returns
+    -------
+    ndarray, shape (n_components, n_features, n_features)
+    """
     prec = np.asarray(precisions, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
         if covariance_type == "spherical":
@@ -78,6 +123,15 @@ def check_init(
     covariance_type: str,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Validate user-given starting values in scikit-learn's shapes, with its checks and messages.
+
+    Parameters
+    ----------
+    weights : array-like, shape (n_components,), optional
+    means : array-like, shape (n_components, n_features), optional
+    precisions : array-like, optional
+        Shaped as scikit-learn's ``precisions_init`` for ``covariance_type``.
+    n_components, n_features : int
+    covariance_type : str
 
     Returns
     -------

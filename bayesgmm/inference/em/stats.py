@@ -28,7 +28,22 @@ _EXP_COEFS = [1.0 / math.factorial(i) for i in range(14)]
 
 
 def n_stats(n_features: int, covariance_type: str) -> int:
-    """Count the features ``F(x)`` of ``covariance_type``."""
+    """Count the features ``F(x)`` of ``covariance_type``.
+
+    Parameters
+    ----------
+    n_features : int
+    covariance_type : str
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> n_stats(2, "full"), n_stats(2, "tied"), n_stats(2, "diag")
+    (6, 3, 5)
+    """
     if covariance_type == "full":
         return 1 + n_features + n_features * (n_features + 1) // 2
     if covariance_type == "tied":
@@ -37,7 +52,17 @@ def n_stats(n_features: int, covariance_type: str) -> int:
 
 
 def features(X: jnp.ndarray, covariance_type: str) -> jnp.ndarray:
-    """Data-only features ``[1, x, q(x)]``, shape (n_obs, n_stats); ``[1, x]`` for tied."""
+    """Build the data-only features ``[1, x, q(x)]``; ``[1, x]`` for tied.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+    covariance_type : str
+
+    Returns
+    -------
+    array, shape (n_obs, n_stats)
+    """
     n_obs, n_features = X.shape
     ones = jnp.ones((n_obs, 1), X.dtype)
     if covariance_type == "tied":
@@ -47,9 +72,18 @@ def features(X: jnp.ndarray, covariance_type: str) -> jnp.ndarray:
 
 
 def second_moment(X: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
-    """Weighted second moment ``sum_i w_i x_i x_i^T`` as its upper triangle, shape (D (D + 1) / 2,).
+    """Compute the weighted second moment ``sum_i w_i x_i x_i^T`` as its upper triangle.
 
     Constant over EM iterations: the tied M-step's only quadratic statistic.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+    w : array, shape (n_obs,)
+
+    Returns
+    -------
+    array, shape (n_features (n_features + 1) / 2,)
     """
     rows, cols = jnp.triu_indices(X.shape[1])
     return ((X * w[:, None]).T @ X)[rows, cols]
@@ -79,6 +113,11 @@ def coefficients(params: GMMParams, covariance_type: str) -> jnp.ndarray:
 
     For tied the shared term ``-x^T P x / 2`` is left out (see ``_tied_quadratic``).
 
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+
     Returns
     -------
     array, shape (n_stats, n_components)
@@ -103,6 +142,14 @@ def exp_nonpositive(x: jnp.ndarray) -> jnp.ndarray:
     XLA's CPU float64 ``exp`` is scalar code, slower than this vectorisable polynomial,
     and the E-step takes ``n_obs * n_components`` of them per iteration. Results below
     ``exp(-708) ~ 3e-308`` are flushed to 0: they cannot change a sum that contains 1.
+
+    Parameters
+    ----------
+    x : float64 array, any shape
+
+    Returns
+    -------
+    float64 array, the shape of ``x``
     """
     clipped = jnp.maximum(x, -708.0)
     n = jnp.round(clipped * 1.4426950408889634)  # x = n ln2 + r, |r| <= ln2 / 2
@@ -164,6 +211,17 @@ def to_blocks(F: jnp.ndarray, w: jnp.ndarray, block_size: int = 4096) -> tuple[j
     with fewer rows than ``block_size`` there is one block of all rows. Observations run
     along the last, contiguous axis: XLA's dots and the softmax over components vectorise
     along it.
+
+    Parameters
+    ----------
+    F : array, shape (n_obs, n_stats)
+    w : array, shape (n_obs,)
+    block_size : int
+
+    Returns
+    -------
+    F_blocks : array, shape (n_blocks, n_stats, block_size)
+    w_blocks : array, shape (n_blocks, block_size)
     """
     n_obs = F.shape[0]
     block_size = min(block_size, n_obs)
@@ -281,8 +339,19 @@ def centred_stats_from_resp(
     """``centred_stats``'s ``S`` for given weighted responsibilities ``rw_blocks`` (n_blocks, K, B).
 
     Starts EM from responsibilities (k-means and the other inits) without the moment
-    expansion's cancellation; ``centre`` (n_components, n_features) is each component's
-    reference point, usually its weighted mean.
+    expansion's cancellation.
+
+    Parameters
+    ----------
+    X_blocks : array, shape (n_blocks, n_features, block_size)
+    rw_blocks : array, shape (n_blocks, n_components, block_size)
+    centre : array, shape (n_components, n_features)
+        Each component's reference point, usually its weighted mean.
+    covariance_type : str
+
+    Returns
+    -------
+    array, shape (n_stats, n_components)
     """
 
     def block(carry, xr):
