@@ -229,6 +229,16 @@ def recommend(table: pd.DataFrame) -> dict:
     """Find the (n_components, covariance_type) each criterion of a comparison table picks.
 
     See :func:`compare_n_components` for the rules.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`compare_n_components`.
+
+    Returns
+    -------
+    dict
+        Criterion name to ``(n_components, covariance_type)``.
     """
     out = {c: table[c].idxmin() for c in ("bic", "aic", "icl") if table[c].notna().any()}
     if "elpd_loo" in table:

@@ -43,7 +43,16 @@ PARETO_K_BAD = 0.7
 
 
 def is_svi(idata: az.InferenceData) -> bool:
-    """Whether the draws of ``idata`` come from an SVI guide, not from the posterior."""
+    """Tell whether the draws of ``idata`` come from an SVI guide, not from the posterior.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    bool
+    """
     stats = idata.sample_stats if "sample_stats" in idata.groups() else {}
     return idata.attrs.get("inference") == "svi" or "log_q" in stats
 

@@ -45,7 +45,21 @@ KINDS = {"posterior": ("posterior", "posterior_predictive"), "prior": ("prior", 
 
 
 def feature_var_names(n_features: int) -> list[str]:
-    """Names of the per-feature predictive variables: ``["X_0", "X_1", ...]``."""
+    """Name the per-feature predictive variables.
+
+    Parameters
+    ----------
+    n_features : int
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> feature_var_names(2)
+    ['X_0', 'X_1']
+    """
     return [f"X_{j}" for j in range(n_features)]
 
 
@@ -161,11 +175,19 @@ def count_modes(
 
 
 def kde_bandwidth(x: ArrayLike) -> np.ndarray:
-    """Compute the normal reference bandwidth ``sd * n^(-1/5)`` along the last axis, shape (...).
+    """Compute the normal reference bandwidth ``sd * n^(-1/5)`` along the last axis.
 
     The rule of ``scipy.stats.gaussian_kde``. It oversmooths multimodal data a little,
     which is what a mode count used as a test statistic wants: modes it still finds
     are real.
+
+    Parameters
+    ----------
+    x : array-like, shape (..., n)
+
+    Returns
+    -------
+    ndarray, shape (...)
     """
     x = np.asarray(x, dtype=float)
     return x.std(axis=-1, ddof=1) * x.shape[-1] ** -0.2

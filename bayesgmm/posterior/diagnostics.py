@@ -60,7 +60,18 @@ def fit_problems(idata: az.InferenceData) -> list[str]:
 
 
 def warn_problems(idata: az.InferenceData, stacklevel: int = 2) -> list[str]:
-    """Issue a :class:`DiagnosticsWarning` per problem of ``fit_problems`` and return them."""
+    """Issue a :class:`DiagnosticsWarning` per problem of ``fit_problems`` and return them.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    stacklevel : int
+        Of the warnings, as for :func:`warnings.warn`, counted from the caller.
+
+    Returns
+    -------
+    list of str
+    """
     problems = fit_problems(idata)
     for message in problems:
         warnings.warn(message, DiagnosticsWarning, stacklevel=stacklevel + 1)

@@ -97,6 +97,15 @@ def sampled_stick_remainder(post: xr.Dataset) -> xr.DataArray:
     This is ``stick_remainder`` as sampled. After ``relabel`` the stored
     ``stick_remainder`` is the last weight in the new labelling, so the sampler's last
     component is found through ``relabel_permutation`` (new ``k`` = sampled ``perm[k]``).
+
+    Parameters
+    ----------
+    post : xarray.Dataset
+        A ``posterior`` group with ``stick_remainder`` (the ``dp`` weight prior).
+
+    Returns
+    -------
+    xarray.DataArray, dims (chain, draw)
     """
     if "relabel_permutation" not in post:
         return post["stick_remainder"]

@@ -52,7 +52,21 @@ class BestPartition(NamedTuple):
 
 
 def canonical_labels(labels: ArrayLike) -> np.ndarray:
-    """Relabel clusters ``0, 1, ...`` in order of first appearance: one name per partition."""
+    """Relabel clusters ``0, 1, ...`` in order of first appearance: one name per partition.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_obs,)
+
+    Returns
+    -------
+    int ndarray, shape (n_obs,)
+
+    Examples
+    --------
+    >>> canonical_labels([2, 2, 0, 1]).tolist()
+    [0, 0, 1, 2]
+    """
     _, first, inverse = np.unique(np.asarray(labels), return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first))
     return order[inverse].reshape(-1)
@@ -66,7 +80,18 @@ def _terms(loss: str, sizes, within):
 
 
 def partition_loss(labels: ArrayLike, sim: np.ndarray, loss: str = "binder") -> float:
-    """Compute the expected Binder loss or the VI lower bound of one partition, given ``sim`` (obs, obs).
+    """Compute the expected Binder loss or the VI lower bound of one partition.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_obs,)
+    sim : ndarray, shape (n_obs, n_obs)
+        Posterior co-clustering probabilities.
+    loss : {"binder", "vi"}
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -107,6 +132,15 @@ def local_search(
     labels: ArrayLike, sim: np.ndarray, loss: str = "binder", max_sweeps: int = 100
 ) -> np.ndarray:
     """Move single observations to better clusters until a sweep changes nothing.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_obs,)
+        The starting partition.
+    sim : ndarray, shape (n_obs, n_obs)
+        Posterior co-clustering probabilities.
+    loss : {"binder", "vi"}
+    max_sweeps : int
 
     Returns
     -------

@@ -103,9 +103,16 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
 
 
 def ordering_permutations(means: np.ndarray, feature: int = 0) -> np.ndarray:
-    """Permutations that sort the components by ``means[..., feature]``.
+    """Find the permutations that sort the components by ``means[..., feature]``.
 
-    ``means`` has shape (n, n_components, n_features); returns shape (n, n_components).
+    Parameters
+    ----------
+    means : ndarray, shape (n, n_components, n_features)
+    feature : int
+
+    Returns
+    -------
+    int ndarray, shape (n, n_components)
 
     Examples
     --------
@@ -185,7 +192,17 @@ def _well_separated_1d(means: np.ndarray) -> bool:
 
 
 def choose_method(idata: az.InferenceData) -> str:
-    """Choose the method ``relabel(method="auto")`` uses; the rule is in the module docstring."""
+    """Choose the method ``relabel(method="auto")`` uses; the rule is in the module docstring.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    str
+        One of ``METHODS``.
+    """
     means = idata.posterior["means"].transpose(..., "component", "feature").values
     n_features = means.shape[-1]
     if n_features == 1 and _well_separated_1d(means.reshape(-1, *means.shape[-2:])):
@@ -195,9 +212,18 @@ def choose_method(idata: az.InferenceData) -> str:
 
 
 def pivot_draw(idata: az.InferenceData) -> int:
-    """Flat index of the draw with the highest log density (label-invariant, so stable).
+    """Find the draw with the highest log density (label-invariant, so stable).
 
     Uses ``sample_stats["lp"]`` when present, else the summed ``log_likelihood["X"]``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    int
+        Its index among the draws of all chains, flattened (chain, draw).
     """
     if "sample_stats" in idata.groups() and "lp" in idata.sample_stats:
         score = idata.sample_stats["lp"].transpose("chain", "draw").values
@@ -207,7 +233,12 @@ def pivot_draw(idata: az.InferenceData) -> int:
 
 
 def find_permutations(idata: az.InferenceData, method: str = "auto") -> tuple[np.ndarray, str]:
-    """Per-draw permutations that undo label switching, without applying them.
+    """Find the per-draw permutations that undo label switching, without applying them.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    method : {"auto", "ordering", "ecr", "stephens"}
 
     Returns
     -------
@@ -297,7 +328,16 @@ def _rebreak_sticks(post: xr.Dataset) -> None:
 
 
 def is_relabelled(idata: az.InferenceData) -> bool:
-    """Whether ``idata`` came out of :func:`relabel`."""
+    """Tell whether ``idata`` came out of :func:`relabel`.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    bool
+    """
     return "relabel_method" in idata.posterior.attrs
 
 

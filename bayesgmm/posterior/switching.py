@@ -72,7 +72,16 @@ class SwitchingReport:
 
 
 def label_invariants(idata: az.InferenceData, n_reference: int = 10) -> xr.Dataset:
-    """Label-invariant quantities per draw: ``sorted_weights``, ``log_density_ref``, ``total_log_likelihood``.
+    """Compute label-invariant quantities of every draw.
+
+    ``sorted_weights``, ``log_density_ref`` (the log density at ``n_reference`` reference
+    observations) and ``total_log_likelihood``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    n_reference : int
+        Number of reference observations, spread over the order of the first feature.
 
     Returns
     -------

@@ -254,6 +254,15 @@ def lower_em(
     this one does other work; ``fit_em`` with arguments of the same shapes then finds it
     compiled. The program depends on the shapes and types of the arguments only.
 
+    Parameters
+    ----------
+    X, n_components, covariance_type, **kwargs
+        As for :func:`fit_em`.
+
+    Returns
+    -------
+    jax.stages.Lowered
+
     Examples
     --------
     >>> import numpy as np

@@ -49,6 +49,14 @@ def random_state(
 
     An int gives ``RandomState(seed)``, as scikit-learn's ``check_random_state`` does, and a
     RandomState is drawn from (and so advanced), as scikit-learn does; None is fresh entropy.
+
+    Parameters
+    ----------
+    seed : int, RandomState, Generator, JAX key or None
+
+    Returns
+    -------
+    numpy.random.RandomState
     """
     if isinstance(seed, np.random.RandomState):
         return seed
@@ -127,9 +135,23 @@ def _one_start(rng, X, sample_weight, n_components, method):
 def resp_from_start(
     start: jnp.ndarray, Z: jnp.ndarray, w: jnp.ndarray, n_components: int, method: str
 ) -> jnp.ndarray:
-    """Responsibilities, shape (n_rows, n_components), from one restart's ``initial_starts`` entry.
+    """Compute starting responsibilities from one restart's ``initial_starts`` entry.
 
-    ``Z`` (n_rows, n_features) and ``w`` (n_rows,) are the program's (centred, padded) data.
+    Parameters
+    ----------
+    start : array
+        One restart's entry of ``initial_starts``.
+    Z : array, shape (n_rows, n_features)
+        The program's (centred, padded) data.
+    w : array, shape (n_rows,)
+        Their weights (zero for padding rows).
+    n_components : int
+    method : str
+        ``init_params``.
+
+    Returns
+    -------
+    array, shape (n_rows, n_components)
     """
     if method == "random":
         return start.astype(Z.dtype)
@@ -148,11 +170,24 @@ def _sq_dist(X, centers):
 def lloyd_labels(
     X: ArrayLike, w: jnp.ndarray | None, centers: jnp.ndarray, max_iter: int = 300, rel_tol: float = 1e-4
 ) -> jnp.ndarray:
-    """Lloyd's algorithm from ``centers`` (n_components, n_features); labels, shape (n_obs,).
+    """Run Lloyd's algorithm from ``centers`` and return the final labels.
 
     Stops, as scikit-learn's ``KMeans`` does, when the total squared centre shift falls to
     ``rel_tol`` times the mean feature variance or after ``max_iter`` iterations; the labels
     are those of the final centres.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+    w : array, shape (n_obs,), or None
+        Observation weights.
+    centers : array, shape (n_components, n_features)
+    max_iter : int
+    rel_tol : float
+
+    Returns
+    -------
+    int array, shape (n_obs,)
     """
     n_components = centers.shape[0]
     mean = w @ X / jnp.sum(w)
