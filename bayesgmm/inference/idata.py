@@ -7,6 +7,7 @@ the same groups, variable names, dims and coordinates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import arviz as az
@@ -94,10 +95,18 @@ def predictive_draws(params: GMMParams, key: jax.Array, n_obs: int) -> np.ndarra
     ndarray, shape (*batch, n_obs, n_features)
     """
     lead = params.weights.shape[:-1]
-    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[len(lead) :])), params)
-    keys = jax.random.split(key, flat.weights.shape[0])
-    X, _ = jax.vmap(lambda p, k: densities.sample(p, k, n_obs))(flat, keys)
-    return np.asarray(X).reshape((*lead, n_obs, params.n_features))
+    keys = jax.random.split(key, math.prod(lead))
+    keys = keys.reshape((*lead, *keys.shape[1:]))
+    # n_obs travels as the shape of an empty array: over_draws traces its arguments, and a
+    # traced number cannot size the draws.
+    rows = jnp.zeros((n_obs, 0))
+    X = densities.over_draws(_sample_draw, (params, keys), rows, n_lead=len(lead), batch_size=None)
+    return np.asarray(X)
+
+
+def _sample_draw(draw: tuple, rows: jnp.ndarray) -> jnp.ndarray:
+    params, key = draw
+    return densities.sample(params, key, rows.shape[0])[0]
 
 
 def _param_dict(params: GMMParams) -> dict:
