@@ -143,9 +143,9 @@ def _predictive_groups(post, prior_std_params, loc, scale, key, n_obs, posterior
     if posterior_predictive:
         groups["posterior_predictive"] = {"X": predictive_draws(post, key_post, n_obs)}
     if prior_std_params is not None:
-        prior = user_params(prior_std_params, loc, scale)
-        groups["prior"] = _param_dict(prior)
-        groups["prior_predictive"] = {"X": predictive_draws(prior, key_prior, n_obs)}
+        prior_draws = user_params(prior_std_params, loc, scale)
+        groups["prior"] = _param_dict(prior_draws)
+        groups["prior_predictive"] = {"X": predictive_draws(prior_draws, key_prior, n_obs)}
     return groups
 
 
