@@ -188,7 +188,7 @@ def _program_call(
     n_pad = _bucket(n_obs, block_size) - n_obs
     Z = np.concatenate([(X - shift).astype(dtype), np.zeros((n_pad, n_features), dtype)])
     wz = np.concatenate([w.astype(dtype), np.zeros(n_pad, dtype)])
-    given = _given_starts(
+    given = em_shapes.starting_values(
         weights_init, means_init, precisions_init, covariance_type, n_components, shift, dtype
     )
     starts = None
@@ -226,23 +226,6 @@ def _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar) -> np.d
     if not (tol >= 0 and reg_covar >= 0):
         raise ValueError("tol and reg_covar must be non-negative.")
     return dtype
-
-
-def _given_starts(weights_init, means_init, precisions_init, covariance_type, n_components, shift, dtype):
-    """User-given (weights, centred means, covariance Cholesky factors) in ``dtype``, each or None."""
-    n_features = len(shift)
-    weights0, means0, precisions0 = em_shapes.check_init(
-        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
-    )
-    return (
-        None if weights0 is None else weights0.astype(dtype),
-        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
-        None
-        if precisions0 is None
-        else em_shapes.scale_tril_from_precisions(
-            precisions0, covariance_type, n_components, n_features
-        ).astype(dtype),
-    )
 
 
 def lower_em(

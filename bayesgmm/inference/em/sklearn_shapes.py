@@ -148,6 +148,48 @@ def check_init(
     return weights, means, precisions
 
 
+def starting_values(
+    weights_init: ArrayLike | None,
+    means_init: ArrayLike | None,
+    precisions_init: ArrayLike | None,
+    covariance_type: str,
+    n_components: int,
+    shift: np.ndarray,
+    dtype: np.dtype,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Check user-given starting values and put them in the fit's coordinates and dtype.
+
+    Parameters
+    ----------
+    weights_init, means_init, precisions_init : array-like or None
+        In scikit-learn's shapes (see :func:`check_init`).
+    covariance_type : str
+    n_components : int
+    shift : ndarray, shape (n_features,)
+        The centre the fit runs about; the means are given relative to it.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    weights : ndarray, shape (n_components,), or None
+    means : ndarray, shape (n_components, n_features), or None
+        Centred on ``shift``.
+    scale_tril : ndarray, shape (n_components, n_features, n_features), or None
+        Cholesky factors of the covariances.
+    """
+    n_features = len(shift)
+    weights0, means0, precisions0 = check_init(
+        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
+    )
+    return (
+        None if weights0 is None else weights0.astype(dtype),
+        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
+        None
+        if precisions0 is None
+        else scale_tril_from_precisions(precisions0, covariance_type, n_components, n_features).astype(dtype),
+    )
+
+
 _DTYPES = [np.float64, np.float32]
 
 
