@@ -13,14 +13,17 @@ says so in ``loo_method`` and ``guide_pareto_k``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import arviz as az
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bayesgmm import elpd
 from bayesgmm._validation import check_X
 from bayesgmm.inference.em.fit import aic, bic, fit_em, icl, n_parameters
+from bayesgmm.priors import Priors
 
 #: Small Bayesian fits by default, so that a whole table is quick to compute.
 _FIT_DEFAULTS = {
@@ -33,13 +36,13 @@ PARETO_K_BAD = elpd.PARETO_K_BAD
 
 
 def compare_n_components(
-    X,
-    ks=range(1, 8),
-    covariance_types=("full",),
+    X: ArrayLike,
+    ks: Sequence[int] = range(1, 8),
+    covariance_types: Sequence[str] = ("full",),
     inference: str | None = None,
     *,
     weight_prior: str = "dirichlet",
-    priors=None,
+    priors: Priors | dict | None = None,
     n_init: int = 5,
     reg_covar: float = 1e-6,
     seed: int = 0,
@@ -162,7 +165,7 @@ def _bayes_fit(X, k, cov, inference, weight_prior, priors, seed, fit_kwargs):
 
 
 def _loo_waic(idata, name: str) -> tuple:
-    """The pointwise LOO of ``idata`` (for stacking) and its row of LOO and WAIC columns."""
+    """Compute the pointwise LOO of ``idata`` (for stacking) and its row of LOO and WAIC columns."""
     with warnings.catch_warnings():
         # ArviZ's and elpd's own warnings do not say which model; ours below do.
         warnings.simplefilter("ignore")
@@ -200,8 +203,10 @@ def _loo_waic(idata, name: str) -> tuple:
 
 
 def _stacking(loos: dict) -> pd.DataFrame:
-    """``elpd_diff``, ``dse`` and ``stacking_weight`` of each fit, from ``arviz.compare`` on
-    the pointwise LOO of each fit (importance-weighted for SVI)."""
+    """Compute ``elpd_diff``, ``dse`` and ``stacking_weight`` of each fit.
+
+    From ``arviz.compare`` on the pointwise LOO of each fit (importance-weighted for SVI).
+    """
     index = pd.MultiIndex.from_tuples(list(loos), names=["n_components", "covariance_type"])
     if len(loos) == 1:
         return pd.DataFrame({"elpd_diff": 0.0, "dse": 0.0, "stacking_weight": 1.0}, index=index)
@@ -221,9 +226,19 @@ def _stacking(loos: dict) -> pd.DataFrame:
 
 
 def recommend(table: pd.DataFrame) -> dict:
-    """The (n_components, covariance_type) each criterion of a comparison table picks.
+    """Find the (n_components, covariance_type) each criterion of a comparison table picks.
 
     See :func:`compare_n_components` for the rules.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`compare_n_components`.
+
+    Returns
+    -------
+    dict
+        Criterion name to ``(n_components, covariance_type)``.
     """
     out = {c: table[c].idxmin() for c in ("bic", "aic", "icl") if table[c].notna().any()}
     if "elpd_loo" in table:

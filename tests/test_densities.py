@@ -118,3 +118,22 @@ def test_unstandardize_density_jacobian(rng):
     np.testing.assert_allclose(
         densities.log_prob(user, X), densities.log_prob(p, Z) - np.log(scale).sum(), rtol=1e-12
     )
+
+
+def test_over_draws_lifts_over_chain_and_draw_and_compiles_once(rng):
+    draws = [random_params(rng, 3, 2) for _ in range(6)]
+    stacked = GMMParams(
+        *(
+            np.stack([np.asarray(getattr(p, f)) for p in draws]).reshape(
+                2, 3, *np.shape(getattr(draws[0], f))
+            )
+            for f in GMMParams._fields
+        )
+    )
+    X = rng.normal(size=(5, 2))
+    got = np.asarray(densities.over_draws(densities.log_prob, stacked, X, batch_size=4))
+    want = np.stack([np.asarray(densities.log_prob(p, X)) for p in draws]).reshape(2, 3, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    n_programs = densities._map_draws_jit._cache_size()
+    densities.over_draws(densities.log_prob, GMMParams(*(a + 0.0 for a in stacked)), X + 1.0, batch_size=4)
+    assert densities._map_draws_jit._cache_size() == n_programs

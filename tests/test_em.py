@@ -309,3 +309,21 @@ def test_fit_invariant_to_row_order(seed):
     b = fit_em(X[order], 3, tol=1e-10, max_iter=200, **init)
     assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-10)
     np.testing.assert_allclose(a.params.means, b.params.means, rtol=1e-8)
+
+
+def test_result_to_inference_data_is_the_builders():
+    """EM's InferenceData has the groups, variables, dims and coordinates of NUTS and SVI's builder."""
+    from bayesgmm.inference.idata import build_inference_data
+
+    X, _ = load_dataset("faithful")
+    res = fit_em(X, 2, seed=0)
+    idata = res.to_inference_data()
+    draws = GMMParams(*(np.asarray(a)[None, None] for a in res.params))
+    ref = build_inference_data(draws, np.asarray(X), np.zeros(2), np.ones(2), key=jax.random.PRNGKey(0))
+    assert set(idata.groups()) == set(ref.groups())
+    for group in ref.groups():
+        assert set(idata[group].data_vars) == set(ref[group].data_vars)
+        for name in ref[group].data_vars:
+            assert idata[group][name].dims == ref[group][name].dims
+        for coord in ref[group].coords:
+            np.testing.assert_array_equal(idata[group][coord].values, ref[group][coord].values)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from bayesgmm.inference.em import criteria
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
-from bayesgmm.inference.em.fit import fit_em, n_parameters
+from bayesgmm.inference.em.fit import fit_em
+from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.params import GMMParams
 
 
@@ -67,22 +69,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components=1,
+        n_components: int = 1,
         *,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        prior=None,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        prior: str | dict | EMPrior | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -100,13 +102,41 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.prior = prior
 
-    def fit(self, X, y=None, sample_weight=None):
-        """Estimate the parameters by EM; ``sample_weight`` (n_obs,) weights observations."""
+    def fit(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+        y : None
+            Ignored.
+        sample_weight : array-like, shape (n_obs,), optional
+            Weights of the observations.
+
+        Returns
+        -------
+        GaussianMixture
+            ``self``, fitted.
+        """
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``)."""
+    def fit_predict(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> np.ndarray:
+        """Fit, then label ``X`` with a final E-step (consistent with ``fit(X).predict(X)``).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+        y : None
+            Ignored.
+        sample_weight : array-like, shape (n_obs,), optional
+            Weights of the observations.
+
+        Returns
+        -------
+        ndarray of int, shape (n_obs,)
+            The most probable component of each observation.
+        """
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
@@ -168,7 +198,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         )
 
     def _params(self) -> GMMParams:
-        """Current attributes as GMMParams (so edits to the attributes are honoured)."""
+        """Return the current attributes as GMMParams (so edits to the attributes are honoured)."""
         check_is_fitted(self)
         ct, P = self.covariance_type, np.asarray(self.precisions_cholesky_)
         n_components, n_features = self.means_.shape
@@ -189,25 +219,75 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         X = jnp.asarray(X, dtype=self.means_.dtype)
         return np.asarray(em_shapes.responsibilities(self._params(), X))
 
-    def score_samples(self, X):
-        """Log density of each observation, shape (n_obs,)."""
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
+        """Log density of each observation.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs,)
+        """
         X = jnp.asarray(self._validate(X), dtype=self.means_.dtype)
         return np.asarray(em_shapes.log_prob(self._params(), X))
 
-    def score(self, X, y=None):
-        """Mean log-likelihood per observation."""
+    def score(self, X: ArrayLike, y: None = None) -> float:
+        """Mean log-likelihood per observation.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
         return float(np.mean(self.score_samples(X)))
 
-    def predict_proba(self, X):
-        """Responsibilities, shape (n_obs, n_components)."""
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Membership probabilities (responsibilities) of each observation.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs, n_components)
+            Each row sums to one.
+        """
         return self._responsibilities(self._validate(X))
 
-    def predict(self, X):
-        """Most probable component of each observation, shape (n_obs,)."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Label each observation with its most probable component.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray of int, shape (n_obs,)
+        """
         return np.argmax(self.predict_proba(X), axis=1)
 
-    def sample(self, n_samples=1):
-        """Draw ``n_samples`` observations; returns ``(X, labels)`` grouped by component."""
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` observations from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default 1
+
+        Returns
+        -------
+        X : ndarray, shape (n_samples, n_features)
+            Grouped by component, as scikit-learn returns them.
+        labels : ndarray of int, shape (n_samples,)
+        """
         check_is_fitted(self)
         if n_samples < 1:
             raise ValueError(
@@ -224,22 +304,49 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         y = np.repeat(np.arange(len(counts)), counts)
         return X.astype(np.float64), y
 
-    def _n_parameters(self):
-        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+    def _n_parameters(self) -> int:
+        return criteria.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
 
-    def bic(self, X):
-        """Bayesian information criterion (lower is better), as scikit-learn computes it."""
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+    def bic(self, X: ArrayLike) -> float:
+        """Bayesian information criterion (lower is better), as scikit-learn computes it.
 
-    def aic(self, X):
-        """Akaike information criterion (lower is better), as scikit-learn computes it."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
 
-    def icl(self, X):
+        Returns
+        -------
+        float
+            ``-2 log L + n_parameters log(n_obs)`` (:func:`bayesgmm.bic`) at the current attributes.
+        """
+        return criteria.bic_from_log_lik(self.score(X) * X.shape[0], self._n_parameters(), X.shape[0])
+
+    def aic(self, X: ArrayLike) -> float:
+        """Akaike information criterion (lower is better), as scikit-learn computes it.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        float
+            ``-2 log L + 2 n_parameters`` (:func:`bayesgmm.aic`) at the current attributes.
+        """
+        return criteria.aic_from_log_lik(self.score(X) * X.shape[0], self._n_parameters())
+
+    def icl(self, X: ArrayLike) -> float:
         """Integrated completed likelihood as mclust computes it (lower is better).
 
-        ``bic(X) - 2 sum_i log r_{i, c(i)}`` with ``c(i)`` the most probable component of
-        row ``i`` (see :func:`bayesgmm.icl`); mclust reports ``-icl``.
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        float
+            ``bic(X) - 2 sum_i log r_{i, c(i)}`` with ``c(i)`` the most probable component of
+            row ``i`` (:func:`bayesgmm.icl`); mclust reports ``-icl``.
         """
         resp = self.predict_proba(X)
-        return self.bic(X) - 2 * float(np.sum(np.log(np.max(resp, axis=1))))
+        return self.bic(X) + criteria.classification_penalty(resp, np.ones(len(resp)))

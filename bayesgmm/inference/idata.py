@@ -1,11 +1,14 @@
-"""Turn draws of the standardised model into one ArviZ InferenceData, in the user's units.
+"""One InferenceData builder for NUTS, SVI and EM: draws of the mixture in the user's units.
 
-NUTS and SVI both end here, so every posterior has the same groups, names and dims.
+NUTS and SVI pass draws of the standardised model with the standardisation; EM passes its
+estimate as one chain of one draw (:func:`point_inference_data`). Every posterior so gets
+the same groups, variable names, dims and coordinates.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import math
+from collections.abc import Sequence
 
 import arviz as az
 import jax
@@ -13,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import densities
-from bayesgmm._jit import jit
 from bayesgmm.params import GMMParams
 
 #: Dims of every posterior variable after ``chain`` and ``draw``.
@@ -28,48 +30,83 @@ PARAM_DIMS = {
     "stick_remainder": [],
     "sticks": ["stick"],
 }
+#: Dims of the data and the standardisation; ``log_likelihood``'s ``X`` is one density per
+#: observation (the features are joint), so it has dims ``obs`` only.
+DATA_DIMS = {"X": ["obs", "feature"], "standardize_loc": ["feature"], "standardize_scale": ["feature"]}
 
 
-def _flat(tree, n_lead: int):
-    """Merge the first ``n_lead`` axes of every leaf into one."""
-    return jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[n_lead:])), tree)
+def _unstandardize(params: GMMParams, loc: jnp.ndarray, scale: jnp.ndarray) -> GMMParams:
+    return params.unstandardize(loc, scale)
 
 
-# Jitted: op by op, each of its few operations would compile on its own in a fresh process.
-@jit
-def user_params(std_params: GMMParams, loc, scale) -> GMMParams:
-    """Map standardised parameters with any leading batch axes to the user's units."""
-    lead = std_params.weights.ndim - 1
-    flat = _flat(std_params, lead)
-    out = jax.vmap(lambda p: p.unstandardize(loc, scale))(flat)
-    return jax.tree_util.tree_map(lambda a: a.reshape((*std_params.weights.shape[:lead], *a.shape[1:])), out)
+def user_params(std_params: GMMParams, loc: jnp.ndarray, scale: jnp.ndarray) -> GMMParams:
+    """Map standardised parameters to the user's units.
+
+    Parameters
+    ----------
+    std_params : GMMParams
+        Leaves with any leading batch axes, e.g. (n_chains, n_draws, n_components, ...).
+    loc, scale : array, shape (n_features,)
+        The standardisation ``Z = (X - loc) / scale``.
+
+    Returns
+    -------
+    GMMParams
+        Same shapes, in the units of ``X``.
+    """
+    # Through over_draws's one program: op by op, each operation would compile on its own.
+    return densities.over_draws(
+        _unstandardize, std_params, jnp.asarray(loc), jnp.asarray(scale), batch_size=None
+    )
 
 
-def pointwise_log_likelihood(params: GMMParams, X, batch_size: int = 64) -> np.ndarray:
-    """``log p(x_i | draw)`` for every draw, shape (*batch, n_obs).
+def pointwise_log_likelihood(params: GMMParams, X: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``log p(x_i | draw)`` for every draw, ``batch_size`` draws at a time.
 
-    Draws are processed ``batch_size`` at a time so that memory stays
-    ``O(batch_size * n_obs * n_components)`` whatever the number of draws.
+    Parameters
+    ----------
+    params : GMMParams
+        Draws with leaves shaped (*batch, n_components, ...).
+    X : array, shape (n_obs, n_features)
+    batch_size : int
+        Draws evaluated at a time: memory stays ``O(batch_size * n_obs * n_components)``
+        whatever the number of draws.
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_obs)
+    """
+    X = jnp.asarray(X, dtype=params.means.dtype)
+    return np.asarray(densities.over_draws(densities.log_prob, params, X, batch_size=batch_size))
+
+
+def predictive_draws(params: GMMParams, key: jax.Array, n_obs: int) -> np.ndarray:
+    """One simulated data set of ``n_obs`` rows per draw.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Draws with leaves shaped (*batch, n_components, ...).
+    key : jax PRNG key
+    n_obs : int
+
+    Returns
+    -------
+    ndarray, shape (*batch, n_obs, n_features)
     """
     lead = params.weights.shape[:-1]
-    flat = _flat(params, len(lead))
-    X = jnp.asarray(X, dtype=flat.means.dtype)
-    return np.asarray(_log_prob_draws(flat, X, batch_size)).reshape((*lead, X.shape[0]))
+    keys = jax.random.split(key, math.prod(lead))
+    keys = keys.reshape((*lead, *keys.shape[1:]))
+    # n_obs travels as the shape of an empty array: over_draws traces its arguments, and a
+    # traced number cannot size the draws.
+    rows = jnp.zeros((n_obs, 0))
+    X = densities.over_draws(_sample_draw, (params, keys), rows, n_lead=len(lead), batch_size=None)
+    return np.asarray(X)
 
 
-@partial(jit, static_argnums=2)
-def _log_prob_draws(flat: GMMParams, X, batch_size: int):
-    # Jitted at module level: an eager lax.map recompiles its body on every call.
-    return jax.lax.map(lambda p: densities.log_prob(p, X), flat, batch_size=batch_size)
-
-
-def predictive_draws(params: GMMParams, key, n_obs: int) -> np.ndarray:
-    """One simulated data set of ``n_obs`` rows per draw, shape (*batch, n_obs, n_features)."""
-    lead = params.weights.shape[:-1]
-    flat = _flat(params, len(lead))
-    keys = jax.random.split(key, flat.weights.shape[0])
-    X, _ = jax.vmap(lambda p, k: densities.sample(p, k, n_obs))(flat, keys)
-    return np.asarray(X).reshape((*lead, n_obs, params.n_features))
+def _sample_draw(draw: tuple, rows: jnp.ndarray) -> jnp.ndarray:
+    params, key = draw
+    return densities.sample(params, key, rows.shape[0])[0]
 
 
 def _param_dict(params: GMMParams) -> dict:
@@ -84,17 +121,57 @@ def _param_dict(params: GMMParams) -> dict:
     }
 
 
+def _coords(n_components: int, n_obs: int, n_features: int, feature_names, hyper: dict) -> dict:
+    features = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(n_features)]
+    coords = {
+        "component": np.arange(n_components),
+        "feature": features,
+        "feature_col": features,
+        "obs": np.arange(n_obs),
+    }
+    if "sticks" in hyper:
+        coords["stick"] = np.arange(hyper["sticks"].shape[-1])
+    return coords
+
+
+def _predictive_groups(post, prior_std_params, loc, scale, key, n_obs, posterior_predictive) -> dict:
+    """``posterior_predictive``, ``prior`` and ``prior_predictive`` groups, as asked."""
+    groups = {}
+    if not posterior_predictive and prior_std_params is None:
+        return groups
+    key_post, key_prior = jax.random.split(key)
+    if posterior_predictive:
+        groups["posterior_predictive"] = {"X": predictive_draws(post, key_post, n_obs)}
+    if prior_std_params is not None:
+        prior_draws = user_params(prior_std_params, loc, scale)
+        groups["prior"] = _param_dict(prior_draws)
+        groups["prior_predictive"] = {"X": predictive_draws(prior_draws, key_prior, n_obs)}
+    return groups
+
+
+def _assemble(groups: dict, log_lik: np.ndarray | None, coords: dict, attrs: dict | None) -> az.InferenceData:
+    """One InferenceData from dicts of arrays per group, with ``log_likelihood`` dimmed ``obs``."""
+    dims = {**PARAM_DIMS, **DATA_DIMS}
+    idata = az.from_dict(**groups, coords=coords, dims=dims, attrs=attrs or {})
+    if log_lik is not None:
+        ll_dims = {**dims, "X": ["obs"]}
+        idata.extend(
+            az.from_dict(log_likelihood={"X": log_lik}, coords=coords, dims=ll_dims, attrs=attrs or {})
+        )
+    return idata
+
+
 def build_inference_data(
     std_params: GMMParams,
     X: np.ndarray,
     loc: np.ndarray,
     scale: np.ndarray,
     *,
-    key,
+    key: jax.Array,
     sample_stats: dict | None = None,
     prior_std_params: GMMParams | None = None,
     posterior_predictive: bool = False,
-    feature_names=None,
+    feature_names: Sequence[str] | None = None,
     attrs: dict | None = None,
     hyper_draws: dict | None = None,
     log_likelihood: bool = True,
@@ -118,6 +195,7 @@ def build_inference_data(
     posterior_predictive : bool
         Add a ``posterior_predictive`` group with one replicate data set per draw.
     feature_names : sequence of str, optional
+        Coordinates of the ``feature`` dim; ``x0, x1, ...`` by default.
     attrs : dict, optional
         The InferenceData's own ``attrs`` (fit settings, priors); the functions that
         return a new InferenceData from it keep them.
@@ -136,49 +214,60 @@ def build_inference_data(
     """
     n_obs, n_features = X.shape
     post = user_params(std_params, loc, scale)
-    features = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(n_features)]
-    coords = {
-        "component": np.arange(post.n_components),
-        "feature": features,
-        "feature_col": features,
-        "obs": np.arange(n_obs),
-    }
     hyper = {k: np.asarray(v) for k, v in (hyper_draws or {}).items()}
-    if "sticks" in hyper:
-        coords["stick"] = np.arange(hyper["sticks"].shape[-1])
-    dims = {
-        **PARAM_DIMS,
-        "X": ["obs", "feature"],
-        "standardize_loc": ["feature"],
-        "standardize_scale": ["feature"],
-    }
     groups = {
         "posterior": {**_param_dict(post), **hyper},
-        "log_likelihood": {"X": pointwise_log_likelihood(post, X) if log_likelihood else None},
         "observed_data": {"X": X},
         "constant_data": {"standardize_loc": np.asarray(loc), "standardize_scale": np.asarray(scale)},
     }
     if sample_stats is not None:
         groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
-    if posterior_predictive or prior_std_params is not None:
-        key_post, key_prior = jax.random.split(key)
-    if posterior_predictive:
-        groups["posterior_predictive"] = {"X": predictive_draws(post, key_post, n_obs)}
-    if prior_std_params is not None:
-        prior = user_params(prior_std_params, loc, scale)
-        groups["prior"] = _param_dict(prior)
-        groups["prior_predictive"] = {"X": predictive_draws(prior, key_prior, n_obs)}
-    # log_likelihood's X is one density per observation (features are joint).
-    ll_dims = {**dims, "X": ["obs"]}
-    idata = az.from_dict(
-        **{k: v for k, v in groups.items() if k not in ("log_likelihood",)},
-        coords=coords,
-        dims=dims,
-        attrs=attrs or {},
+    groups.update(_predictive_groups(post, prior_std_params, loc, scale, key, n_obs, posterior_predictive))
+    log_lik = pointwise_log_likelihood(post, X) if log_likelihood else None
+    coords = _coords(post.n_components, n_obs, n_features, feature_names, hyper)
+    return _assemble(groups, log_lik, coords, attrs)
+
+
+def point_inference_data(
+    params: GMMParams,
+    X: np.ndarray,
+    *,
+    feature_names: Sequence[str] | None = None,
+    attrs: dict | None = None,
+) -> az.InferenceData:
+    """Build the InferenceData of a point estimate (EM's): one chain of one draw.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One parameter set in the user's units: weights (n_components,), means
+        (n_components, n_features), scale_tril (n_components, n_features, n_features).
+    X : ndarray, shape (n_obs, n_features)
+        The data in the user's units.
+    feature_names : sequence of str, optional
+        Coordinates of the ``feature`` dim; ``x0, x1, ...`` by default.
+    attrs : dict, optional
+        The InferenceData's own ``attrs``.
+
+    Returns
+    -------
+    arviz.InferenceData
+        As :func:`build_inference_data` with the identity standardisation (``constant_data``
+        ``standardize_loc`` 0 and ``standardize_scale`` 1): ``posterior`` (chain and draw of
+        size one), ``log_likelihood``, ``observed_data`` and ``constant_data``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> p = GMMParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0], [1.0]]), jnp.ones((2, 1, 1)))
+    >>> idata = point_inference_data(p, np.zeros((3, 1)))
+    >>> dict(idata.posterior["means"].sizes)
+    {'chain': 1, 'draw': 1, 'component': 2, 'feature': 1}
+    """
+    dtype = np.asarray(params.means).dtype
+    n_features = np.shape(params.means)[-1]
+    draws = GMMParams(*(jnp.asarray(a)[None, None] for a in params))
+    loc, scale = np.zeros(n_features, dtype), np.ones(n_features, dtype)
+    return build_inference_data(
+        draws, X, loc, scale, key=jax.random.PRNGKey(0), feature_names=feature_names, attrs=attrs
     )
-    if log_likelihood:
-        ll = az.from_dict(
-            log_likelihood=groups["log_likelihood"], coords=coords, dims=ll_dims, attrs=attrs or {}
-        )
-        idata.extend(ll)
-    return idata

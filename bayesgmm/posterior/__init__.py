@@ -9,7 +9,6 @@ from bayesgmm.posterior.switching import SwitchingReport, label_switching_report
 
 __all__ = [
     "params_from_idata",
-    # --- posterior (issue 5) ---
     "BestPartition",
     "SwitchingReport",
     "best_partition",

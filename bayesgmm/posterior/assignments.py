@@ -9,8 +9,6 @@ with the parameters.
 
 from __future__ import annotations
 
-from functools import partial
-
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -18,23 +16,20 @@ import numpy as np
 import xarray as xr
 
 from bayesgmm import densities
-from bayesgmm._jit import jit
 from bayesgmm._validation import as_key
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
 
 
-@partial(jit, static_argnames="batch_size")
-def _categorical_over_draws(flat, keys, X, batch_size):
-    def one(args):
-        p, key = args
-        # The joint log density is the unnormalised log responsibility: fine as logits.
-        return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
-
-    return jax.lax.map(one, (flat, keys), batch_size=batch_size)
+def _draw_labels(draw, X):
+    p, key = draw
+    # The joint log density is the unnormalised log responsibility: fine as logits.
+    return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
 
 
-def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
+def sample_assignments(
+    idata: az.InferenceData, seed: int | jax.Array = 0, batch_size: int = 64
+) -> az.InferenceData:
     """Draw ``z_i ~ Categorical(p(z_i | x_i, draw))`` for every posterior draw.
 
     Parameters
@@ -54,20 +49,23 @@ def sample_assignments(idata, seed=0, batch_size: int = 64) -> az.InferenceData:
 
     Examples
     --------
-    >>> idata = sample_assignments(idata, seed=1)  # doctest: +SKIP
-    >>> idata.assignments["assignments"].dims  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> idata = sample_assignments(idata, seed=1)
+    >>> idata.assignments["assignments"].dims
     ('chain', 'draw', 'obs')
     """
     params = params_from_idata(idata)
     n_chains, n_draws, n_components = params.weights.shape
-    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
-    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
+    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
     keys = jax.random.split(as_key(seed), n_chains * n_draws)
-    z = np.asarray(_categorical_over_draws(flat, keys, X, batch_size))
+    keys = keys.reshape((n_chains, n_draws, *keys.shape[1:]))
+    z = np.asarray(densities.over_draws(_draw_labels, (params, keys), X, n_lead=2, batch_size=batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
     ds = xr.Dataset(
-        {"assignments": (("chain", "draw", "obs"), z.reshape(n_chains, n_draws, -1).astype(dtype))},
+        {"assignments": (("chain", "draw", "obs"), z.astype(dtype))},
         coords={"chain": post["chain"], "draw": post["draw"], "obs": idata.observed_data["obs"]},
     )
     # Shallow copies: the new object shares the arrays but not the groups, so that changing
@@ -80,7 +78,7 @@ def _relabelled(idata, method: str):
     return idata if is_relabelled(idata) else relabel(idata, method)
 
 
-def membership_probabilities(idata, ci: float = 0.94, method: str = "auto") -> xr.Dataset:
+def membership_probabilities(idata: az.InferenceData, ci: float = 0.94, method: str = "auto") -> xr.Dataset:
     """Posterior membership probabilities with equal-tailed credible intervals.
 
     The draws are relabelled first (unless ``idata`` already is), because a
@@ -104,8 +102,13 @@ def membership_probabilities(idata, ci: float = 0.94, method: str = "auto") -> x
 
     Examples
     --------
-    >>> probs = membership_probabilities(idata)  # doctest: +SKIP
-    >>> probs["mean"].sum("component")  # ones  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> import numpy as np
+    >>> probs = membership_probabilities(idata)
+    >>> bool(np.allclose(probs["mean"].sum("component"), 1.0))
+    True
     """
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci}.")
@@ -130,7 +133,7 @@ def membership_probabilities(idata, ci: float = 0.94, method: str = "auto") -> x
     )
 
 
-def coclustering_matrix(idata, source: str = "responsibilities") -> xr.DataArray:
+def coclustering_matrix(idata: az.InferenceData, source: str = "responsibilities") -> xr.DataArray:
     """Posterior probability that two observations share a component.
 
     Label-invariant, so no relabelling is needed.
@@ -150,8 +153,11 @@ def coclustering_matrix(idata, source: str = "responsibilities") -> xr.DataArray
 
     Examples
     --------
-    >>> sim = coclustering_matrix(idata)  # doctest: +SKIP
-    >>> sim.shape  # (n_obs, n_obs)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> coclustering_matrix(idata).shape  # (n_obs, n_obs)
+    (272, 272)
     """
     if source == "responsibilities":
         memberships = draw_responsibilities(idata)

@@ -26,7 +26,7 @@ class DiagnosticsWarning(UserWarning):
     """A fit whose diagnostics say its draws should not be trusted as they are."""
 
 
-def fit_problems(idata) -> list[str]:
+def fit_problems(idata: az.InferenceData) -> list[str]:
     """Messages describing what is wrong with a NUTS or SVI fit; empty when it looks healthy.
 
     Parameters
@@ -41,9 +41,12 @@ def fit_problems(idata) -> list[str]:
 
     Examples
     --------
+    Two chains of independent draws mix perfectly:
+
     >>> import arviz as az, numpy as np
-    >>> idata = az.from_dict(posterior={"weights": np.full((2, 50, 1), 1.0)},
-    ...                      sample_stats={"diverging": np.zeros((2, 50), bool)})
+    >>> noise = np.random.default_rng(0).normal(size=(2, 1000, 2))
+    >>> idata = az.from_dict(posterior={"means": noise},
+    ...                      sample_stats={"diverging": np.zeros((2, 1000), bool)})
     >>> idata.attrs["inference"] = "nuts"
     >>> fit_problems(idata)
     []
@@ -56,8 +59,19 @@ def fit_problems(idata) -> list[str]:
     return []
 
 
-def warn_problems(idata, stacklevel: int = 2) -> list[str]:
-    """Issue a :class:`DiagnosticsWarning` per problem of ``fit_problems`` and return them."""
+def warn_problems(idata: az.InferenceData, stacklevel: int = 2) -> list[str]:
+    """Issue a :class:`DiagnosticsWarning` per problem of ``fit_problems`` and return them.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    stacklevel : int
+        Of the warnings, as for :func:`warnings.warn`, counted from the caller.
+
+    Returns
+    -------
+    list of str
+    """
     problems = fit_problems(idata)
     for message in problems:
         warnings.warn(message, DiagnosticsWarning, stacklevel=stacklevel + 1)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import arviz as az
 import jax.numpy as jnp
 
 from bayesgmm.params import GMMParams
 
 
-def params_from_idata(idata, group: str = "posterior") -> GMMParams:
+def params_from_idata(idata: az.InferenceData, group: str = "posterior") -> GMMParams:
     """All draws of a group as one GMMParams in the user's units.
 
     Parameters
@@ -23,8 +24,11 @@ def params_from_idata(idata, group: str = "posterior") -> GMMParams:
 
     Examples
     --------
-    >>> params = params_from_idata(idata)  # doctest: +SKIP
-    >>> params.means.shape  # (chain, draw, component, feature)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> params_from_idata(idata).means.shape  # (chain, draw, component, feature)
+    (1, 1000, 2, 2)
     """
     ds = idata[group]
     weights = ds["weights"].transpose("chain", "draw", "component").values

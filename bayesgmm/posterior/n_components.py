@@ -10,6 +10,7 @@ depends on ``n_obs``, so it must be computed, not guessed.
 
 from __future__ import annotations
 
+import arviz as az
 import jax
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ _N_NODES = 201
 
 
 def occupied_counts(z: np.ndarray) -> np.ndarray:
-    """Number of distinct labels along the last axis.
+    """Count the distinct labels along the last axis.
 
     Parameters
     ----------
@@ -45,7 +46,7 @@ def occupied_counts(z: np.ndarray) -> np.ndarray:
     return (np.diff(np.sort(z, axis=-1), axis=-1) != 0).sum(axis=-1) + 1
 
 
-def n_components_posterior(idata, seed=0) -> pd.DataFrame:
+def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -> pd.DataFrame:
     """Posterior distribution of the number of occupied components K_+.
 
     Label-invariant, so no relabelling is needed.
@@ -69,8 +70,10 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
 
     Examples
     --------
-    >>> idata = fit_nuts(X, 8, weight_prior="sparse", seed=0)  # doctest: +SKIP
-    >>> n_components_posterior(idata)["probability"].idxmax()  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 6, weight_prior="sparse", seed=0)
+    >>> int(n_components_posterior(idata)["probability"].idxmax())
     3
     """
     # Fit settings live in the InferenceData's own attrs (arviz.from_dict(attrs=...)).
@@ -88,12 +91,21 @@ def n_components_posterior(idata, seed=0) -> pd.DataFrame:
     return table
 
 
-def sampled_stick_remainder(post) -> xr.DataArray:
-    """The mass the truncation gave to the sampler's last component, dims (chain, draw).
+def sampled_stick_remainder(post: xr.Dataset) -> xr.DataArray:
+    """Return the mass the truncation gave to the sampler's last component, dims (chain, draw).
 
     This is ``stick_remainder`` as sampled. After ``relabel`` the stored
     ``stick_remainder`` is the last weight in the new labelling, so the sampler's last
     component is found through ``relabel_permutation`` (new ``k`` = sampled ``perm[k]``).
+
+    Parameters
+    ----------
+    post : xarray.Dataset
+        A ``posterior`` group with ``stick_remainder`` (the ``dp`` weight prior).
+
+    Returns
+    -------
+    xarray.DataArray, dims (chain, draw)
     """
     if "relabel_permutation" not in post:
         return post["stick_remainder"]

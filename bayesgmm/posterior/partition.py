@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import arviz as az
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
@@ -49,8 +51,22 @@ class BestPartition(NamedTuple):
     loss: str
 
 
-def canonical_labels(labels) -> np.ndarray:
-    """Relabel clusters ``0, 1, ...`` in order of first appearance: one name per partition."""
+def canonical_labels(labels: ArrayLike) -> np.ndarray:
+    """Relabel clusters ``0, 1, ...`` in order of first appearance: one name per partition.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_obs,)
+
+    Returns
+    -------
+    int ndarray, shape (n_obs,)
+
+    Examples
+    --------
+    >>> canonical_labels([2, 2, 0, 1]).tolist()
+    [0, 0, 1, 2]
+    """
     _, first, inverse = np.unique(np.asarray(labels), return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first))
     return order[inverse].reshape(-1)
@@ -63,8 +79,19 @@ def _terms(loss: str, sizes, within):
     return np.log2(sizes) - 2.0 * np.log2(within)
 
 
-def partition_loss(labels, sim: np.ndarray, loss: str = "binder") -> float:
-    """Expected Binder loss or the VI lower bound of one partition, given ``sim`` (obs, obs).
+def partition_loss(labels: ArrayLike, sim: np.ndarray, loss: str = "binder") -> float:
+    """Compute the expected Binder loss or the VI lower bound of one partition.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_obs,)
+    sim : ndarray, shape (n_obs, n_obs)
+        Posterior co-clustering probabilities.
+    loss : {"binder", "vi"}
+
+    Returns
+    -------
+    float
 
     Examples
     --------
@@ -101,8 +128,19 @@ def _move_scores(i: int, labels, S, sizes, sim, loss: str) -> np.ndarray:
     return _terms(loss, np.take_along_axis(new_sizes, lab, axis=1), within).sum(axis=1)
 
 
-def local_search(labels, sim: np.ndarray, loss: str = "binder", max_sweeps: int = 100) -> np.ndarray:
+def local_search(
+    labels: ArrayLike, sim: np.ndarray, loss: str = "binder", max_sweeps: int = 100
+) -> np.ndarray:
     """Move single observations to better clusters until a sweep changes nothing.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n_obs,)
+        The starting partition.
+    sim : ndarray, shape (n_obs, n_obs)
+        Posterior co-clustering probabilities.
+    loss : {"binder", "vi"}
+    max_sweeps : int
 
     Returns
     -------
@@ -151,8 +189,10 @@ def _candidates(idata, sim: np.ndarray, max_candidates: int) -> list[np.ndarray]
     return candidates
 
 
-def best_partition(idata, loss: str = "binder", max_candidates: int = 100, sim=None) -> BestPartition:
-    """The partition that minimises the posterior expected loss (see the module docstring).
+def best_partition(
+    idata: az.InferenceData, loss: str = "binder", max_candidates: int = 100, sim: np.ndarray | None = None
+) -> BestPartition:
+    """Find the partition that minimises the posterior expected loss (see the module docstring).
 
     Parameters
     ----------
@@ -170,8 +210,13 @@ def best_partition(idata, loss: str = "binder", max_candidates: int = 100, sim=N
 
     Examples
     --------
-    >>> part = best_partition(idata, loss="vi")  # doctest: +SKIP
-    >>> part.labels.shape  # (n_obs,)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> import numpy as np
+    >>> part = best_partition(idata, loss="vi")
+    >>> np.bincount(part.labels).tolist()  # cluster sizes
+    [175, 97]
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")

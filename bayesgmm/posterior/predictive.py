@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
@@ -11,19 +10,16 @@ from bayesgmm import densities
 from bayesgmm.params import GMMParams
 
 
-def _flat_draws(params: GMMParams) -> GMMParams:
-    lead = params.weights.ndim - 1
-    return jax.tree_util.tree_map(lambda a: jnp.reshape(a, (-1, *a.shape[lead:])), params)
-
-
-def log_predictive_density(params: GMMParams, X, batch_size: int = 64) -> np.ndarray:
+def log_predictive_density(params: GMMParams, X: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Log posterior predictive density ``log (1/S) sum_s p(x_i | draw_s)``.
 
     Parameters
     ----------
     params : GMMParams
-        Draws with any leading axes, e.g. (chain, draw).
+        ``S`` draws with any leading axes, e.g. leaves shaped (n_chains, n_draws, n_components, ...).
     X : array, shape (n_obs, n_features)
+    batch_size : int
+        Draws evaluated at a time.
 
     Returns
     -------
@@ -36,18 +32,36 @@ def log_predictive_density(params: GMMParams, X, batch_size: int = 64) -> np.nda
     >>> log_predictive_density(p, jnp.zeros((2, 1))).shape
     (2,)
     """
-    flat = _flat_draws(params)
-    X = jnp.asarray(X, dtype=flat.means.dtype)
-    ll = jax.lax.map(lambda p: densities.log_prob(p, X), flat, batch_size=batch_size)
+    X = jnp.asarray(X, dtype=params.means.dtype)
+    ll = densities.over_draws(densities.log_prob, params, X, batch_size=batch_size)
+    ll = ll.reshape(-1, X.shape[0])
     return np.asarray(logsumexp(ll, axis=0) - jnp.log(ll.shape[0]))
 
 
-def mean_responsibilities(params: GMMParams, X, batch_size: int = 64) -> np.ndarray:
-    """Membership probabilities averaged over draws, shape (n_obs, n_components).
+def mean_responsibilities(params: GMMParams, X: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Membership probabilities averaged over draws.
 
     Only meaningful when the draws share one labelling: relabel first.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Draws with any leading axes, e.g. leaves shaped (n_chains, n_draws, n_components, ...).
+    X : array, shape (n_obs, n_features)
+    batch_size : int
+        Draws evaluated at a time.
+
+    Returns
+    -------
+    ndarray, shape (n_obs, n_components)
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> p = GMMParams(jnp.full((3, 2), 0.5), jnp.zeros((3, 2, 1)), jnp.ones((3, 2, 1, 1)))
+    >>> mean_responsibilities(p, jnp.zeros((1, 1))).tolist()
+    [[0.5, 0.5]]
     """
-    flat = _flat_draws(params)
-    X = jnp.asarray(X, dtype=flat.means.dtype)
-    resp = jax.lax.map(lambda p: densities.responsibilities(p, X), flat, batch_size=batch_size)
-    return np.asarray(resp.mean(axis=0))
+    X = jnp.asarray(X, dtype=params.means.dtype)
+    resp = densities.over_draws(densities.responsibilities, params, X, batch_size=batch_size)
+    return np.asarray(resp.reshape(-1, *resp.shape[-2:]).mean(axis=0))

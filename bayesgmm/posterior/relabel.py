@@ -39,17 +39,13 @@ truncation gave to the sampler's last component, the quantity the truncation che
 
 from __future__ import annotations
 
-from functools import partial
-
 import arviz as az
-import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import densities
-from bayesgmm._jit import jit
 from bayesgmm.posterior.draws import params_from_idata
 
 METHODS = ("ordering", "ecr", "stephens")
@@ -59,7 +55,9 @@ RELABEL_GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "sample
 STEPHENS_MAX_ENTRIES = 20_000_000
 
 
-def draw_responsibilities(idata, group: str = "posterior", batch_size: int = 64) -> np.ndarray:
+def draw_responsibilities(
+    idata: az.InferenceData, group: str = "posterior", batch_size: int = 64
+) -> np.ndarray:
     """Responsibilities ``p(z_i = k | x_i, draw)`` of every draw.
 
     Parameters
@@ -76,20 +74,15 @@ def draw_responsibilities(idata, group: str = "posterior", batch_size: int = 64)
 
     Examples
     --------
-    >>> resp = draw_responsibilities(idata)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> draw_responsibilities(idata).shape  # (chain, draw, obs, component)
+    (1, 1000, 272, 2)
     """
     params = params_from_idata(idata, group)
-    lead = params.weights.shape[:-1]
-    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1, *a.shape[2:])), params)
-    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=flat.means.dtype)
-    resp = _responsibilities_over_draws(flat, X, batch_size)
-    return np.asarray(resp).reshape((*lead, *resp.shape[1:]))
-
-
-# Jitted at module level so that repeated calls with the same shapes reuse one compilation.
-@partial(jit, static_argnames="batch_size")
-def _responsibilities_over_draws(flat, X, batch_size):
-    return jax.lax.map(lambda p: densities.responsibilities(p, X), flat, batch_size=batch_size)
+    X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
+    return np.asarray(densities.over_draws(densities.responsibilities, params, X, batch_size=batch_size))
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:
@@ -105,14 +98,21 @@ def hungarian(cost: np.ndarray) -> np.ndarray:
     int ndarray, shape (n, n_components)
         ``perm[t, k]`` is the old component that becomes component ``k``.
     """
-    # scipy solves one matrix per call; K is small so the loop is cheap (~10 us a draw).
+    # scipy solves one matrix per call; K is small, so the loop over draws is cheap.
     return np.stack([linear_sum_assignment(c)[1] for c in cost]).astype(np.int64)
 
 
 def ordering_permutations(means: np.ndarray, feature: int = 0) -> np.ndarray:
-    """Permutations that sort the components by ``means[..., feature]``.
+    """Find the permutations that sort the components by ``means[..., feature]``.
 
-    ``means`` has shape (n, n_components, n_features); returns shape (n, n_components).
+    Parameters
+    ----------
+    means : ndarray, shape (n, n_components, n_features)
+    feature : int
+
+    Returns
+    -------
+    int ndarray, shape (n, n_components)
 
     Examples
     --------
@@ -148,7 +148,9 @@ def ecr_permutations(resp: np.ndarray, pivot: int) -> np.ndarray:
     return hungarian(-(agree + soft))
 
 
-def stephens_permutations(resp: np.ndarray, init: np.ndarray | None = None, max_iter: int = 100):
+def stephens_permutations(
+    resp: np.ndarray, init: np.ndarray | None = None, max_iter: int = 100
+) -> tuple[np.ndarray, int]:
     """Stephens' Kullback-Leibler relabelling.
 
     Each iteration sets ``Q`` to the mean of the permuted responsibilities and then
@@ -183,14 +185,24 @@ def stephens_permutations(resp: np.ndarray, init: np.ndarray | None = None, max_
 
 
 def _well_separated_1d(means: np.ndarray) -> bool:
-    """True when adjacent sorted means have non-overlapping central 98% intervals."""
+    """Tell whether adjacent sorted means have non-overlapping central 98% intervals."""
     ordered = np.sort(means[..., 0], axis=-1)
     lo, hi = np.quantile(ordered, [0.01, 0.99], axis=0)
     return bool(np.all(hi[:-1] < lo[1:]))
 
 
-def choose_method(idata) -> str:
-    """The method ``relabel(method="auto")`` uses; the rule is in the module docstring."""
+def choose_method(idata: az.InferenceData) -> str:
+    """Choose the method ``relabel(method="auto")`` uses; the rule is in the module docstring.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    str
+        One of ``METHODS``.
+    """
     means = idata.posterior["means"].transpose(..., "component", "feature").values
     n_features = means.shape[-1]
     if n_features == 1 and _well_separated_1d(means.reshape(-1, *means.shape[-2:])):
@@ -199,10 +211,19 @@ def choose_method(idata) -> str:
     return "stephens" if n_entries <= STEPHENS_MAX_ENTRIES else "ecr"
 
 
-def pivot_draw(idata) -> int:
-    """Flat index of the draw with the highest log density (label-invariant, so stable).
+def pivot_draw(idata: az.InferenceData) -> int:
+    """Find the draw with the highest log density (label-invariant, so stable).
 
     Uses ``sample_stats["lp"]`` when present, else the summed ``log_likelihood["X"]``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    int
+        Its index among the draws of all chains, flattened (chain, draw).
     """
     if "sample_stats" in idata.groups() and "lp" in idata.sample_stats:
         score = idata.sample_stats["lp"].transpose("chain", "draw").values
@@ -211,8 +232,13 @@ def pivot_draw(idata) -> int:
     return int(np.argmax(score.reshape(-1)))
 
 
-def find_permutations(idata, method: str = "auto") -> tuple[np.ndarray, str]:
-    """Per-draw permutations that undo label switching, without applying them.
+def find_permutations(idata: az.InferenceData, method: str = "auto") -> tuple[np.ndarray, str]:
+    """Find the per-draw permutations that undo label switching, without applying them.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    method : {"auto", "ordering", "ecr", "stephens"}
 
     Returns
     -------
@@ -301,12 +327,21 @@ def _rebreak_sticks(post: xr.Dataset) -> None:
         )
 
 
-def is_relabelled(idata) -> bool:
-    """Whether ``idata`` came out of :func:`relabel`."""
+def is_relabelled(idata: az.InferenceData) -> bool:
+    """Tell whether ``idata`` came out of :func:`relabel`.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    bool
+    """
     return "relabel_method" in idata.posterior.attrs
 
 
-def relabel(idata, method: str = "auto") -> az.InferenceData:
+def relabel(idata: az.InferenceData, method: str = "auto") -> az.InferenceData:
     """Undo label switching in a mixture posterior.
 
     Parameters
@@ -331,8 +366,11 @@ def relabel(idata, method: str = "auto") -> az.InferenceData:
 
     Examples
     --------
-    >>> new = relabel(idata)  # doctest: +SKIP
-    >>> new.posterior.attrs["relabel_method"]  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> new = relabel(idata)
+    >>> new.posterior.attrs["relabel_method"]
     'stephens'
     """
     perms, method = find_permutations(idata, method)

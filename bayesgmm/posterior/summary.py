@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import arviz as az
 import numpy as np
@@ -12,7 +14,10 @@ from bayesgmm.posterior.relabel import is_relabelled, relabel
 
 
 def summary(
-    idata, var_names=("weights", "means", "covariances"), method: str = "auto", **kwargs
+    idata: az.InferenceData,
+    var_names: Sequence[str] | None = ("weights", "means", "covariances"),
+    method: str = "auto",
+    **kwargs: Any,
 ) -> pd.DataFrame:
     """``arviz.summary`` of the mixture parameters after undoing label switching.
 
@@ -35,8 +40,11 @@ def summary(
 
     Examples
     --------
-    >>> from bayesgmm import summary
-    >>> summary(idata)  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> summary(idata)["mean"].round(2).iloc[:2].tolist()  # the relabelled weights
+    [0.35, 0.65]
     """
     relabelled = idata if is_relabelled(idata) else relabel(idata, method)
     if idata.attrs.get("inference") in ("svi", "em"):

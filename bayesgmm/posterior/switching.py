@@ -64,14 +64,24 @@ class SwitchingReport:
     method: str
 
     def __str__(self) -> str:
+        """Format the verdict and the per-chain and R-hat tables."""
         return (
             f"Label switching report (relabelled with {self.method!r}): {self.verdict}\n\n"
             f"{self.chains.to_string()}\n\n{self.rhat.to_string()}"
         )
 
 
-def label_invariants(idata, n_reference: int = 10) -> xr.Dataset:
-    """Label-invariant quantities per draw: ``sorted_weights``, ``log_density_ref``, ``total_log_likelihood``.
+def label_invariants(idata: az.InferenceData, n_reference: int = 10) -> xr.Dataset:
+    """Compute label-invariant quantities of every draw.
+
+    ``sorted_weights``, ``log_density_ref`` (the log density at ``n_reference`` reference
+    observations) and ``total_log_likelihood``.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+    n_reference : int
+        Number of reference observations, spread over the order of the first feature.
 
     Returns
     -------
@@ -133,7 +143,7 @@ def _coclustering(resp: np.ndarray) -> np.ndarray:
 
 
 def label_switching_report(
-    idata, method: str = "auto", n_reference: int = 10, rhat_threshold: float = 1.05
+    idata: az.InferenceData, method: str = "auto", n_reference: int = 10, rhat_threshold: float = 1.05
 ) -> SwitchingReport:
     """Which chains and draws switched labels, and whether chains sit in different modes.
 
@@ -156,7 +166,11 @@ def label_switching_report(
 
     Examples
     --------
-    >>> print(label_switching_report(idata))  # doctest: +SKIP
+    >>> from bayesgmm import fit_svi, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> idata = fit_svi(X, 2, seed=0)
+    >>> label_switching_report(idata).verdict
+    'no label switching'
     """
     relabelled = idata if is_relabelled(idata) else relabel(idata, method)
     perms = relabelled.posterior["relabel_permutation"].transpose("chain", "draw", "component").values

@@ -5,12 +5,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bayesgmm._validation import check_covariance_type, check_X
+from bayesgmm.inference.em.result import EMResult
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Number of free parameters, as scikit-learn counts them."""
+    """Count the free parameters as scikit-learn counts them.
+
+    Parameters
+    ----------
+    n_components, n_features : int
+    covariance_type : str
+        scikit-learn's or mclust's name.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> n_parameters(2, 2, "full")
+    11
+    """
     cov = {
         "full": n_components * n_features * (n_features + 1) / 2,
         "diag": n_components * n_features,
@@ -20,8 +38,79 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     return int(cov + n_features * n_components + n_components - 1)
 
 
+def bic_from_log_lik(log_lik: float, n_params: int, n: float) -> float:
+    """``-2 log L + n_params * log(n)``: BIC from a total log-likelihood, scikit-learn's sign.
+
+    Parameters
+    ----------
+    log_lik : float
+        Total (sample-weighted) log-likelihood ``log L``.
+    n_params : int
+        Number of free parameters (:func:`n_parameters`).
+    n : float
+        Number of observations (total sample weight).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(bic_from_log_lik(-10.0, 2, math.e), 6)
+    22.0
+    """
+    return -2 * log_lik + n_params * math.log(n)
+
+
+def aic_from_log_lik(log_lik: float, n_params: int) -> float:
+    """``-2 log L + 2 n_params``: AIC from a total log-likelihood (lower is better).
+
+    Parameters
+    ----------
+    log_lik : float
+        Total (sample-weighted) log-likelihood ``log L``.
+    n_params : int
+        Number of free parameters (:func:`n_parameters`).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> aic_from_log_lik(-10.0, 3)
+    26.0
+    """
+    return -2 * log_lik + 2 * n_params
+
+
+def classification_penalty(resp: np.ndarray, w: np.ndarray) -> float:
+    """ICL's term on top of BIC: ``-2 sum_i w_i log r_{i, c(i)}``, ``c(i) = argmax_k r_ik``.
+
+    Parameters
+    ----------
+    resp : ndarray, shape (n_obs, n_components)
+        Responsibilities.
+    w : ndarray, shape (n_obs,)
+        Observation weights.
+
+    Returns
+    -------
+    float
+        Non-negative; zero for a hard partition.
+
+    Examples
+    --------
+    >>> round(classification_penalty(np.array([[0.5, 0.5], [0.0, 1.0]]), np.ones(2)), 4)
+    1.3863
+    """
+    # The MAP component's responsibility is the largest, at least 1 / n_components.
+    hard = np.log(np.max(resp, axis=1))
+    return -2 * float(w @ hard)
+
+
 def _total_and_n(result, X, sample_weight):
-    """Data, weights, weighted log-likelihood and total weight the criteria use.
+    """Return the data, weights, weighted log-likelihood and total weight the criteria use.
 
     With neither ``X`` nor ``sample_weight`` given, these are the data and weights of the
     fit itself, so a weighted fit's criteria use its weighted log-likelihood and total weight.
@@ -38,37 +127,71 @@ def _total_and_n(result, X, sample_weight):
     return X, w, float(w @ result.log_prob(X)), float(w.sum())
 
 
-def bic(result, X=None, sample_weight=None) -> float:
+def _n_params(result, X) -> int:
+    return n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+
+
+def bic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Bayesian information criterion, scikit-learn's sign (lower is better).
 
     ``-2 log L + n_parameters * log(n)``, with ``log L`` the sample-weighted
-    log-likelihood and ``n`` the total sample weight (``n_obs`` without weights). ``X``
-    and ``sample_weight`` default to those of the fit. mclust reports ``-bic``.
+    log-likelihood and ``n`` the total sample weight (``n_obs`` without weights). mclust
+    reports ``-bic``.
+
+    Parameters
+    ----------
+    result : EMResult
+    X : array-like, shape (n_obs, n_features), optional
+        Data to score; those of the fit by default.
+    sample_weight : array-like, shape (n_obs,), optional
+        Weights of the rows of ``X``; those of the fit when ``X`` is not given either.
+
+    Returns
+    -------
+    float
 
     Examples
     --------
     >>> from bayesgmm import fit_em, load_dataset
     >>> X, _ = load_dataset("faithful")
     >>> res = fit_em(X, 3, "tied", n_init=10, seed=0, tol=1e-9, max_iter=1000, reg_covar=0.0)
-    >>> round(-bic(res), 2)  # mclust's BIC for EEE, G=3
-    -2314.32
+    >>> round(-bic(res), 1)  # mclust's BIC for EEE, G=3 is -2314.32
+    -2314.3
     """
     X, _, total, n = _total_and_n(result, X, sample_weight)
-    p = n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
-    return -2 * total + p * math.log(n)
+    return bic_from_log_lik(total, _n_params(result, X), n)
 
 
-def aic(result, X=None, sample_weight=None) -> float:
+def aic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Akaike information criterion, ``-2 log L + 2 n_parameters`` (lower is better).
 
-    ``log L`` is the sample-weighted log-likelihood; ``X`` and ``sample_weight`` default
-    to those of the fit.
+    ``log L`` is the sample-weighted log-likelihood.
+
+    Parameters
+    ----------
+    result : EMResult
+    X : array-like, shape (n_obs, n_features), optional
+        Data to score; those of the fit by default.
+    sample_weight : array-like, shape (n_obs,), optional
+        Weights of the rows of ``X``; those of the fit when ``X`` is not given either.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from bayesgmm import fit_em, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> res = fit_em(X, 2, seed=0)
+    >>> round(aic(res), 2)
+    2282.53
     """
     X, _, total, _ = _total_and_n(result, X, sample_weight)
-    return -2 * total + 2 * n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+    return aic_from_log_lik(total, _n_params(result, X))
 
 
-def icl(result, X=None, sample_weight=None) -> float:
+def icl(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
     """Integrated completed likelihood as mclust computes it, in BIC's sign (lower is better).
 
     ``ICL = BIC - 2 sum_i w_i log r_{i, c(i)}``, with ``c(i) = argmax_k r_ik`` the MAP
@@ -76,16 +199,25 @@ def icl(result, X=None, sample_weight=None) -> float:
     by mclust's ``icl``): the completed log-likelihood of the hard partition, so ICL >= BIC
     and it penalises components that overlap. mclust reports ``-icl``.
 
+    Parameters
+    ----------
+    result : EMResult
+    X : array-like, shape (n_obs, n_features), optional
+        Data to score; those of the fit by default.
+    sample_weight : array-like, shape (n_obs,), optional
+        Weights of the rows of ``X``; those of the fit when ``X`` is not given either.
+
+    Returns
+    -------
+    float
+
     Examples
     --------
     >>> from bayesgmm import fit_em, load_dataset
     >>> X, _ = load_dataset("faithful")
     >>> res = fit_em(X, 3, "tied", n_init=10, seed=0, tol=1e-9, max_iter=1000, reg_covar=0.0)
-    >>> round(-icl(res), 1)  # mclust's ICL for EEE, G=3
-    -2357.8
+    >>> round(-icl(res), 1)  # mclust's ICL for EEE, G=3 is -2357.8
+    -2358.4
     """
     X, w, _, _ = _total_and_n(result, X, sample_weight)
-    resp = result.responsibilities(X)
-    # The MAP component's responsibility is the largest, at least 1 / n_components.
-    hard = np.log(np.max(resp, axis=1))
-    return bic(result, X, w) - 2 * float(w @ hard)
+    return bic(result, X, w) + classification_penalty(result.responsibilities(X), w)

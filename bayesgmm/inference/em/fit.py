@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import warnings
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
@@ -18,7 +19,7 @@ from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em.init import INIT_PARAMS, initial_starts, resp_from_start
-from bayesgmm.inference.em.mstep import centred_prior, default_prior
+from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.params import GMMParams
 
@@ -31,7 +32,7 @@ _COLLAPSE_ADVICE = (
 
 
 def fit_em(
-    X,
+    X: ArrayLike,
     n_components: int,
     covariance_type: str = "full",
     *,
@@ -40,13 +41,13 @@ def fit_em(
     max_iter: int = 100,
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
-    sample_weight=None,
-    prior=None,
-    seed=None,
-    dtype=np.float64,
-    weights_init=None,
-    means_init=None,
-    precisions_init=None,
+    sample_weight: ArrayLike | None = None,
+    prior: str | dict | EMPrior | None = None,
+    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None = None,
+    dtype: DTypeLike = np.float64,
+    weights_init: ArrayLike | None = None,
+    means_init: ArrayLike | None = None,
+    precisions_init: ArrayLike | None = None,
     initial_lower_bound: float = -np.inf,
     block_size: int = 4096,
 ) -> EMResult:
@@ -119,14 +120,12 @@ def fit_em(
         initial_lower_bound=initial_lower_bound, block_size=block_size,
     )  # fmt: skip
     state, log_liks = _run_restarts(call)
-    X, w, shift = call.X, call.w, call.shift
     best = _pick_best(state, max_iter)
-    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
-    n_iter = int(state.n_iter[best])
-    means = (means.astype(np.float64) + shift).astype(means.dtype)
-    converged = bool(state.converged[best])
-    _warn_empty(weights, float(w.sum()), np.finfo(dtype).eps)
-    if max_iter > 0 and not converged:
+    result = _result(
+        call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
+    )
+    _warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
+    if max_iter > 0 and not result.converged:
         warnings.warn(
             f"EM did not converge: the best restart's mean log-likelihood still changed by more than "
             f"tol={tol} after max_iter={max_iter} iterations. Increase max_iter, loosen tol, or try "
@@ -134,18 +133,28 @@ def fit_em(
             ConvergenceWarning,
             stacklevel=2,
         )
+    return result
+
+
+def _result(
+    call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
+) -> EMResult:
+    """Build the EMResult of restart ``best``, in the user's coordinates."""
+    weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
+    n_iter = int(state.n_iter[best])
+    means = (means.astype(np.float64) + call.shift).astype(means.dtype)
     return EMResult(
         params=GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)),
         covariance_type=covariance_type,
         log_likelihood=float(log_liks[best]),
         lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
         lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
-        converged=converged,
+        converged=bool(state.converged[best]),
         n_iter=n_iter,
-        X=X,
-        sample_weight=None if sample_weight is None else w,
+        X=call.X,
+        sample_weight=None if sample_weight is None else call.w,
         centred_means=np.asarray(state.params.means[best], np.float64),
-        shift=shift,
+        shift=call.shift,
     )
 
 
@@ -166,24 +175,12 @@ def _program_call(
     """Validate ``fit_em``'s arguments into those of the compiled program."""
     n_components = check_n_components(n_components)
     covariance_type = check_covariance_type(covariance_type)
-    if init_params not in INIT_PARAMS:
-        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    dtype = _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar)
     # Validated and centred in float64, then cast: data far from the origin keep their
     # spread in float32 (1e7 + N(0, 1) cast first has a handful of distinct values).
     X = check_X(X, n_components, dtype=np.float64)
     n_obs, n_features = X.shape
     w = _check_sample_weight(sample_weight, n_obs, np.float64)
-    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
-        if int(value) != value or value < (1 if name == "n_init" else 0):
-            raise ValueError(
-                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
-            )
-    if not (tol >= 0 and reg_covar >= 0):
-        raise ValueError("tol and reg_covar must be non-negative.")
-
     # Centre on the weighted mean: the moment-based E/M steps lose accuracy with the offset.
     shift = w @ X / w.sum()
     # Pad with zero-weight rows to a bucketed size so that similar sizes share one compiled
@@ -191,17 +188,8 @@ def _program_call(
     n_pad = _bucket(n_obs, block_size) - n_obs
     Z = np.concatenate([(X - shift).astype(dtype), np.zeros((n_pad, n_features), dtype)])
     wz = np.concatenate([w.astype(dtype), np.zeros(n_pad, dtype)])
-    weights0, means0, precisions0 = em_shapes.check_init(
-        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
-    )
-    given = (
-        None if weights0 is None else weights0.astype(dtype),
-        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
-        None
-        if precisions0 is None
-        else em_shapes.scale_tril_from_precisions(
-            precisions0, covariance_type, n_components, n_features
-        ).astype(dtype),
+    given = em_shapes.starting_values(
+        weights_init, means_init, precisions_init, covariance_type, n_components, shift, dtype
     )
     starts = None
     if all(v is not None for v in given):
@@ -211,10 +199,10 @@ def _program_call(
             seed, X.astype(dtype, copy=False), None if sample_weight is None else w, n_components,
             init_params, int(n_init), len(Z),
         )  # fmt: skip
-    em_prior = centred_prior(prior, X, w, n_components, shift, dtype)
+    map_prior = centred_prior(prior, X, w, n_components, shift, dtype)
     args = (
         starts, Z, wz, given, np.full(n_init, initial_lower_bound, dtype), dtype.type(tol),
-        dtype.type(reg_covar), em_prior, np.int32(max_iter),
+        dtype.type(reg_covar), map_prior, np.int32(max_iter),
     )  # fmt: skip
     static = dict(
         covariance_type=covariance_type, init_params=init_params, n_components=n_components,
@@ -223,12 +211,40 @@ def _program_call(
     return _Call(args, static, X, w.astype(dtype), shift)
 
 
-def lower_em(X, n_components: int, covariance_type: str = "full", **kwargs) -> jax.stages.Lowered:
-    """The program ``fit_em(X, n_components, covariance_type, **kwargs)`` runs, traced and lowered.
+def _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar) -> np.dtype:
+    """Check ``fit_em``'s settings; return ``dtype`` as a numpy dtype."""
+    if init_params not in INIT_PARAMS:
+        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if int(value) != value or value < (1 if name == "n_init" else 0):
+            raise ValueError(
+                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
+            )
+    if not (tol >= 0 and reg_covar >= 0):
+        raise ValueError("tol and reg_covar must be non-negative.")
+    return dtype
+
+
+def lower_em(
+    X: ArrayLike, n_components: int, covariance_type: str = "full", **kwargs: Any
+) -> jax.stages.Lowered:
+    """Trace and lower the program ``fit_em(X, n_components, covariance_type, **kwargs)`` runs.
 
     Its ``compile()`` can run in another thread (XLA compiles without the GIL) while
     this one does other work; ``fit_em`` with arguments of the same shapes then finds it
     compiled. The program depends on the shapes and types of the arguments only.
+
+    Parameters
+    ----------
+    X, n_components, covariance_type, **kwargs
+        As for :func:`fit_em`.
+
+    Returns
+    -------
+    jax.stages.Lowered
 
     Examples
     --------
@@ -264,9 +280,9 @@ def _run_restarts(call: _Call):
     """``(state, log_liks)`` of every restart, stacked on a leading restart axis (numpy).
 
     Each restart is one call of the same compiled program, so restart ``i`` is the same
-    computation, to the last bit, whatever ``n_init`` is (vmapped in one batch, restarts
-    differed in the last bits with the batch size, and more restarts could score lower), and
-    one program serves every ``n_init``. The calls are dispatched before any result is read.
+    computation, to the last bit, whatever ``n_init`` is (in one vmapped batch its last bits
+    would depend on the batch size, so more restarts could score lower), and one program
+    serves every ``n_init``. The calls are dispatched before any result is read.
     """
     starts, Z, w, *_ = call.args
     Z, w = jax.device_put(Z), jax.device_put(w)  # to the device once, not once a restart
@@ -278,7 +294,7 @@ def _run_restarts(call: _Call):
 
 
 @partial(jit, static_argnames=_STATIC)
-def _fit_program(start, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **static):
+def _fit_program(start, Z, w, given, lb0, tol, reg_covar, map_prior, max_iter, **static):
     """One restart, from its init to its final log-likelihood, as one compiled program.
 
     One program per shape instead of several keeps compile time low for repeated small fits;
@@ -295,14 +311,14 @@ def _fit_program(start, Z, w, given, lb0, tol, reg_covar, prior, max_iter, **sta
         from_resp, _ = em.params_from_resp(Z, w, resp, data, reg_covar, covariance_type)
     params0 = GMMParams(*(g if g is not None else r for g, r in zip(given, from_resp, strict=True)))
     state = em.run_em(
-        params0, data, lb0, tol, reg_covar, prior,
+        params0, data, lb0, tol, reg_covar, map_prior,
         covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"],
     )  # fmt: skip
     return state, em.data_stats(state.params, data, covariance_type)[1]
 
 
 def _bucket(n_obs, block_size):
-    """Padded size: the next power of two up to ``block_size``, then a multiple of it."""
+    """Return the padded size: the next power of two up to ``block_size``, then a multiple of it."""
     if n_obs <= block_size:
         return max(16, 1 << (n_obs - 1).bit_length())
     return -(-n_obs // block_size) * block_size

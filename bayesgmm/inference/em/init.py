@@ -36,16 +36,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.cluster import kmeans_plusplus
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def random_state(seed) -> np.random.RandomState:
-    """A ``numpy`` RandomState from an int, a RandomState (used as it is), a Generator, a JAX key or None.
+def random_state(
+    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None,
+) -> np.random.RandomState:
+    """Make a ``numpy`` RandomState from an int, a RandomState, a Generator, a JAX key or None.
 
     An int gives ``RandomState(seed)``, as scikit-learn's ``check_random_state`` does, and a
     RandomState is drawn from (and so advanced), as scikit-learn does; None is fresh entropy.
+
+    Parameters
+    ----------
+    seed : int, RandomState, Generator, JAX key or None
+
+    Returns
+    -------
+    numpy.random.RandomState
     """
     if isinstance(seed, np.random.RandomState):
         return seed
@@ -59,8 +70,16 @@ def random_state(seed) -> np.random.RandomState:
     return np.random.RandomState(int(seed))
 
 
-def initial_starts(seed, X, sample_weight, n_components: int, method: str, n_init: int, n_rows: int):
-    """Starts of ``n_init`` restarts, stacked on a leading restart axis.
+def initial_starts(
+    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None,
+    X: ArrayLike,
+    sample_weight: ArrayLike | None,
+    n_components: int,
+    method: str,
+    n_init: int,
+    n_rows: int,
+) -> np.ndarray:
+    """Draw the starts of ``n_init`` restarts, stacked on a leading restart axis.
 
     Parameters
     ----------
@@ -113,10 +132,26 @@ def _one_start(rng, X, sample_weight, n_components, method):
     return kmeans_plusplus(X, n_components, sample_weight=sample_weight, random_state=rng)[1]
 
 
-def resp_from_start(start, Z, w, n_components: int, method: str):
-    """Responsibilities, shape (n_rows, n_components), from one restart's ``initial_starts`` entry.
+def resp_from_start(
+    start: jnp.ndarray, Z: jnp.ndarray, w: jnp.ndarray, n_components: int, method: str
+) -> jnp.ndarray:
+    """Compute starting responsibilities from one restart's ``initial_starts`` entry.
 
-    ``Z`` (n_rows, n_features) and ``w`` (n_rows,) are the program's (centred, padded) data.
+    Parameters
+    ----------
+    start : array
+        One restart's entry of ``initial_starts``.
+    Z : array, shape (n_rows, n_features)
+        The program's (centred, padded) data.
+    w : array, shape (n_rows,)
+        Their weights (zero for padding rows).
+    n_components : int
+    method : str
+        ``init_params``.
+
+    Returns
+    -------
+    array, shape (n_rows, n_components)
     """
     if method == "random":
         return start.astype(Z.dtype)
@@ -132,12 +167,27 @@ def _sq_dist(X, centers):
     )
 
 
-def lloyd_labels(X, w, centers, max_iter: int = 300, rel_tol: float = 1e-4):
-    """Lloyd's algorithm from ``centers`` (n_components, n_features); labels, shape (n_obs,).
+def lloyd_labels(
+    X: ArrayLike, w: jnp.ndarray | None, centers: jnp.ndarray, max_iter: int = 300, rel_tol: float = 1e-4
+) -> jnp.ndarray:
+    """Run Lloyd's algorithm from ``centers`` and return the final labels.
 
     Stops, as scikit-learn's ``KMeans`` does, when the total squared centre shift falls to
     ``rel_tol`` times the mean feature variance or after ``max_iter`` iterations; the labels
     are those of the final centres.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+    w : array, shape (n_obs,), or None
+        Observation weights.
+    centers : array, shape (n_components, n_features)
+    max_iter : int
+    rel_tol : float
+
+    Returns
+    -------
+    int array, shape (n_obs,)
     """
     n_components = centers.shape[0]
     mean = w @ X / jnp.sum(w)

@@ -75,8 +75,23 @@ class EMData(NamedTuple):
     second: jnp.ndarray | None
 
 
-def em_data(Z, w, covariance_type: str, block_size: int = 4096) -> EMData:
-    """Features, blocks and constant statistics of centred data ``Z`` (n_obs, n_features)."""
+def em_data(Z: jnp.ndarray, w: jnp.ndarray, covariance_type: str, block_size: int = 4096) -> EMData:
+    """Build the features, blocks and constant statistics of centred data.
+
+    Parameters
+    ----------
+    Z : array, shape (n_obs, n_features)
+        Centred data; float32 data are kept as they are, for ``centred_stats``.
+    w : array, shape (n_obs,)
+        Observation weights.
+    covariance_type : str
+    block_size : int
+        Rows per block.
+
+    Returns
+    -------
+    EMData
+    """
     if _is_centred(Z):
         return EMData(*to_blocks(Z, w, block_size), None)
     F_blocks, w_blocks = to_blocks(features(Z, covariance_type), w, block_size)
@@ -89,11 +104,26 @@ def _is_centred(array) -> bool:
     return array.dtype == jnp.float32
 
 
-def data_stats(params, data: EMData, covariance_type: str):
-    """One pass over the data: ``(S, log_lik, centre)`` for ``m_step(S, ..., centre=centre)``.
+def data_stats(
+    params: GMMParams, data: EMData, covariance_type: str
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray | None]:
+    """Make one pass over the data: the statistics for ``m_step(S, ..., centre=centre)``.
 
-    ``centre`` is None for the moment expansion's statistics (float64) and the component
-    means for ``centred_stats``'s (float32).
+    Parameters
+    ----------
+    params : GMMParams
+        Current parameters (centred coordinates).
+    data : EMData
+    covariance_type : str
+
+    Returns
+    -------
+    S : array, shape (n_stats, n_components)
+    log_lik : scalar
+        ``sum_i w_i log p(x_i | params)``.
+    centre : array, shape (n_components, n_features), or None
+        None for the moment expansion's statistics (float64), the component means for
+        ``centred_stats``'s (float32).
     """
     if _is_centred(data.F_blocks):
         S, log_lik = centred_stats(params, data.F_blocks, data.w_blocks, covariance_type)
@@ -102,8 +132,32 @@ def data_stats(params, data: EMData, covariance_type: str):
     return S, log_lik, None
 
 
-def params_from_resp(Z, w, resp, data: EMData, reg_covar, covariance_type: str):
-    """M-step from responsibilities ``resp`` (n_obs, n_components) of centred data ``Z``: ``(params, ok)``."""
+def params_from_resp(
+    Z: jnp.ndarray,
+    w: jnp.ndarray,
+    resp: jnp.ndarray,
+    data: EMData,
+    reg_covar: float | jnp.ndarray,
+    covariance_type: str,
+) -> tuple[GMMParams, jnp.ndarray]:
+    """Run an M-step from given responsibilities of centred data (EM's start).
+
+    Parameters
+    ----------
+    Z : array, shape (n_obs, n_features)
+    w : array, shape (n_obs,)
+    resp : array, shape (n_obs, n_components)
+    data : EMData
+        ``em_data(Z, w, covariance_type)``.
+    reg_covar : float
+    covariance_type : str
+
+    Returns
+    -------
+    params : GMMParams
+    ok : bool scalar
+        As for ``m_step``.
+    """
     rw = resp * w[:, None]
     if _is_centred(Z):
         nk = jnp.sum(rw, axis=0) + 10 * jnp.finfo(Z.dtype).eps
@@ -141,11 +195,35 @@ class EMState(NamedTuple):
     lower_bounds: jnp.ndarray
 
 
-def step(state: EMState, data: EMData, tol, reg_covar, prior, covariance_type: str) -> EMState:
-    """One EM iteration: E-step at ``state.params`` then M-step (pure); ``data`` from ``em_data``."""
+def step(
+    state: EMState,
+    data: EMData,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    covariance_type: str,
+) -> EMState:
+    """Run one EM iteration: E-step at ``state.params``, then M-step (pure).
+
+    Parameters
+    ----------
+    state : EMState
+    data : EMData
+        From ``em_data``.
+    tol : float
+        Convergence threshold on the change of ``lower_bound``.
+    reg_covar : float
+    map_prior : EMPrior or None
+        Conjugate prior of MAP-EM; None is maximum likelihood.
+    covariance_type : str
+
+    Returns
+    -------
+    EMState
+    """
     S, log_lik, centre = data_stats(state.params, data, covariance_type)
-    lower_bound = (log_lik + log_prior(state.params, covariance_type, prior)) / jnp.sum(data.w_blocks)
-    new_params, ok = m_step(S, reg_covar, covariance_type, prior, data.second, centre)
+    lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / jnp.sum(data.w_blocks)
+    new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, data.second, centre)
     ok = ok & jnp.isfinite(lower_bound)
     params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, state.params)
     converged = ok & (jnp.abs(lower_bound - state.lower_bound) < tol)
@@ -159,10 +237,20 @@ def step(state: EMState, data: EMData, tol, reg_covar, prior, covariance_type: s
     )
 
 
-def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
-    """Starting state; ``lower_bound`` is ``-inf`` except when warm-starting.
+def init_state(params: GMMParams, lower_bound: float | jnp.ndarray, n_history: int) -> EMState:
+    """Make the starting state.
 
-    ``n_history`` (static, at least ``max_iter``) is the length of the lower-bound history.
+    Parameters
+    ----------
+    params : GMMParams
+    lower_bound : float
+        ``-inf`` except when warm-starting.
+    n_history : int
+        Length of the lower-bound history (static, at least ``max_iter``).
+
+    Returns
+    -------
+    EMState
     """
     dtype = params.means.dtype
     return EMState(
@@ -176,12 +264,37 @@ def init_state(params: GMMParams, lower_bound, n_history: int) -> EMState:
 
 
 def run_em(
-    params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter, n_history=None
-):
+    params: GMMParams,
+    data: EMData,
+    lower_bound: float | jnp.ndarray,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    *,
+    covariance_type: str,
+    max_iter: int | jnp.ndarray,
+    n_history: int | None = None,
+) -> EMState:
     """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse.
 
-    ``max_iter`` may be traced when the static ``n_history >= max_iter`` is given, so that
-    one compiled program serves every ``max_iter`` up to ``n_history``.
+    Parameters
+    ----------
+    params : GMMParams
+        Starting parameters (centred coordinates).
+    data : EMData
+    lower_bound : float
+        What the first iteration's lower bound is compared with.
+    tol, reg_covar : float
+    map_prior : EMPrior or None
+    covariance_type : str
+    max_iter : int
+        May be traced when the static ``n_history >= max_iter`` is given, so that one
+        compiled program serves every ``max_iter`` up to ``n_history``.
+    n_history : int, optional
+
+    Returns
+    -------
+    EMState
     """
     state = init_state(params, lower_bound, max_iter if n_history is None else n_history)
 
@@ -189,14 +302,33 @@ def run_em(
         return (s.n_iter < max_iter) & ~s.converged & s.ok
 
     def body(s):
-        return step(s, data, tol, reg_covar, prior, covariance_type)
+        return step(s, data, tol, reg_covar, map_prior, covariance_type)
 
     return jax.lax.while_loop(cond, body, state)
 
 
 @partial(jit, static_argnames=("covariance_type", "max_iter"))
-def run_em_restarts(params, data: EMData, lower_bound, tol, reg_covar, prior, *, covariance_type, max_iter):
-    """``run_em`` over a leading restart axis of ``params`` (and ``lower_bound``), in parallel."""
+def run_em_restarts(
+    params: GMMParams,
+    data: EMData,
+    lower_bound: float | jnp.ndarray,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    *,
+    covariance_type: str,
+    max_iter: int | jnp.ndarray,
+) -> EMState:
+    """Run ``run_em`` over a leading restart axis of ``params`` and ``lower_bound``, in parallel.
+
+    Parameters are those of ``run_em``, with ``params`` leaves and ``lower_bound`` shaped
+    (n_restarts, ...).
+
+    Returns
+    -------
+    EMState
+        Leaves shaped (n_restarts, ...).
+    """
     run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)
     in_axes = (0, None, 0, None, None, None)
-    return jax.vmap(run, in_axes=in_axes)(params, data, lower_bound, tol, reg_covar, prior)
+    return jax.vmap(run, in_axes=in_axes)(params, data, lower_bound, tol, reg_covar, map_prior)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bayesgmm.inference.em.stats import precisions
 from bayesgmm.params import GMMParams
@@ -47,11 +48,18 @@ def _unpack_symmetric(v, n_features):
     return M + jnp.swapaxes(M, -1, -2) * (1.0 - jnp.eye(n_features, dtype=v.dtype))
 
 
-def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, second=None, centre=None):
-    """New parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
+def m_step(
+    S: jnp.ndarray,
+    reg_covar: float,
+    covariance_type: str,
+    map_prior: EMPrior | None = None,
+    second: jnp.ndarray | None = None,
+    centre: jnp.ndarray | None = None,
+) -> tuple[GMMParams, jnp.ndarray]:
+    """Compute new parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
 
     Follows scikit-learn's ``_estimate_gaussian_parameters`` (``nk + 10 eps``, ``reg_covar``
-    added to the diagonal); with a prior, the posterior-mode updates of Fraley & Raftery
+    added to the diagonal); with ``map_prior``, the posterior-mode updates of Fraley & Raftery
     (2007).
 
     Parameters
@@ -60,7 +68,7 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
         Weighted counts, sums and (except for tied) second moments per component.
     reg_covar : float
     covariance_type : str
-    prior : EMPrior or None
+    map_prior : EMPrior or None
     second : array, shape (n_features (n_features + 1) / 2,), optional
         Tied only: the total weighted second moment ``stats.second_moment(X, w)``. Without
         it, tied's ``S`` holds per-component second moments in ``full``'s layout.
@@ -74,54 +82,20 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
     ok : bool scalar
         False when a covariance is not positive definite (or not finite).
     """
-    dtype = S.dtype
-    eps = jnp.finfo(dtype).eps
-    n_stats, n_components = S.shape
+    eps = jnp.finfo(S.dtype).eps
+    n_stats = S.shape[0]
     layout = "full" if covariance_type == "tied" and second is None else covariance_type
     n_features = {"full": _n_feat_full(n_stats), "tied": n_stats - 1}.get(layout, (n_stats - 1) // 2)
-    counts = S[0]
-    nk = counts + 10 * eps
+    nk = S[0] + 10 * eps
     # Mean offset from the statistics' reference point (the origin, or ``centre``).
     rel = S[1 : 1 + n_features].T / nk[:, None]
     xbar = rel if centre is None else centre + rel
-    eye = jnp.eye(n_features, dtype=dtype)
-    outer = rel[:, :, None] * rel[:, None, :]
-    if covariance_type == "tied" and second is not None:
-        # Only sum_k nk scatter_k is needed, and as responsibilities sum to one the second
-        # moments sum to the data's total: sum_k nk scatter_k = second - sum_k nk xbar xbar^T.
-        total = _unpack_symmetric(second[None], n_features)[0] - jnp.sum(nk[:, None, None] * outer, axis=0)
-        scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
-    elif covariance_type in ("full", "tied"):
-        # Scatter about each component mean, per unit weight: E_k[y y^T] - ybar ybar^T for y
-        # the data about the reference point.
-        second_k = _unpack_symmetric(S[1 + n_features :].T / nk[:, None], n_features) - outer
-        if covariance_type == "full":
-            scatter = second_k
-        else:
-            total = jnp.sum(nk[:, None, None] * second_k, axis=0)
-            scatter = jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
+    scatter = _scatter(S, nk, rel, covariance_type, second)
+    if map_prior is None:
+        means, cov, weights = xbar, _ml_covariances(nk, scatter, covariance_type), nk / jnp.sum(nk)
     else:
-        scatter = S[1 + n_features :].T / nk[:, None] - rel * rel
-    if prior is None:
-        means = xbar
-        if covariance_type == "full":
-            cov = scatter
-        elif covariance_type == "tied":
-            cov = jnp.sum(nk[:, None, None] * scatter, axis=0) / jnp.sum(nk)
-        else:
-            cov = scatter
-        weights = nk / jnp.sum(nk)
-    else:
-        means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, prior)
-    if covariance_type == "spherical":
-        cov = jnp.mean(cov, axis=-1, keepdims=True) * jnp.ones((1, n_features), dtype)
-    if covariance_type in ("diag", "spherical"):
-        scale_tril = jax.vmap(jnp.diag)(jnp.sqrt(cov + reg_covar))
-    else:
-        cov = cov + reg_covar * eye
-        if covariance_type == "tied":
-            cov = jnp.broadcast_to(cov, (n_components, n_features, n_features))
-        scale_tril = jnp.linalg.cholesky(cov)
+        means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, map_prior)
+    scale_tril = _factor(cov, reg_covar, covariance_type, S.shape[1], n_features)
     diag = jnp.diagonal(scale_tril, axis1=-2, axis2=-1)
     # As in scikit-learn, a component left without observations is not a failure while
     # reg_covar keeps its covariance positive definite (``fit_em`` warns about it); without
@@ -130,17 +104,61 @@ def m_step(S, reg_covar, covariance_type: str, prior: EMPrior | None = None, sec
     return GMMParams(weights, means, scale_tril), ok
 
 
+def _scatter(S, nk, rel, covariance_type, second):
+    """Scatter about each component's mean per unit weight: (K, D, D), or (K, D) for diag/spherical."""
+    n_components, n_features = rel.shape
+    outer = rel[:, :, None] * rel[:, None, :]
+    if covariance_type == "tied" and second is not None:
+        # Only sum_k nk scatter_k is needed, and as responsibilities sum to one the second
+        # moments sum to the data's total: sum_k nk scatter_k = second - sum_k nk xbar xbar^T.
+        total = _unpack_symmetric(second[None], n_features)[0] - jnp.sum(nk[:, None, None] * outer, axis=0)
+        return jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
+    if covariance_type in ("full", "tied"):
+        # E_k[y y^T] - ybar ybar^T for y the data about the reference point.
+        second_k = _unpack_symmetric(S[1 + n_features :].T / nk[:, None], n_features) - outer
+        if covariance_type == "full":
+            return second_k
+        total = jnp.sum(nk[:, None, None] * second_k, axis=0)
+        return jnp.broadcast_to(total / jnp.sum(nk), (n_components, n_features, n_features))
+    return S[1 + n_features :].T / nk[:, None] - rel * rel
+
+
+def _ml_covariances(nk, scatter, covariance_type):
+    """Maximum-likelihood covariances from the scatter (tied: one, pooled)."""
+    if covariance_type == "tied":
+        return jnp.sum(nk[:, None, None] * scatter, axis=0) / jnp.sum(nk)
+    return scatter
+
+
+def _factor(cov, reg_covar, covariance_type, n_components, n_features):
+    """Cholesky factors (n_components, D, D) of the covariances with ``reg_covar`` on the diagonal."""
+    dtype = cov.dtype
+    if covariance_type == "spherical":
+        cov = jnp.mean(cov, axis=-1, keepdims=True) * jnp.ones((1, n_features), dtype)
+    if covariance_type in ("diag", "spherical"):
+        return jax.vmap(jnp.diag)(jnp.sqrt(cov + reg_covar))
+    cov = cov + reg_covar * jnp.eye(n_features, dtype=dtype)
+    if covariance_type == "tied":
+        cov = jnp.broadcast_to(cov, (n_components, n_features, n_features))
+    return jnp.linalg.cholesky(cov)
+
+
 def _n_feat_full(n_stats):
     # n_stats = 1 + D + D (D + 1) / 2  =>  D = (-3 + sqrt(1 + 8 n_stats)) / 2
     return int(round((-3 + (1 + 8 * n_stats) ** 0.5) / 2))
 
 
-def _map_update(nk, xbar, scatter, covariance_type, prior):
+def _map_update(nk, xbar, scatter, covariance_type, map_prior):
     """Posterior-mode updates for the conjugate prior (Fraley & Raftery 2007, Table 2)."""
-    kappa, nu, psi, alpha = prior.mean_precision, prior.dof, prior.scale, prior.weight_concentration
+    kappa, nu, psi, alpha = (
+        map_prior.mean_precision,
+        map_prior.dof,
+        map_prior.scale,
+        map_prior.weight_concentration,
+    )
     n_components, n_features = xbar.shape
-    means = (nk[:, None] * xbar + kappa * prior.mean) / (nk + kappa)[:, None]
-    d = xbar - prior.mean
+    means = (nk[:, None] * xbar + kappa * map_prior.mean) / (nk + kappa)[:, None]
+    d = xbar - map_prior.mean
     shrink = kappa * nk / (kappa + nk)
     if covariance_type in ("full", "tied"):
         num = nk[:, None, None] * scatter + shrink[:, None, None] * d[:, :, None] * d[:, None, :]
@@ -158,60 +176,116 @@ def _map_update(nk, xbar, scatter, covariance_type, prior):
     return means, cov, weights
 
 
-def log_prior(params: GMMParams, covariance_type: str, prior: EMPrior | None):
-    """Log prior density up to a constant (0 without a prior): the MAP-EM objective's extra term."""
-    if prior is None:
+def log_prior(params: GMMParams, covariance_type: str, map_prior: EMPrior | None) -> jnp.ndarray:
+    """Compute the log prior density up to a constant: the MAP-EM objective's extra term.
+
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+    map_prior : EMPrior or None
+        None gives 0.
+
+    Returns
+    -------
+    scalar
+    """
+    if map_prior is None:
         return jnp.zeros((), params.means.dtype)
     weights, means, scale_tril = params
     prec, half_log_det = precisions(scale_tril)
     n_features = means.shape[-1]
-    d = means - prior.mean
-    lp_weights = (prior.weight_concentration - 1) * jnp.sum(jnp.log(weights))
-    mean_quad = prior.mean_precision * jnp.einsum("kij,ki,kj->k", prec, d, d)
+    d = means - map_prior.mean
+    lp_weights = (map_prior.weight_concentration - 1) * jnp.sum(jnp.log(weights))
+    mean_quad = map_prior.mean_precision * jnp.einsum("kij,ki,kj->k", prec, d, d)
     if covariance_type == "tied":
         # One shared inverse-Wishart factor, K normal factors for the means.
-        iw = (prior.dof + n_features + 1) * half_log_det[0] - 0.5 * jnp.trace(prec[0] @ prior.scale)
+        iw = (map_prior.dof + n_features + 1) * half_log_det[0] - 0.5 * jnp.trace(prec[0] @ map_prior.scale)
         return lp_weights + iw + jnp.sum(half_log_det - 0.5 * mean_quad)
     if covariance_type == "full":
-        power, psi = prior.dof + n_features + 2, prior.scale
+        power, psi = map_prior.dof + n_features + 2, map_prior.scale
     elif covariance_type == "diag":
         # Inverse-gamma per feature; half_log_det sums over features.
-        power, psi = prior.dof + 3, jnp.diag(jnp.diagonal(prior.scale))
+        power, psi = map_prior.dof + 3, jnp.diag(jnp.diagonal(map_prior.scale))
     else:
         # Inverse-gamma(nu / 2, s2 / 2) on sigma^2 with s2 = tr(Psi) / D; half_log_det is
         # -D/2 log sigma^2, so this power gives sigma^2 the exponent -(nu + 2 + D) / 2.
-        power = (prior.dof + 2) / n_features + 1
-        psi = jnp.trace(prior.scale) / n_features**2 * jnp.eye(n_features)
+        power = (map_prior.dof + 2) / n_features + 1
+        psi = jnp.trace(map_prior.scale) / n_features**2 * jnp.eye(n_features)
     quad = mean_quad + jnp.einsum("kij,ji->k", prec, psi)
     return lp_weights + jnp.sum(power * half_log_det - 0.5 * quad)
 
 
-def centred_prior(prior, X, w, n_components, shift, dtype):
-    """``fit_em``'s ``prior`` argument as an EMPrior in ``dtype``, centred on ``shift``."""
-    if prior is None:
+def centred_prior(
+    spec: str | dict | EMPrior | None,
+    X: ArrayLike,
+    w: np.ndarray,
+    n_components: int,
+    shift: np.ndarray,
+    dtype: np.dtype,
+) -> EMPrior | None:
+    """Turn ``fit_em``'s ``prior`` argument into an EMPrior in ``dtype``, centred on ``shift``.
+
+    Parameters
+    ----------
+    spec : None, "default", dict or EMPrior
+        ``fit_em``'s ``prior``; a dict overrides fields of :func:`default_prior`.
+    X : array-like, shape (n_obs, n_features)
+        The data in the user's units.
+    w : ndarray, shape (n_obs,)
+    n_components : int
+    shift : ndarray, shape (n_features,)
+        The centre the fit runs about.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    EMPrior or None
+    """
+    if spec is None:
         return None
     base = default_prior(X, n_components, sample_weight=w)
-    if isinstance(prior, str):
-        if prior != "default":
-            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {prior!r}.")
-        prior = base
-    elif isinstance(prior, dict):
-        unknown = set(prior) - set(EMPrior._fields)
+    if isinstance(spec, str):
+        if spec != "default":
+            raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {spec!r}.")
+        map_prior = base
+    elif isinstance(spec, dict):
+        unknown = set(spec) - set(EMPrior._fields)
         if unknown:
             raise ValueError(f"Unknown prior fields {sorted(unknown)}; use {EMPrior._fields}.")
-        prior = base._replace(**prior)
-    elif not isinstance(prior, EMPrior):
-        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(prior).__name__}.")
+        map_prior = base._replace(**spec)
+    elif isinstance(spec, EMPrior):
+        map_prior = spec
+    else:
+        raise ValueError(f"prior must be None, 'default', a dict or an EMPrior, got {type(spec).__name__}.")
     # Centre in float64 before casting, as the data are.
-    prior = prior._replace(mean=np.asarray(prior.mean, np.float64) - np.asarray(shift, np.float64))
-    return EMPrior(*(jnp.asarray(v, dtype) for v in prior))
+    map_prior = map_prior._replace(
+        mean=np.asarray(map_prior.mean, np.float64) - np.asarray(shift, np.float64)
+    )
+    return EMPrior(*(jnp.asarray(v, dtype) for v in map_prior))
 
 
-def default_prior(X, n_components: int, sample_weight=None) -> EMPrior:
+def default_prior(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None) -> EMPrior:
     """Fraley & Raftery's (2007) default conjugate prior, in the units of ``X``.
 
     Mean prior at the data mean with pseudo-count 0.01, ``n_features + 2`` degrees of
     freedom, scale ``cov(X) / n_components**(2 / n_features)``, flat Dirichlet.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_obs, n_features)
+    n_components : int
+    sample_weight : array-like, shape (n_obs,), optional
+
+    Returns
+    -------
+    EMPrior
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> default_prior(np.array([[0.0], [2.0]]), 2).mean.tolist()
+    [1.0]
     """
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)

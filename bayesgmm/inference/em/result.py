@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import arviz as az
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
+from bayesgmm.inference.idata import point_inference_data
 from bayesgmm.params import GMMParams
 
 
@@ -51,17 +54,35 @@ class EMResult:
         """Covariances in scikit-learn's shape for ``covariance_type``."""
         return em_shapes.sklearn_covariances(self.params, self.covariance_type)
 
-    def log_prob(self, X) -> np.ndarray:
-        """``log p(x_i | params)`` per row of ``X`` (n_obs, n_features), shape (n_obs,).
+    def log_prob(self, X: ArrayLike) -> np.ndarray:
+        """Compute ``log p(x_i | params)`` for every row of ``X``.
 
         Computed about the fit's centre in float64, so that a float32 fit far from the
         origin is scored at the parameters it found rather than at their rounded means.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs,)
         """
         params, Z = self._scoring(X)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
 
-    def responsibilities(self, X) -> np.ndarray:
-        """Membership probabilities of the rows of ``X``, shape (n_obs, n_components), as ``log_prob``."""
+    def responsibilities(self, X: ArrayLike) -> np.ndarray:
+        """Compute the membership probabilities of the rows of ``X``, in float64 as ``log_prob``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_obs, n_components)
+            Each row sums to one.
+        """
         params, Z = self._scoring(X)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
 
@@ -77,40 +98,18 @@ class EMResult:
         )
         return centred, X - self.shift
 
-    def to_inference_data(self):
-        """An ArviZ InferenceData with one chain of one draw.
+    def to_inference_data(self) -> az.InferenceData:
+        """Convert the fit to an ArviZ InferenceData with one chain of one draw, at ``params``.
 
-        Groups: ``posterior`` (``weights``, ``means``, ``covariances``), ``log_likelihood``
-        (``X``, pointwise, dims ``obs``) and ``observed_data`` (``X``).
+        Built by the same builder as ``fit_nuts`` and ``fit_svi`` (see
+        ``inference.idata.point_inference_data``), so groups, names, dims and coordinates
+        are theirs.
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``, chain and
+            draw of size one), ``log_likelihood`` (``X``, pointwise, dims ``obs``),
+            ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation).
         """
-        import arviz as az
-        import xarray as xr
-
-        p = self.params
-        n_obs, n_features = self.X.shape
-        posterior = {
-            "weights": np.asarray(p.weights)[None, None],
-            "means": np.asarray(p.means)[None, None],
-            "covariances": np.asarray(p.covariances)[None, None],
-        }
-        ll = em_shapes.log_prob(p, jnp.asarray(self.X, p.means.dtype))
-        coords = {
-            "component": np.arange(p.n_components),
-            "feature": np.arange(n_features),
-            "feature_col": np.arange(n_features),
-            "obs": np.arange(n_obs),
-        }
-        dims = {
-            "weights": ["component"],
-            "means": ["component", "feature"],
-            "covariances": ["component", "feature", "feature_col"],
-        }
-        idata = az.from_dict(
-            posterior=posterior,
-            log_likelihood={"X": np.asarray(ll)[None, None]},
-            coords=coords,
-            dims={**dims, "X": ["obs"]},
-        )
-        observed = xr.Dataset({"X": (("obs", "feature"), np.asarray(self.X))}, coords=coords)
-        idata.add_groups(observed_data=observed)
-        return idata
+        return point_inference_data(self.params, np.asarray(self.X))

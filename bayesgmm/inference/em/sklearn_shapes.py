@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike
 from sklearn.utils import check_array
 
 from bayesgmm import densities
@@ -23,7 +24,18 @@ responsibilities = jit(densities.responsibilities)
 
 
 def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
-    """Covariances in scikit-learn's shape for ``covariance_type``."""
+    """Return the covariances in scikit-learn's shape for ``covariance_type``.
+
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+
+    Returns
+    -------
+    ndarray
+        (n_components, D, D) full, (D, D) tied, (n_components, D) diag, (n_components,) spherical.
+    """
     cov = np.asarray(params.covariances)
     if covariance_type == "full":
         return cov
@@ -34,7 +46,18 @@ def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
 
 
 def sklearn_precisions_cholesky(params: GMMParams, covariance_type: str) -> np.ndarray:
-    """Precision Cholesky factors in scikit-learn's shape and convention."""
+    """Return the precision Cholesky factors in scikit-learn's shape and convention.
+
+    Parameters
+    ----------
+    params : GMMParams
+    covariance_type : str
+
+    Returns
+    -------
+    ndarray
+        Shaped as ``sklearn_covariances``; upper triangular ``inv(L).T`` for full and tied.
+    """
     L = np.asarray(params.scale_tril)
     if covariance_type in ("diag", "spherical"):
         inv_sd = 1.0 / np.diagonal(L, axis1=-2, axis2=-1)
@@ -45,7 +68,18 @@ def sklearn_precisions_cholesky(params: GMMParams, covariance_type: str) -> np.n
 
 
 def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Precisions from scikit-learn-shaped precision Cholesky factors."""
+    """Compute the precisions from scikit-learn-shaped precision Cholesky factors.
+
+    Parameters
+    ----------
+    precisions_cholesky : ndarray
+        Shaped as ``sklearn_precisions_cholesky`` returns them.
+    covariance_type : str
+
+    Returns
+    -------
+    ndarray, the shape of ``precisions_cholesky``
+    """
     P = precisions_cholesky
     if covariance_type in ("diag", "spherical"):
         return P**2
@@ -53,9 +87,21 @@ def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) ->
 
 
 def scale_tril_from_precisions(
-    precisions, covariance_type: str, n_components: int, n_features: int
+    precisions: ArrayLike | None, covariance_type: str, n_components: int, n_features: int
 ) -> np.ndarray:
-    """Covariance Cholesky factors, shape (n_components, D, D), from scikit-learn-shaped precisions."""
+    """Compute covariance Cholesky factors from scikit-learn-shaped precisions.
+
+    Parameters
+    ----------
+    precisions : array-like
+        Shaped as scikit-learn's ``precisions_init`` for ``covariance_type``.
+    covariance_type : str
+    n_components, n_features : int
+
+    Returns
+    -------
+    ndarray, shape (n_components, n_features, n_features)
+    """
     prec = np.asarray(precisions, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
         if covariance_type == "spherical":
@@ -68,8 +114,24 @@ def scale_tril_from_precisions(
     )
 
 
-def check_init(weights, means, precisions, n_components, n_features, covariance_type):
+def check_init(
+    weights: ArrayLike | None,
+    means: ArrayLike | None,
+    precisions: ArrayLike | None,
+    n_components: int,
+    n_features: int,
+    covariance_type: str,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Validate user-given starting values in scikit-learn's shapes, with its checks and messages.
+
+    Parameters
+    ----------
+    weights : array-like, shape (n_components,), optional
+    means : array-like, shape (n_components, n_features), optional
+    precisions : array-like, optional
+        Shaped as scikit-learn's ``precisions_init`` for ``covariance_type``.
+    n_components, n_features : int
+    covariance_type : str
 
     Returns
     -------
@@ -84,6 +146,48 @@ def check_init(weights, means, precisions, n_components, n_features, covariance_
     if precisions is not None:
         precisions = _check_precisions(precisions, covariance_type, n_components, n_features)
     return weights, means, precisions
+
+
+def starting_values(
+    weights_init: ArrayLike | None,
+    means_init: ArrayLike | None,
+    precisions_init: ArrayLike | None,
+    covariance_type: str,
+    n_components: int,
+    shift: np.ndarray,
+    dtype: np.dtype,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Check user-given starting values and put them in the fit's coordinates and dtype.
+
+    Parameters
+    ----------
+    weights_init, means_init, precisions_init : array-like or None
+        In scikit-learn's shapes (see :func:`check_init`).
+    covariance_type : str
+    n_components : int
+    shift : ndarray, shape (n_features,)
+        The centre the fit runs about; the means are given relative to it.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    weights : ndarray, shape (n_components,), or None
+    means : ndarray, shape (n_components, n_features), or None
+        Centred on ``shift``.
+    scale_tril : ndarray, shape (n_components, n_features, n_features), or None
+        Cholesky factors of the covariances.
+    """
+    n_features = len(shift)
+    weights0, means0, precisions0 = check_init(
+        weights_init, means_init, precisions_init, n_components, n_features, covariance_type
+    )
+    return (
+        None if weights0 is None else weights0.astype(dtype),
+        None if means0 is None else (np.asarray(means0, np.float64) - shift).astype(dtype),
+        None
+        if precisions0 is None
+        else scale_tril_from_precisions(precisions0, covariance_type, n_components, n_features).astype(dtype),
+    )
 
 
 _DTYPES = [np.float64, np.float32]
