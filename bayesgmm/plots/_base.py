@@ -33,7 +33,7 @@ def feature_names(idata, n_features: int | None = None) -> list[str]:
     """Feature names of an InferenceData (its ``feature`` coordinate), else ``x0, x1, ...``."""
     if idata is not None and "posterior" in idata.groups() and "feature" in idata.posterior.coords:
         names = [str(f) for f in idata.posterior["feature"].values]
-        # EMResult.to_inference_data names features 0, 1, ...; say x0, x1 as the fits do.
+        # Integer names (columns of a frame without names) read as the fits name unnamed features.
         return [f"x{n}" if n.isdigit() else n for n in names]
     return [f"x{j}" for j in range(n_features or 0)]
 
