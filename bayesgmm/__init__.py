@@ -29,7 +29,8 @@ from bayesgmm.datasets import load_dataset
 from bayesgmm.elpd import loo, waic
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM
 from bayesgmm.estimators.gaussian_mixture import GaussianMixture
-from bayesgmm.inference.em.fit import EMResult, aic, bic, fit_em, icl
+from bayesgmm.inference.em.fit import aic, bic, fit_em, icl
+from bayesgmm.inference.em.result import EMResult
 from bayesgmm.inference.nuts import fit_nuts
 from bayesgmm.inference.svi.fit import fit_svi
 from bayesgmm.params import GMMParams

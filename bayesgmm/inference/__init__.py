@@ -1,6 +1,7 @@
 """Inference: NUTS and SVI return InferenceData, EM returns EMResult."""
 
-from bayesgmm.inference.em.fit import EMResult, fit_em
+from bayesgmm.inference.em.fit import fit_em
+from bayesgmm.inference.em.result import EMResult
 from bayesgmm.inference.nuts import fit_nuts
 from bayesgmm.inference.svi.fit import fit_svi
 

@@ -132,11 +132,11 @@ def fit_nuts(
     --------
     >>> from bayesgmm import fit_nuts, load_dataset
     >>> X, _ = load_dataset("faithful")
-    >>> idata = fit_nuts(X, 2, num_warmup=100, num_samples=100, num_chains=1, seed=0)
+    >>> idata = fit_nuts(X, 2, num_warmup=300, num_samples=400, num_chains=1, seed=0)
     >>> idata.posterior["means"].dims
     ('chain', 'draw', 'component', 'feature')
     >>> idata.posterior.sizes["draw"], idata.attrs["n_starts"]
-    (100, 1)
+    (400, 1)
     """
     if init not in ("em", "em-best", "prior"):
         raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")

@@ -70,11 +70,18 @@ def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -
 
     Examples
     --------
-    >>> from bayesgmm import fit_svi, load_dataset
-    >>> X, _ = load_dataset("faithful")
-    >>> idata = fit_svi(X, 6, weight_prior="sparse", seed=0)
-    >>> int(n_components_posterior(idata)["probability"].idxmax())
-    3
+    Three draws of the assignments of four observations to three components (a fit's
+    ``sample_assignments`` group, here written by hand):
+
+    >>> import arviz as az, xarray as xr
+    >>> z = np.array([[[0, 0, 1, 1], [2, 2, 1, 1], [0, 0, 0, 0]]])  # (chain, draw, obs)
+    >>> idata = az.from_dict(
+    ...     posterior={"weights": np.full((1, 3, 3), 1 / 3)},
+    ...     dims={"weights": ["component"]},
+    ... )
+    >>> idata.add_groups(assignments=xr.Dataset({"assignments": (("chain", "draw", "obs"), z)}))
+    >>> n_components_posterior(idata)["probability"].round(3).tolist()
+    [0.333, 0.667, 0.0]
     """
     # Fit settings live in the InferenceData's own attrs (arviz.from_dict(attrs=...)).
     weight_prior = getattr(idata, "attrs", {}).get("weight_prior", "dirichlet")
