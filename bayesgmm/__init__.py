@@ -6,6 +6,10 @@ oracles to ~1e-6. Every fit still takes ``dtype=np.float32`` for speed. Set the
 environment variable ``BAYESGMM_ENABLE_X64=0`` before importing to keep JAX's
 default float32 mode (then only float32 fits are possible).
 
+NUTS chains run in parallel on a multi-core CPU: importing bayesgmm asks JAX for
+several CPU devices, one per chain (``bayesgmm._devices`` says when it does not, and
+``BAYESGMM_CPU_DEVICES=0`` turns it off).
+
 ``bayesgmm.enable_compilation_cache()`` (or ``BAYESGMM_COMPILATION_CACHE=1`` at
 import) turns on JAX's persistent compilation cache: compiled programs are kept on
 disk, so a new process does not compile again.
@@ -18,6 +22,10 @@ import jax as _jax
 # Before any other import: the modules below create JAX arrays.
 if _os.environ.get("BAYESGMM_ENABLE_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
+
+from bayesgmm._devices import configure_cpu_devices
+
+configure_cpu_devices()
 
 from bayesgmm._compile_cache import enable_compilation_cache, enable_on_import
 

@@ -107,12 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing", category=FutureWarning)
     # A fit's diagnostics read as the command's own words, not as a source line.
     warnings.formatwarning = _format_warning
-    # Must run before JAX creates any array: one host device per chain lets chains run in
-    # parallel, which beats vectorised chains on a multi-core CPU.
-    import numpyro
-
-    numpyro.set_host_device_count(max(1, args.chains))
-
+    # Chains run in parallel on the CPU devices importing bayesgmm asked JAX for (see
+    # bayesgmm._devices); more chains than devices are vectorised.
     from bayesgmm.estimators.bayesian_gmm import BayesianGMM
 
     frame = _load(args.data, args.columns)

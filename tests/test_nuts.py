@@ -195,3 +195,21 @@ def test_float32_standardises_before_casting():
     sd = float(np.sqrt(idata.posterior["covariances"].mean()))
     # The posterior of the sd given 200 draws is about 1 +- 0.05.
     assert sd == pytest.approx(np.std(X), rel=0.05)
+
+
+def test_refits_reuse_the_sampler_and_match_a_fresh_one():
+    from bayesgmm.inference.nuts import SAMPLERS
+
+    X, _ = load_dataset("faithful")
+    X2 = X + np.random.default_rng(1).normal(0, 0.1, X.shape)
+    kw = dict(num_warmup=50, num_samples=50, num_chains=2, progress_bar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # too few draws for clean diagnostics
+        SAMPLERS.clear()
+        fit_nuts(X, 2, seed=0, **kw)
+        refit = fit_nuts(X2, 2, seed=1, **kw)
+        assert len(SAMPLERS) == 1  # new data and seed: the same compiled sampler
+        SAMPLERS.clear()
+        fresh = fit_nuts(X2, 2, seed=1, **kw)
+    np.testing.assert_array_equal(refit.posterior["means"].values, fresh.posterior["means"].values)
+    np.testing.assert_array_equal(refit.sample_stats["lp"].values, fresh.sample_stats["lp"].values)

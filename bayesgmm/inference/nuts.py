@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 from numpyro.infer import MCMC, NUTS
 
+from bayesgmm._cache import ProgramCache
 from bayesgmm.inference.prepare import FitSetup, finish, prepare
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import hyper_draws, params_from_sites
@@ -25,6 +26,10 @@ _EXTRA_FIELDS = (
     "adapt_state.step_size",
     "potential_energy",
 )
+
+
+#: The samplers of ``fit_nuts``'s fits in this process, one per configuration.
+SAMPLERS = ProgramCache(maxsize=16)
 
 
 def _chain_method(n_chains: int) -> str:
@@ -187,15 +192,16 @@ def _run(
     max_tree_depth: int,
 ) -> MCMC:
     """Run NUTS on the standardised data in ``dtype``, from ``init_params`` if given."""
-    kernel = NUTS(setup.model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
-    mcmc = MCMC(
-        kernel,
+    settings = dict(
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,
         chain_method=_chain_method(num_chains),
         progress_bar=progress_bar,
     )
+    kernel_settings = dict(target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
+    key = _sampler_key(setup, dtype, settings, kernel_settings)
+    mcmc = SAMPLERS.get(key, lambda: _sampler(setup, settings, kernel_settings))
     # float32 needs x64 off while tracing: with it on, numpyro's momenta and the model's
     # constants are float64 and silently upcast the whole sampler.
     single = np.dtype(dtype) == np.float32
@@ -205,6 +211,25 @@ def _run(
         Z = jnp.asarray(setup.data.extra, dtype)
         mcmc.run(setup.keys["mcmc"], Z=Z, init_params=init_params, extra_fields=_EXTRA_FIELDS)
     return mcmc
+
+
+def _sampler_key(setup: FitSetup, dtype: DTypeLike, settings: dict, kernel_settings: dict) -> tuple:
+    """Return the hashable description of everything a NUTS fit's compiled programs depend on."""
+    return (
+        tuple(sorted(setup.model_kwargs.items())),
+        np.dtype(dtype).str,
+        tuple(sorted(settings.items())),
+        tuple(sorted(kernel_settings.items())),
+    )
+
+
+def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict) -> MCMC:
+    """Return a sampler whose compiled programs take the data as an argument.
+
+    ``jit_model_args``: numpyro then compiles the log density as a function of the model's
+    arguments, so a refit with new data of the same shape runs the same programs.
+    """
+    return MCMC(NUTS(setup.model, **kernel_settings), **settings, jit_model_args=True)
 
 
 def _init_params(setup: FitSetup, init: str, num_chains: int) -> tuple[dict | None, int]:
