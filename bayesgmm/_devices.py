@@ -12,6 +12,8 @@ for ``max(4, min(os.cpu_count(), 8))`` CPU devices when it is imported, unless
 - JAX's backend was started before bayesgmm was imported (then the count can no longer change).
 
 It only concerns the CPU platform: on a GPU machine JAX's default device stays the GPU.
+EM runs a little slower with several CPU devices (``benchmarks/README.md``); for EM-only work
+``BAYESGMM_CPU_DEVICES=0`` avoids that.
 """
 
 from __future__ import annotations
