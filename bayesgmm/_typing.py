@@ -17,4 +17,7 @@ Fit: TypeAlias = az.InferenceData | EMResult
 #: Randomness at the boundary: an int seed, a NumPy generator, a JAX key or None.
 Seed: TypeAlias = int | np.random.Generator | jax.Array | None
 
-__all__ = ["ArrayLike", "Fit", "Seed"]
+#: EM's seeds: also a NumPy RandomState, drawn from as scikit-learn does.
+EMSeed: TypeAlias = int | np.random.RandomState | np.random.Generator | jax.Array | None
+
+__all__ = ["ArrayLike", "EMSeed", "Fit", "Seed"]

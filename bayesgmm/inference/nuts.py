@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import jax
@@ -17,6 +17,9 @@ from bayesgmm.inference.prepare import FitSetup, finish, prepare
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
+
+if TYPE_CHECKING:
+    from bayesgmm._typing import Seed
 
 _EXTRA_FIELDS = (
     "diverging",
@@ -65,7 +68,7 @@ def fit_nuts(
     num_chains: int = 4,
     target_accept_prob: float = 0.85,
     max_tree_depth: int = 10,
-    seed: int | np.random.Generator | jax.Array | None = None,
+    seed: Seed = None,
     dtype: DTypeLike = np.float64,
     init: str = "em",
     prior_draws: int = 0,

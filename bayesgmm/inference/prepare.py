@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import jax
@@ -26,6 +26,9 @@ from bayesgmm.inference.idata import build_inference_data
 from bayesgmm.models import WEIGHT_SITES, gmm_model, params_from_sites
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
+
+if TYPE_CHECKING:
+    from bayesgmm._typing import Seed
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def prepare(
     priors: Priors | None,
     weight_prior: str,
     feature_names: Sequence[str] | None,
-    seed: int | np.random.Generator | jax.Array | None,
+    seed: Seed,
     key_names: Sequence[str],
     load: Callable[..., Loaded] = load_in_memory,
 ) -> FitSetup:

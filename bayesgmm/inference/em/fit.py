@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,9 @@ from bayesgmm.inference.em.init import INIT_PARAMS, initial_starts, resp_from_st
 from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.params import GMMParams
+
+if TYPE_CHECKING:
+    from bayesgmm._typing import EMSeed
 
 __all__ = ["EMResult", "aic", "bic", "default_prior", "fit_em", "icl", "n_parameters"]
 
@@ -43,7 +46,7 @@ def fit_em(
     reg_covar: float = 1e-6,
     sample_weight: ArrayLike | None = None,
     prior: str | dict | EMPrior | None = None,
-    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None = None,
+    seed: EMSeed = None,
     dtype: DTypeLike = np.float64,
     weights_init: ArrayLike | None = None,
     means_init: ArrayLike | None = None,

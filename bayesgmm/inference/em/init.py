@@ -33,17 +33,22 @@ there, which ``em.params_from_resp`` turns into parameters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.cluster import kmeans_plusplus
 
+if TYPE_CHECKING:
+    from bayesgmm._typing import EMSeed
+
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def random_state(
-    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None,
+    seed: EMSeed,
 ) -> np.random.RandomState:
     """Make a ``numpy`` RandomState from an int, a RandomState, a Generator, a JAX key or None.
 
@@ -71,7 +76,7 @@ def random_state(
 
 
 def initial_starts(
-    seed: int | np.random.RandomState | np.random.Generator | jax.Array | None,
+    seed: EMSeed,
     X: ArrayLike,
     sample_weight: ArrayLike | None,
     n_components: int,

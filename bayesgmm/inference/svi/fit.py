@@ -14,10 +14,9 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
-import jax
 import numpy as np
 import optax
 import xarray as xr
@@ -33,6 +32,9 @@ from bayesgmm.inference.svi.loop import run
 from bayesgmm.inference.svi.program import Program, build_program
 from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
+
+if TYPE_CHECKING:
+    from bayesgmm._typing import Seed
 
 #: Names of the keys a fit's seed is split into, in order.
 _KEYS = ("init", "svi", "draws", "prior", "idata", "rng")
@@ -56,7 +58,7 @@ def fit_svi(
     batch_size: int | None = None,
     num_particles: int = 1,
     renyi_alpha: float = 1.0,
-    seed: int | np.random.Generator | jax.Array | None = None,
+    seed: Seed = None,
     dtype: DTypeLike = np.float64,
     init: str = "em",
     init_rows: int = 20_000,
