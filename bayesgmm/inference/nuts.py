@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any
 
 import arviz as az
@@ -13,7 +12,7 @@ from numpy.typing import DTypeLike
 from numpyro.infer import MCMC, NUTS
 
 from bayesgmm._cache import ProgramCache
-from bayesgmm.inference.prepare import FitSetup, finish, prepare
+from bayesgmm.inference.prepare import FitSetup, finish, prepare, traced_in
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
@@ -205,10 +204,7 @@ def _run(
     kernel_settings = dict(target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     key = _sampler_key(setup, dtype, settings, kernel_settings)
     mcmc = SAMPLERS.get(key, lambda: _sampler(setup, settings, kernel_settings))
-    # float32 needs x64 off while tracing: with it on, numpyro's momenta and the model's
-    # constants are float64 and silently upcast the whole sampler.
-    single = np.dtype(dtype) == np.float32
-    with jax.enable_x64(False) if single else contextlib.nullcontext():
+    with traced_in(dtype):
         if init_params is not None:
             init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
         Z = jnp.asarray(setup.data.extra, dtype)

@@ -8,6 +8,7 @@ diagnostics see. ``fit_nuts`` and ``fit_svi`` run their own algorithm in between
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -172,6 +173,22 @@ def prepare(
     return FitSetup(
         n_components, covariance_type, weight_prior, priors, feature_names, keys, data, model_kwargs
     )
+
+
+def traced_in(dtype: DTypeLike) -> contextlib.AbstractContextManager:
+    """Return the context in which a fit in ``dtype`` traces and runs its programs.
+
+    float32 needs x64 off while tracing: with it on, numpyro's momenta and noise and the
+    model's constants are float64 and silently upcast the whole fit.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> with traced_in(np.float32):
+    ...     jnp.zeros(1).dtype
+    dtype('float32')
+    """
+    return jax.enable_x64(False) if np.dtype(dtype) == np.float32 else contextlib.nullcontext()
 
 
 def prior_params(setup: FitSetup, prior_draws: int) -> GMMParams | None:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.svi import SVIState
 
-from bayesgmm.inference.prepare import FitSetup
+from bayesgmm.inference.prepare import FitSetup, traced_in
 from bayesgmm.inference.start import compile_em_start, em_start, sites_from_params
 from bayesgmm.inference.svi.config import SVISettings
 from bayesgmm.inference.svi.data import DeviceRows
@@ -25,12 +25,8 @@ from bayesgmm.params import GMMParams
 
 
 def precision(settings: SVISettings) -> contextlib.AbstractContextManager:
-    """Return the context to trace and run the fit's programs in.
-
-    float32 needs x64 off while tracing: numpyro draws its noise in the default float type,
-    which would make every guide sample float64.
-    """
-    return jax.enable_x64(False) if settings.float32 else contextlib.nullcontext()
+    """Return the context to trace and run the fit's programs in (``prepare.traced_in``)."""
+    return traced_in(settings.dtype)
 
 
 def _init_scale(setup: FitSetup) -> float:
