@@ -1,9 +1,11 @@
 """One JAX CPU device per NUTS chain, so that chains run in parallel on a multi-core CPU.
 
-JAX gives a CPU one device by default. numpyro runs chains in parallel only on separate
-devices; on one device it vectorises them, and a vectorised NUTS step waits for the chain
-with the longest trajectory and compiles a much larger program. bayesgmm therefore asks JAX
-for ``max(4, min(os.cpu_count(), 8))`` CPU devices when it is imported, unless
+JAX gives a CPU one device by default. Chains run in parallel only on separate devices;
+on one device they are vectorised, and a vectorised NUTS step waits for the chain with the
+longest trajectory and compiles a much larger program. bayesgmm therefore asks JAX for
+``min(os.cpu_count(), 8)`` CPU devices when it is imported (one per core: more would make
+each of EM's programs slower), and runs the chains that share a device one after another
+(``inference.chains``), unless
 
 - ``BAYESGMM_CPU_DEVICES`` says otherwise (a number of devices; ``0`` leaves JAX's default),
 - the user configured the devices already (``XLA_FLAGS`` with
@@ -12,8 +14,6 @@ for ``max(4, min(os.cpu_count(), 8))`` CPU devices when it is imported, unless
 - JAX's backend was started before bayesgmm was imported (then the count can no longer change).
 
 It only concerns the CPU platform: on a GPU machine JAX's default device stays the GPU.
-EM runs a little slower with several CPU devices (``benchmarks/README.md``); for EM-only work
-``BAYESGMM_CPU_DEVICES=0`` avoids that.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def default_cpu_devices(environ: Mapping[str, str] = os.environ) -> int | None:
         return None
     if "JAX_NUM_CPU_DEVICES" in environ:
         return None
-    return max(4, min(os.cpu_count() or 1, 8))
+    n_cores = min(os.cpu_count() or 1, 8)
+    return n_cores if n_cores > 1 else None
 
 
 def configure_cpu_devices() -> None:

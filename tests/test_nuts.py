@@ -197,18 +197,65 @@ def test_float32_standardises_before_casting():
     assert sd == pytest.approx(np.std(X), rel=0.05)
 
 
+def _tiny_model(y=None):
+    import numpyro
+    import numpyro.distributions as dist
+
+    loc = numpyro.sample("loc", dist.Normal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal(loc, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("n_chains", [3, 4])
+def test_chains_over_devices_run_each_chain_as_numpyro_does(n_chains):
+    from numpyro.infer import MCMC, NUTS
+
+    from bayesgmm.inference.chains import ChainsOverDevices
+
+    y = np.random.default_rng(0).normal(1.0, 1.0, 20)
+
+    def draws(chain_method):
+        mcmc = MCMC(NUTS(_tiny_model), num_warmup=30, num_samples=20, num_chains=n_chains,
+                    chain_method=chain_method, progress_bar=False)  # fmt: skip
+        mcmc.run(jax.random.PRNGKey(3), y=y)
+        return np.asarray(mcmc.get_samples(group_by_chain=True)["loc"])
+
+    expected = draws("sequential")
+    for devices in (jax.local_devices()[:1], jax.local_devices()[:2]):
+        np.testing.assert_allclose(draws(ChainsOverDevices(n_chains, devices)), expected, rtol=1e-9)
+
+
+class CompileTimes:
+    """The backend compilations JAX reports while in the ``with`` block (seconds each)."""
+
+    def __enter__(self):
+        self.seconds = []
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def _listen(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.seconds.append(duration)
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
 def test_refits_reuse_the_sampler_and_match_a_fresh_one():
     from bayesgmm.inference.nuts import SAMPLERS
 
     X, _ = load_dataset("faithful")
     X2 = X + np.random.default_rng(1).normal(0, 0.1, X.shape)
-    kw = dict(num_warmup=50, num_samples=50, num_chains=2, progress_bar=False)
+    kw = dict(num_warmup=50, num_samples=50, num_chains=3, progress_bar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # too few draws for clean diagnostics
         SAMPLERS.clear()
-        fit_nuts(X, 2, seed=0, **kw)
-        refit = fit_nuts(X2, 2, seed=1, **kw)
+        with CompileTimes() as first:
+            fit_nuts(X, 2, seed=0, **kw)
+        with CompileTimes() as again:
+            refit = fit_nuts(X2, 2, seed=1, **kw)
         assert len(SAMPLERS) == 1  # new data and seed: the same compiled sampler
+        assert first.seconds  # the listener hears compilations
+        assert again.seconds == []  # a refit of the same shape compiles nothing
         SAMPLERS.clear()
         fresh = fit_nuts(X2, 2, seed=1, **kw)
     np.testing.assert_array_equal(refit.posterior["means"].values, fresh.posterior["means"].values)

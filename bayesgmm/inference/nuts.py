@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import arviz as az
@@ -12,6 +14,7 @@ from numpy.typing import DTypeLike
 from numpyro.infer import MCMC, NUTS
 
 from bayesgmm._cache import ProgramCache
+from bayesgmm.inference.chains import ChainsOverDevices
 from bayesgmm.inference.prepare import FitSetup, finish, prepare, traced_in
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import hyper_draws, params_from_sites
@@ -34,10 +37,12 @@ _EXTRA_FIELDS = (
 SAMPLERS = ProgramCache(maxsize=16)
 
 
-def _chain_method(n_chains: int) -> str:
-    # Separate host devices (numpyro.set_host_device_count) run chains in parallel;
-    # otherwise vmap them, which beats running them one after another on a CPU.
-    return "parallel" if jax.local_device_count() >= n_chains > 1 else "vectorized"
+def _chain_method(n_chains: int) -> str | ChainsOverDevices:
+    # Several devices run chains in parallel (``chains.ChainsOverDevices``); on one device
+    # vmap them, which beats running them one after another on a CPU.
+    if n_chains > 1 and jax.local_device_count() > 1:
+        return ChainsOverDevices(n_chains)
+    return "vectorized"
 
 
 def _sample_stats(extra: dict) -> dict:
@@ -194,16 +199,15 @@ def _run(
     max_tree_depth: int,
 ) -> MCMC:
     """Run NUTS on the standardised data in ``dtype``, from ``init_params`` if given."""
-    settings = dict(
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=_chain_method(num_chains),
-        progress_bar=progress_bar,
-    )
+    settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
     kernel_settings = dict(target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
-    key = _sampler_key(setup, dtype, settings, kernel_settings)
-    mcmc = SAMPLERS.get(key, lambda: _sampler(setup, settings, kernel_settings))
+    if progress_bar:
+        # numpyro draws its bars when it traces the sampling loop, so a sampler with bars
+        # is used once: a compiled one would report to the bars of its first run.
+        mcmc = _sampler(setup, settings, kernel_settings, progress_bar=True)
+    else:
+        key = _sampler_key(setup, dtype, settings, kernel_settings)
+        mcmc = SAMPLERS.get(key, lambda: _sampler(setup, settings, kernel_settings))
     with traced_in(dtype):
         if init_params is not None:
             init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
@@ -222,13 +226,30 @@ def _sampler_key(setup: FitSetup, dtype: DTypeLike, settings: dict, kernel_setti
     )
 
 
-def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict) -> MCMC:
+def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_bar: bool = False) -> MCMC:
     """Return a sampler whose compiled programs take the data as an argument.
 
     ``jit_model_args``: numpyro then compiles the log density as a function of the model's
     arguments, so a refit with new data of the same shape runs the same programs.
     """
-    return MCMC(NUTS(setup.model, **kernel_settings), **settings, jit_model_args=True)
+    chain_method = _chain_method(settings["num_chains"])
+    with warnings.catch_warnings():
+        # numpyro turns its bars off for a callable chain_method; they work with this one.
+        warnings.filterwarnings("ignore", message="Disabling progress bar")
+        mcmc = MCMC(
+            NUTS(setup.model, **kernel_settings),
+            **settings,
+            chain_method=chain_method,
+            progress_bar=False,
+            jit_model_args=True,
+        )
+    mcmc.progress_bar = progress_bar and _bars_allowed()
+    return mcmc
+
+
+def _bars_allowed() -> bool:
+    # numpyro's own rule: no progress bars in CI or in pytest-xdist workers.
+    return not ("CI" in os.environ or "PYTEST_XDIST_WORKER" in os.environ)
 
 
 def _init_params(setup: FitSetup, init: str, num_chains: int) -> tuple[dict | None, int]:
