@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 
+import jax
 
+
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class Priors:
     """Hyperparameters of the Bayesian Gaussian mixture.
@@ -51,6 +55,11 @@ class Priors:
         Dirichlet process, ``weight_prior="dp"``: the choice of Escobar & West
         (1995) for the galaxy data, mean 0.5, 95% in about (0.06, 1.4).
 
+    Notes
+    -----
+    ``Priors`` is a JAX pytree whose leaves are the values, so that a compiled sampler
+    takes them as arguments: new values reuse it.
+
     Examples
     --------
     >>> Priors(weight_concentration=0.5).mean_scale
@@ -69,11 +78,17 @@ class Priors:
     dp_rate: float = 4.0
 
     def __post_init__(self) -> None:
-        """Refuse values that are not positive and finite."""
+        """Refuse values that are not positive and finite.
+
+        Other leaves (traced values, arrays, JAX's placeholders) are what JAX builds
+        while it transforms a ``Priors``; it checks no such thing.
+        """
         positive = ("weight_concentration", "mean_scale", "scale_loc", "scale_scale", "lkj_concentration")
         for name in (*positive, "sparse_shape", "sparse_rate", "dp_shape", "dp_rate"):
             value = getattr(self, name)
-            if not (value > 0 and value < float("inf")):
+            if isinstance(value, (str, bytes, bool)):
+                raise TypeError(f"Priors.{name} must be a number, got {value!r}.")
+            if isinstance(value, numbers.Real) and not (0 < value < float("inf")):
                 raise ValueError(f"Priors.{name} must be a positive finite number, got {value!r}.")
 
     def to_dict(self) -> dict:

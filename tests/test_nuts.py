@@ -10,6 +10,7 @@ import pytest
 from bayesgmm import DiagnosticsWarning, densities, fit_nuts, load_dataset, relabel
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.priors import Priors
 
 SMALL = dict(num_warmup=300, num_samples=300, num_chains=2)
 
@@ -256,6 +257,17 @@ def test_refits_reuse_the_sampler_and_match_a_fresh_one():
         assert len(SAMPLERS) == 1  # new data and seed: the same compiled sampler
         assert first.seconds  # the listener hears compilations
         assert again.seconds == []  # a refit of the same shape compiles nothing
+        tight = Priors(mean_scale=0.01)  # every mean pinned to the data's mean
+        with CompileTimes() as new_priors:
+            pinned = fit_nuts(X2, 2, seed=1, priors=tight, **kw)
+        assert new_priors.seconds == [] and len(SAMPLERS) == 1
+        SAMPLERS.clear()
+        fresh_pinned = fit_nuts(X2, 2, seed=1, priors=tight, **kw)
+    np.testing.assert_array_equal(pinned.posterior["means"].values, fresh_pinned.posterior["means"].values)
+    spread = np.abs(pinned.posterior["means"].mean(("chain", "draw")).values - X2.mean(0))
+    assert np.all(spread < 0.05 * X2.std(0))  # the values passed are the ones used
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         SAMPLERS.clear()
         fresh = fit_nuts(X2, 2, seed=1, **kw)
     np.testing.assert_array_equal(refit.posterior["means"].values, fresh.posterior["means"].values)

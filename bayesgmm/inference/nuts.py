@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import arviz as az
@@ -17,7 +18,7 @@ from bayesgmm._cache import ProgramCache
 from bayesgmm.inference.chains import ChainsOverDevices
 from bayesgmm.inference.prepare import FitSetup, finish, prepare, traced_in
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
-from bayesgmm.models import hyper_draws, params_from_sites
+from bayesgmm.models import gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
 
 if TYPE_CHECKING:
@@ -212,14 +213,19 @@ def _run(
         if init_params is not None:
             init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
         Z = jnp.asarray(setup.data.extra, dtype)
-        mcmc.run(setup.keys["mcmc"], Z=Z, init_params=init_params, extra_fields=_EXTRA_FIELDS)
+        mcmc.run(
+            setup.keys["mcmc"], Z=Z, priors=setup.priors, init_params=init_params, extra_fields=_EXTRA_FIELDS
+        )
     return mcmc
 
 
 def _sampler_key(setup: FitSetup, dtype: DTypeLike, settings: dict, kernel_settings: dict) -> tuple:
-    """Return the hashable description of everything a NUTS fit's compiled programs depend on."""
+    """Return the hashable description of everything a NUTS fit's compiled programs depend on.
+
+    Not the values of the priors: the sampler takes them as an argument.
+    """
     return (
-        tuple(sorted(setup.model_kwargs.items())),
+        tuple(sorted(_static_model_kwargs(setup).items())),
         np.dtype(dtype).str,
         tuple(sorted(settings.items())),
         tuple(sorted(kernel_settings.items())),
@@ -230,14 +236,16 @@ def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_ba
     """Return a sampler whose compiled programs take the data as an argument.
 
     ``jit_model_args``: numpyro then compiles the log density as a function of the model's
-    arguments, so a refit with new data of the same shape runs the same programs.
+    arguments (the data and the priors' values), so a refit with new data of the same shape
+    or new prior values runs the same programs.
     """
+    model = partial(gmm_model, **_static_model_kwargs(setup))
     chain_method = _chain_method(settings["num_chains"])
     with warnings.catch_warnings():
         # numpyro turns its bars off for a callable chain_method; they work with this one.
         warnings.filterwarnings("ignore", message="Disabling progress bar")
         mcmc = MCMC(
-            NUTS(setup.model, **kernel_settings),
+            NUTS(model, **kernel_settings),
             **settings,
             chain_method=chain_method,
             progress_bar=False,
@@ -245,6 +253,11 @@ def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_ba
         )
     mcmc.progress_bar = progress_bar and _bars_allowed()
     return mcmc
+
+
+def _static_model_kwargs(setup: FitSetup) -> dict:
+    """``gmm_model``'s keywords that shape its programs: all but the priors."""
+    return {k: v for k, v in setup.model_kwargs.items() if k != "priors"}
 
 
 def _bars_allowed() -> bool:
