@@ -327,3 +327,28 @@ def test_result_to_inference_data_is_the_builders():
             assert idata[group][name].dims == ref[group][name].dims
         for coord in ref[group].coords:
             np.testing.assert_array_equal(idata[group][coord].values, ref[group][coord].values)
+
+
+@pytest.mark.skipif(jax.local_device_count() < 2, reason="needs two JAX devices")
+@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_spread_over_devices_fit_as_on_one(covariance_type, dtype, monkeypatch):
+    from bayesgmm.inference.em import fit as em_fit
+    from bayesgmm.inference.em.shards import default_n_shards
+
+    X, _ = blobs(n_obs=1500, seed=3)
+    # One restart: two reaching one optimum in two component orders tie to the last bits.
+    kw = dict(n_init=1, max_iter=30, tol=0.0, seed=0, dtype=dtype, block_size=128)
+    assert default_n_shards(len(X), 128) == jax.local_device_count()
+    spread = fit_em(X, 3, covariance_type, **kw)
+    monkeypatch.setattr(em_fit, "default_n_shards", lambda n_obs, block_size: 1)
+    single = fit_em(X, 3, covariance_type, **kw)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    assert spread.n_iter == single.n_iter == 30
+    assert spread.log_likelihood == pytest.approx(single.log_likelihood, rel=rtol)
+    np.testing.assert_allclose(spread.lower_bounds, single.lower_bounds, rtol=rtol)
+    for a, b in zip(spread.params, single.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=100 * rtol, atol=100 * rtol)
+    np.testing.assert_array_equal(spread.labels, single.labels)
+    # The labels of the fit are those predict gives with its parameters.
+    np.testing.assert_array_equal(spread.labels, np.argmax(_resp(spread.params, X), axis=1))

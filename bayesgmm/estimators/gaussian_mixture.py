@@ -170,8 +170,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        # X is validated already: through predict, an array would lose the feature names.
-        return np.argmax(self._responsibilities(X), axis=1)
+        # The fit's last pass labelled X with the final parameters, as predict(X) would.
+        return res.labels.astype(np.int64)
 
     def _set_result(self, res):
         ct = self.covariance_type

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from functools import partial
@@ -21,6 +22,7 @@ from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em.init import INIT_PARAMS, initial_starts, resp_from_start
 from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
 from bayesgmm.inference.em.result import EMResult
+from bayesgmm.inference.em.shards import default_n_shards
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
@@ -122,11 +124,12 @@ def fit_em(
         weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
         initial_lower_bound=initial_lower_bound, block_size=block_size,
     )  # fmt: skip
-    state, log_liks = _run_restarts(call)
+    state, (log_liks, labels) = _run_restarts(call)
     best = _pick_best(state, max_iter)
     result = _result(
         call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
     )
+    result = dataclasses.replace(result, labels=labels[best][: len(call.X)])
     _warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
     if max_iter > 0 and not result.converged:
         warnings.warn(
@@ -188,7 +191,8 @@ def _program_call(
     shift = w @ X / w.sum()
     # Pad with zero-weight rows to a bucketed size so that similar sizes share one compiled
     # program; zero weights leave every init and EM statistic unchanged.
-    n_pad = _bucket(n_obs, block_size) - n_obs
+    n_shards = default_n_shards(n_obs, block_size)
+    n_pad = _bucket(n_obs, block_size, n_shards) - n_obs
     Z = np.concatenate([(X - shift).astype(dtype), np.zeros((n_pad, n_features), dtype)])
     wz = np.concatenate([w.astype(dtype), np.zeros(n_pad, dtype)])
     given = em_shapes.starting_values(
@@ -210,6 +214,7 @@ def _program_call(
     static = dict(
         covariance_type=covariance_type, init_params=init_params, n_components=n_components,
         n_init=int(n_init), n_history=_bucket_history(int(max_iter)), block_size=block_size,
+        n_shards=n_shards,
     )  # fmt: skip
     return _Call(args, static, X, w.astype(dtype), shift)
 
@@ -263,7 +268,7 @@ def lower_em(
     return _fit_program.lower(*_restart_args(call, 0), **_restart_static(call))
 
 
-_STATIC = ("covariance_type", "init_params", "n_components", "n_history", "block_size")
+_STATIC = ("covariance_type", "init_params", "n_components", "n_history", "block_size", "n_shards")
 
 
 def _restart_args(call: _Call, i: int) -> tuple:
@@ -280,7 +285,7 @@ def _restart_static(call: _Call) -> dict:
 
 
 def _run_restarts(call: _Call):
-    """``(state, log_liks)`` of every restart, stacked on a leading restart axis (numpy).
+    """``(state, (log_liks, labels))`` of every restart, stacked on a leading restart axis (numpy).
 
     Each restart is one call of the same compiled program, so restart ``i`` is the same
     computation, to the last bit, whatever ``n_init`` is (in one vmapped batch its last bits
@@ -316,15 +321,19 @@ def _fit_program(start, Z, w, given, lb0, tol, reg_covar, map_prior, max_iter, *
     state = em.run_em(
         params0, data, lb0, tol, reg_covar, map_prior,
         covariance_type=covariance_type, max_iter=max_iter, n_history=static["n_history"],
+        n_shards=static["n_shards"],
     )  # fmt: skip
-    return state, em.data_stats(state.params, data, covariance_type)[1]
+    return state, em.final_e_step(state.params, data, covariance_type, static["n_shards"])
 
 
-def _bucket(n_obs, block_size):
-    """Return the padded size: the next power of two up to ``block_size``, then a multiple of it."""
+def _bucket(n_obs, block_size, n_shards=1):
+    """Return the padded size: the next power of two up to ``block_size``, then a multiple of it.
+
+    With ``n_shards`` devices, a multiple of ``n_shards`` blocks, so that each gets as many.
+    """
     if n_obs <= block_size:
         return max(16, 1 << (n_obs - 1).bit_length())
-    return -(-n_obs // block_size) * block_size
+    return -(-n_obs // (block_size * n_shards)) * block_size * n_shards
 
 
 def _bucket_history(max_iter):

@@ -23,14 +23,18 @@ import jax.numpy as jnp
 
 from bayesgmm._jit import jit
 from bayesgmm.inference.em.mstep import EMPrior, log_prior, m_step
+from bayesgmm.inference.em.shards import over_shards
 from bayesgmm.inference.em.stats import (
+    centred_logits,
     centred_stats,
     centred_stats_from_resp,
     coefficients,
     e_step,
     features,
     second_moment,
+    softmax_parts,
     sufficient_stats,
+    tied_quadratic,
     to_blocks,
 )
 from bayesgmm.params import GMMParams
@@ -105,7 +109,7 @@ def _is_centred(array) -> bool:
 
 
 def data_stats(
-    params: GMMParams, data: EMData, covariance_type: str
+    params: GMMParams, data: EMData, covariance_type: str, n_shards: int = 1
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray | None]:
     """Make one pass over the data: the statistics for ``m_step(S, ..., centre=centre)``.
 
@@ -115,6 +119,8 @@ def data_stats(
         Current parameters (centred coordinates).
     data : EMData
     covariance_type : str
+    n_shards : int
+        Devices the row blocks are spread over (``shards.over_shards``).
 
     Returns
     -------
@@ -125,11 +131,55 @@ def data_stats(
         None for the moment expansion's statistics (float64), the component means for
         ``centred_stats``'s (float32).
     """
-    if _is_centred(data.F_blocks):
-        S, log_lik = centred_stats(params, data.F_blocks, data.w_blocks, covariance_type)
-        return S, log_lik, params.means
-    S, log_lik = sufficient_stats(params, data.F_blocks, data.w_blocks, covariance_type)
-    return S, log_lik, None
+    centred = _is_centred(data.F_blocks)
+    one_pass = partial(centred_stats if centred else sufficient_stats, covariance_type=covariance_type)
+    S, log_lik = over_shards(one_pass, n_shards, (True, True))(params, data.F_blocks, data.w_blocks)
+    return S, log_lik, params.means if centred else None
+
+
+def final_e_step(
+    params: GMMParams, data: EMData, covariance_type: str, n_shards: int = 1
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Make the last pass over the data: the log-likelihood and each row's most probable component.
+
+    Only the E-step: half the arithmetic of ``data_stats``.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Final parameters (centred coordinates).
+    data : EMData
+    covariance_type : str
+    n_shards : int
+        As for ``data_stats``.
+
+    Returns
+    -------
+    log_lik : scalar
+        ``sum_i w_i log p(x_i | params)``.
+    labels : int32 array, shape (n_blocks * block_size,)
+        ``argmax_k p(k | x_i)`` for every row, the padding rows included.
+    """
+    centred = _is_centred(data.F_blocks)
+    if centred:
+        logits_of = centred_logits(params)
+    else:
+        CT = coefficients(params, covariance_type).T
+        logits_of = lambda fT: (CT @ fT, None)  # noqa: E731
+
+    def block(total, fw):
+        fT, w = fw
+        logits = logits_of(fT)[0]
+        log_norm = softmax_parts(logits, axis=0)[0]
+        if covariance_type == "tied" and not centred:
+            log_norm = log_norm + tied_quadratic(params, fT[1:])
+        return total + w @ log_norm, jnp.argmax(logits, axis=0).astype(jnp.int32)
+
+    def one_pass(params, F_blocks, w_blocks):
+        return jax.lax.scan(block, jnp.zeros((), w_blocks.dtype), (F_blocks, w_blocks))
+
+    log_lik, labels = over_shards(one_pass, n_shards, (True, False))(params, data.F_blocks, data.w_blocks)
+    return log_lik, labels.reshape(-1)
 
 
 def params_from_resp(
@@ -202,6 +252,7 @@ def step(
     reg_covar: float | jnp.ndarray,
     map_prior: EMPrior | None,
     covariance_type: str,
+    n_shards: int = 1,
 ) -> EMState:
     """Run one EM iteration: E-step at ``state.params``, then M-step (pure).
 
@@ -216,12 +267,14 @@ def step(
     map_prior : EMPrior or None
         Conjugate prior of MAP-EM; None is maximum likelihood.
     covariance_type : str
+    n_shards : int
+        As for ``data_stats``.
 
     Returns
     -------
     EMState
     """
-    S, log_lik, centre = data_stats(state.params, data, covariance_type)
+    S, log_lik, centre = data_stats(state.params, data, covariance_type, n_shards)
     lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / jnp.sum(data.w_blocks)
     new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, data.second, centre)
     ok = ok & jnp.isfinite(lower_bound)
@@ -274,6 +327,7 @@ def run_em(
     covariance_type: str,
     max_iter: int | jnp.ndarray,
     n_history: int | None = None,
+    n_shards: int = 1,
 ) -> EMState:
     """Iterate ``step`` until ``|change| < tol``, ``max_iter`` steps or a collapse.
 
@@ -291,6 +345,8 @@ def run_em(
         May be traced when the static ``n_history >= max_iter`` is given, so that one
         compiled program serves every ``max_iter`` up to ``n_history``.
     n_history : int, optional
+    n_shards : int
+        As for ``data_stats``.
 
     Returns
     -------
@@ -302,7 +358,7 @@ def run_em(
         return (s.n_iter < max_iter) & ~s.converged & s.ok
 
     def body(s):
-        return step(s, data, tol, reg_covar, map_prior, covariance_type)
+        return step(s, data, tol, reg_covar, map_prior, covariance_type, n_shards)
 
     return jax.lax.while_loop(cond, body, state)
 

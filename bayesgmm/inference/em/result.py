@@ -33,6 +33,8 @@ class EMResult:
         ``lower_bound`` at each iteration of the best restart.
     converged : bool
     n_iter : int
+    labels : ndarray of int32, shape (n_obs,), or None
+        The most probable component of each row of ``X`` at ``params`` (the final E-step).
     """
 
     params: GMMParams
@@ -48,6 +50,7 @@ class EMResult:
     #: cannot hold means far from the origin to the data's precision in the user's units.
     centred_means: np.ndarray | None = field(default=None, repr=False)
     shift: np.ndarray | None = field(default=None, repr=False)
+    labels: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def covariances(self) -> np.ndarray:

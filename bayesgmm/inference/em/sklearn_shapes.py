@@ -36,7 +36,8 @@ def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
     ndarray
         (n_components, D, D) full, (D, D) tied, (n_components, D) diag, (n_components,) spherical.
     """
-    cov = np.asarray(params.covariances)
+    tril = np.asarray(params.scale_tril)  # on the host: a few small products
+    cov = tril @ np.swapaxes(tril, -1, -2)
     if covariance_type == "full":
         return cov
     if covariance_type == "tied":

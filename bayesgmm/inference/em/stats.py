@@ -14,6 +14,7 @@ That makes both GEMMs 6x narrower than for full covariance (11 columns instead o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -111,7 +112,7 @@ def precisions(scale_tril: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
 def coefficients(params: GMMParams, covariance_type: str) -> jnp.ndarray:
     """Coefficients ``C`` with ``features(X) @ C = log w_k + log N(x | mu_k, Sigma_k)``.
 
-    For tied the shared term ``-x^T P x / 2`` is left out (see ``_tied_quadratic``).
+    For tied the shared term ``-x^T P x / 2`` is left out (see ``tied_quadratic``).
 
     Parameters
     ----------
@@ -162,7 +163,7 @@ def exp_nonpositive(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(x < -708.0, 0.0, poly * scale)
 
 
-def _softmax(logits, axis):
+def softmax_parts(logits: jnp.ndarray, axis: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """``log(sum(exp(logits)))``, ``exp(logits - max)`` and its sum over ``axis``: one ``exp``."""
     top = jnp.max(logits, axis=axis, keepdims=True)
     shifted = logits - top
@@ -171,7 +172,7 @@ def _softmax(logits, axis):
     return jnp.squeeze(top + jnp.log(total), axis), e, total
 
 
-def _tied_quadratic(params, xT):
+def tied_quadratic(params: GMMParams, xT: jnp.ndarray) -> jnp.ndarray:
     """``-x^T P x / 2`` for tied, shape (n_obs,), from ``xT`` (n_features, n_obs).
 
     It is common to all components, so it is computed once per row (``|L^{-1} x|^2``, one
@@ -198,9 +199,9 @@ def e_step(params: GMMParams, F: jnp.ndarray, covariance_type: str) -> tuple[jnp
     resp : array, shape (n_obs, n_components)
         Responsibilities; each row sums to one.
     """
-    log_norm, e, total = _softmax(F @ coefficients(params, covariance_type), axis=1)
+    log_norm, e, total = softmax_parts(F @ coefficients(params, covariance_type), axis=1)
     if covariance_type == "tied":
-        log_norm = log_norm + _tied_quadratic(params, F[:, 1:].T)
+        log_norm = log_norm + tied_quadratic(params, F[:, 1:].T)
     return log_norm, e / total
 
 
@@ -259,9 +260,9 @@ def sufficient_stats(
 
     def block(carry, fw):
         fT, w = fw
-        log_norm, e, total = _softmax(CT @ fT, axis=0)
+        log_norm, e, total = softmax_parts(CT @ fT, axis=0)
         if covariance_type == "tied":
-            log_norm = log_norm + _tied_quadratic(params, fT[1:])
+            log_norm = log_norm + tied_quadratic(params, fT[1:])
         resp_T = e * (w / total)
         return (carry[0] + fT @ resp_T.T, carry[1] + w @ log_norm), None
 
@@ -314,16 +315,14 @@ def centred_stats(
     log_lik : scalar
         ``sum_i w_i log p(x_i | params)``.
     """
-    weights, means, scale_tril = params
+    means = params.means
     n_features = means.shape[-1]
-    inv_tril = densities.inverse_factors(scale_tril)
-    const = jnp.log(weights) - 0.5 * n_features * LOG_2PI - 0.5 * densities.log_det(scale_tril)
+    logits_of = centred_logits(params)
 
     def block(carry, xw):
         xT, w = xw
-        Y = xT[None] - means[:, :, None]
-        white = jnp.einsum("kij,kjb->kib", inv_tril, Y)
-        log_norm, e, total = _softmax(const[:, None] - 0.5 * jnp.sum(white * white, axis=1), axis=0)
+        logits, Y = logits_of(xT)
+        log_norm, e, total = softmax_parts(logits, axis=0)
         r = e * (w / total)
         return (carry[0] + _centred_moments(r, Y, covariance_type), carry[1] + w @ log_norm), None
 
@@ -331,6 +330,24 @@ def centred_stats(
     init = (jnp.zeros((n_out, means.shape[0]), X_blocks.dtype), jnp.zeros((), X_blocks.dtype))
     (S, log_lik), _ = jax.lax.scan(block, init, (X_blocks, w_blocks))
     return S, log_lik
+
+
+def centred_logits(params: GMMParams) -> Callable:
+    """Return ``block -> (logits, Y)`` for feature-major blocks ``xT`` (n_features, B) of centred data.
+
+    ``logits`` (K, B) is ``log w_k + log N(x | mu_k, Sigma_k)`` computed from ``Y = x - mu_k``
+    (K, n_features, B), as ``centred_stats`` needs it.
+    """
+    weights, means, scale_tril = params
+    inv_tril = densities.inverse_factors(scale_tril)
+    const = jnp.log(weights) - 0.5 * means.shape[-1] * LOG_2PI - 0.5 * densities.log_det(scale_tril)
+
+    def logits_of(xT):
+        Y = xT[None] - means[:, :, None]
+        white = jnp.einsum("kij,kjb->kib", inv_tril, Y)
+        return const[:, None] - 0.5 * jnp.sum(white * white, axis=1), Y
+
+    return logits_of
 
 
 def centred_stats_from_resp(
