@@ -1,38 +1,44 @@
-"""EM per-iteration speed: bayesgmm (JAX) against scikit-learn, in the same run.
+"""EM against scikit-learn's ``GaussianMixture``, at the call users make, in the same run.
 
 Both start from the same parameters (weights_init / means_init / precisions_init), run a
-fixed number of iterations (tol=0) and must end at the same log-likelihood. Per-iteration
-time is that of the iteration loop alone: bayesgmm's jitted driver on prepared blocks
-(compiled first), and scikit-learn's own loop body (``_e_step`` then ``_m_step``), so that
-validation, initialisation and noise from set-up do not enter. scikit-learn is timed
-with its BLAS limited to 1 and to 2 threads (threadpoolctl) and the faster one is the
-reference. bayesgmm's GFLOP/s counts its two GEMMs per iteration (``4 n_obs n_stats K``,
-plus ``2 n_obs D^2`` for tied's whitening) against the best float64 matrix-multiply rate
-measured here.
+fixed number of iterations (tol=0) and must end at the same log-likelihood. Three columns:
 
-Run: ``python benchmarks/bench_em.py [--quick]``.
+- *warm*: the whole ``GaussianMixture(...).fit(X)`` call (validation, copies, the final
+  E-step, everything), best of ``--repeats`` calls in one process, after a first call;
+  ours and scikit-learn's alternate so that both sample the same stretch of the machine.
+- *cold*: the first ``fit`` call in a fresh Python process (compilation included for
+  bayesgmm; the import is timed apart and not included), each library in its own process.
+- *inner*: time per iteration of the loop alone. For bayesgmm, ``(T(max_iter=N_ITER) -
+  T(max_iter=0)) / N_ITER`` of the public call; for scikit-learn its own loop body
+  (``_e_step`` then ``_m_step``).
+
+scikit-learn is timed with its BLAS limited to 1 and to 2 threads (threadpoolctl) and the
+faster is the reference. The machine is described first: CPU, cores, BLAS, JAX devices.
+
+Run: ``python benchmarks/bench_em.py [--quick] [--repeats R]`` (``--quick``: N=200,000 only).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import subprocess
+import sys
 import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import sklearn
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import bayesgmm
-from bayesgmm.inference.em import kernel as em
-from bayesgmm.inference.em import sklearn_shapes as em_shapes
-from bayesgmm.inference.em.fit import fit_em
 from bayesgmm.inference.em.stats import n_stats
-from bayesgmm.params import GMMParams
 
-N_ITER = 10
+N_ITER = 20
 
 
 def make_data(n_obs, n_features, n_components, seed=0):
@@ -69,56 +75,100 @@ def best_time(fn, repeats):
     return min(times)
 
 
-def time_ours(X, n_components, covariance_type, init, repeats):
-    """Per-iteration time of the jitted EM driver alone (set-up and compilation excluded)."""
-    res = fit_em(X, n_components, covariance_type, max_iter=N_ITER, tol=0.0, **init)
-    n_features = X.shape[1]
-    shift = X.mean(0)
-    Z = jnp.asarray(X - shift)
-    data = em.em_data(Z, jnp.ones(len(X)), covariance_type)
-    tril = em_shapes.scale_tril_from_precisions(
-        init["precisions_init"], covariance_type, n_components, n_features
+def _fit_ours(X, n_components, covariance_type, init, max_iter=None):
+    max_iter = N_ITER if max_iter is None else max_iter
+    gm = bayesgmm.GaussianMixture(
+        n_components, covariance_type=covariance_type, max_iter=max_iter, tol=0.0, **init
     )
-    params0 = GMMParams(
-        jnp.asarray(init["weights_init"])[None],
-        jnp.asarray(init["means_init"] - shift)[None],
-        jnp.asarray(tril)[None],
-    )
-    lb0 = jnp.full((1,), -jnp.inf)
-
-    def run():
-        state = em.run_em_restarts(
-            params0,
-            data,
-            lb0,
-            0.0,
-            1e-6,
-            None,
-            covariance_type=covariance_type,
-            max_iter=N_ITER,
-        )
-        return jax.block_until_ready(state)
-
-    run()  # compile
-    return best_time(run, repeats) / N_ITER, res.log_likelihood
+    return gm.fit(X)
 
 
-def time_sklearn(X, n_components, covariance_type, init, repeats, n_threads):
-    """Per-iteration time of scikit-learn's own loop body (``_e_step`` then ``_m_step``)."""
-    with threadpool_limits(n_threads), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+def _fit_sklearn(X, n_components, covariance_type, init, n_threads):
+    with threadpool_limits(n_threads):
         gm = SkGaussianMixture(
             n_components, covariance_type=covariance_type, max_iter=N_ITER, tol=0.0, **init
         )
-        ll = gm.fit(X).score(X) * len(X)
+        return gm.fit(X)
+
+
+def time_warm(X, n_components, covariance_type, init, repeats):
+    """Best whole-call times of ours and of scikit-learn (1 and 2 BLAS threads), alternated."""
+    _fit_ours(X, n_components, covariance_type, init)  # compile
+    _fit_ours(X, n_components, covariance_type, init, max_iter=0)
+    times = {"ours": [], "ours0": [], "sk1": [], "sk2": []}
+    for _ in range(repeats):
+        for name, fit in (
+            ("ours", lambda: _fit_ours(X, n_components, covariance_type, init)),
+            ("ours0", lambda: _fit_ours(X, n_components, covariance_type, init, max_iter=0)),
+            ("sk1", lambda: _fit_sklearn(X, n_components, covariance_type, init, 1)),
+            ("sk2", lambda: _fit_sklearn(X, n_components, covariance_type, init, 2)),
+        ):
+            t = time.perf_counter()
+            fit()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(t) for name, t in times.items()}
+
+
+def time_sklearn_loop(X, n_components, covariance_type, init, repeats, n_threads):
+    """Per-iteration time of scikit-learn's own loop body (``_e_step`` then ``_m_step``)."""
+    gm = _fit_sklearn(X, n_components, covariance_type, init, n_threads)
+    with threadpool_limits(n_threads):
 
         def run():
             for _ in range(N_ITER):
                 _, log_resp = gm._e_step(X)
                 gm._m_step(X, log_resp)
 
-        t = best_time(run, repeats)
-    return t / N_ITER, ll
+        return best_time(run, repeats) / N_ITER
+
+
+def cold(library, n_obs, covariance_type):
+    """Import time and first-fit time in this (fresh) process."""
+    n_features = n_components = 10
+    X, centers = make_data(n_obs, n_features, n_components)
+    init = shared_init(centers, covariance_type)
+    t = time.perf_counter()
+    if library == "ours":
+        _fit_ours(X, n_components, covariance_type, init)
+    else:
+        with threadpool_limits(2):
+            SkGaussianMixture(
+                n_components, covariance_type=covariance_type, max_iter=N_ITER, tol=0.0, **init
+            ).fit(X)
+    return time.perf_counter() - t
+
+
+def time_cold(n_obs, covariance_type):
+    """First-fit seconds of each library, each in a fresh process."""
+    out = {}
+    for library in ("ours", "sklearn"):
+        run = subprocess.run(
+            [sys.executable, __file__, "--cold", library, f"{n_obs},{covariance_type}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        out[library] = float(run.stdout.strip().splitlines()[-1])
+    return out
+
+
+def describe_machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
+        f"{i.get('num_threads')} threads)"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return (
+        f"{cpu}, {os.cpu_count()} cores; bayesgmm {bayesgmm.__version__}, jax {jax.__version__} "
+        f"({jax.local_device_count()} {jax.devices()[0].platform} devices), "
+        f"scikit-learn {sklearn.__version__}; "
+        f"BLAS: {blas}"
+    )
 
 
 def matmul_peak(n=3000, repeats=3):
@@ -134,24 +184,22 @@ def matmul_peak(n=3000, repeats=3):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only N=200,000")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", help="run one row, e.g. 1000000,tied")
+    parser.add_argument("--cold", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if args.cold:
+        n_obs, covariance_type = args.cold[1].split(",")
+        print(cold(args.cold[0], int(n_obs), covariance_type))
+        return
 
-    blas = [
-        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
-        f"{i.get('num_threads')} threads)"
-        for i in threadpool_info()
-        if i.get("user_api") == "blas"
-    ]
-    print(
-        f"bayesgmm {bayesgmm.__version__}, jax {jax.__version__}, {jax.devices()[0].platform}; BLAS: {blas}"
-    )
+    print(describe_machine())
     peak, peak_np, peak_jax = matmul_peak()
     print(f"float64 matmul peak: {peak:.1f} GFLOP/s (numpy {peak_np:.1f}, jax {peak_jax:.1f})")
-    print(f"per-iteration times: {N_ITER} iterations, best of {args.repeats} runs\n")
+    print(f"D=10, K=10, {N_ITER} iterations from the same start; warm: best of {args.repeats} calls\n")
 
     configs = [(200_000, "full"), (200_000, "diag"), (200_000, "tied")]
     if not args.quick:
@@ -159,26 +207,32 @@ def main():
     if args.only:
         n_obs, covariance_type = args.only.split(",")
         configs = [(int(n_obs), covariance_type)]
-    header = (
-        f"{'N':>9} {'cov':>5} {'ours ms':>8} {'sk1 ms':>8} {'sk2 ms':>8} {'speed-up':>8} "
-        f"{'GFLOP/s':>8} {'%peak':>6} {'LL ours':>16} {'LL sklearn':>16} {'rel diff':>9}"
+    print(
+        f"{'N':>9} {'cov':>5} | {'warm s':>6} {'sk s':>6} {'ratio':>6} | "
+        f"{'cold s':>6} {'sk s':>6} {'ratio':>6} | "
+        f"{'ms/it':>6} {'sk ms':>6} {'ratio':>6} {'GFLOP/s':>7} | {'rel LL diff':>11}"
     )
-    print(header)
     n_features = n_components = 10
     for n_obs, covariance_type in configs:
         X, centers = make_data(n_obs, n_features, n_components)
         init = shared_init(centers, covariance_type)
-        t_ours, ll_ours = time_ours(X, n_components, covariance_type, init, args.repeats)
-        t_sk1, ll_sk = time_sklearn(X, n_components, covariance_type, init, args.repeats, 1)
-        t_sk2, _ = time_sklearn(X, n_components, covariance_type, init, args.repeats, 2)
+        warm = time_warm(X, n_components, covariance_type, init, args.repeats)
+        sk_warm = min(warm["sk1"], warm["sk2"])
+        n_threads = 1 if warm["sk1"] <= warm["sk2"] else 2
+        inner = (warm["ours"] - warm["ours0"]) / N_ITER
+        sk_inner = time_sklearn_loop(X, n_components, covariance_type, init, args.repeats, n_threads)
+        first = time_cold(n_obs, covariance_type)
+        ll_ours = _fit_ours(X, n_components, covariance_type, init).score(X)
+        ll_sk = _fit_sklearn(X, n_components, covariance_type, init, n_threads).score(X)
         flops = 4 * n_obs * n_stats(n_features, covariance_type) * n_components
         if covariance_type == "tied":
             flops += 2 * n_obs * n_features**2  # the shared quadratic term's whitening
-        gflops = flops / t_ours / 1e9
         print(
-            f"{n_obs:>9,} {covariance_type:>5} {t_ours * 1e3:8.1f} {t_sk1 * 1e3:8.1f} {t_sk2 * 1e3:8.1f} "
-            f"{min(t_sk1, t_sk2) / t_ours:7.1f}x {gflops:8.1f} {100 * gflops / peak:5.1f}% "
-            f"{ll_ours:16.6f} {ll_sk:16.6f} {abs(ll_ours - ll_sk) / abs(ll_sk):9.1e}",
+            f"{n_obs:>9,} {covariance_type:>5} | "
+            f"{warm['ours']:6.3f} {sk_warm:6.3f} {sk_warm / warm['ours']:5.1f}x | "
+            f"{first['ours']:6.3f} {first['sklearn']:6.3f} {first['sklearn'] / first['ours']:5.1f}x | "
+            f"{inner * 1e3:6.1f} {sk_inner * 1e3:6.1f} {sk_inner / inner:5.1f}x {flops / inner / 1e9:7.1f} | "
+            f"{abs(ll_ours - ll_sk) / abs(ll_sk):11.1e}",
             flush=True,
         )
 
