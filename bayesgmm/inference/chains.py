@@ -19,18 +19,25 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def chain_layout(num_chains: int, n_devices: int) -> tuple[int, int]:
+def chain_layout(num_chains: int, n_devices: int, pad: bool = True) -> tuple[int, int]:
     """Return ``(devices used, chains per device)`` for ``num_chains`` chains.
 
     The fewest chains per device that the devices allow, then the fewest devices that
     hold them; the last device may run copies of the first chains to fill its share
-    (dropped afterwards), which costs no time while the other devices work.
+    (dropped afterwards), which costs no time while the other devices work. With
+    ``pad=False`` (numpyro's progress bars count the chains) the most devices that share
+    the chains evenly.
 
     Examples
     --------
     >>> chain_layout(4, 2), chain_layout(4, 8), chain_layout(3, 2), chain_layout(5, 4)
     ((2, 2), (4, 1), (2, 2), (3, 2))
+    >>> chain_layout(3, 2, pad=False), chain_layout(6, 4, pad=False)
+    ((1, 3), (3, 2))
     """
+    if not pad:
+        n_used = max(d for d in range(1, max(1, min(n_devices, num_chains)) + 1) if num_chains % d == 0)
+        return n_used, num_chains // n_used
     per_device = math.ceil(num_chains / max(1, min(n_devices, num_chains)))
     return math.ceil(num_chains / per_device), per_device
 
@@ -43,6 +50,8 @@ class ChainsOverDevices:
     num_chains : int
     devices : sequence of jax.Device, optional
         ``jax.local_devices()`` by default.
+    pad : bool
+        As for ``chain_layout``.
 
     Examples
     --------
@@ -51,10 +60,10 @@ class ChainsOverDevices:
     (1, 4)
     """
 
-    def __init__(self, num_chains: int, devices: list | None = None) -> None:
+    def __init__(self, num_chains: int, devices: list | None = None, pad: bool = True) -> None:
         devices = list(devices if devices is not None else jax.local_devices())
         self.num_chains = num_chains
-        self.n_devices, self.per_device = chain_layout(num_chains, len(devices))
+        self.n_devices, self.per_device = chain_layout(num_chains, len(devices), pad)
         self.devices = devices[: self.n_devices]
         self._programs: dict = {}
 

@@ -38,11 +38,12 @@ _EXTRA_FIELDS = (
 SAMPLERS = ProgramCache(maxsize=16)
 
 
-def _chain_method(n_chains: int) -> str | ChainsOverDevices:
+def _chain_method(n_chains: int, progress_bar: bool = False) -> str | ChainsOverDevices:
     # Several devices run chains in parallel (``chains.ChainsOverDevices``); on one device
-    # vmap them, which beats running them one after another on a CPU.
+    # vmap them, which beats running them one after another on a CPU. numpyro's bars are
+    # one per chain: no padding chains then.
     if n_chains > 1 and jax.local_device_count() > 1:
-        return ChainsOverDevices(n_chains)
+        return ChainsOverDevices(n_chains, pad=not progress_bar)
     return "vectorized"
 
 
@@ -240,7 +241,7 @@ def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_ba
     or new prior values runs the same programs.
     """
     model = partial(gmm_model, **_static_model_kwargs(setup))
-    chain_method = _chain_method(settings["num_chains"])
+    chain_method = _chain_method(settings["num_chains"], progress_bar)
     with warnings.catch_warnings():
         # numpyro turns its bars off for a callable chain_method; they work with this one.
         warnings.filterwarnings("ignore", message="Disabling progress bar")
