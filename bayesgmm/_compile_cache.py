@@ -11,12 +11,18 @@ environment variable ``BAYESGMM_COMPILATION_CACHE=1`` (in ``default_cache_dir()`
 unless JAX's own cache directory is already set (``JAX_COMPILATION_CACHE_DIR`` or
 ``jax.config``), which is left alone.
 
-It is off by default because loading from it can crash the process: with jax/jaxlib 0.10.2
-on CPU, parallel processes (pytest-xdist workers) sharing a large cache filled by earlier
-runs died with a segmentation fault inside JAX's ``backend.deserialize_executable``, while
-one process loading the same entries did not, so the crash is not one bad entry. A large
-size-bounded cache is also slow to write to: JAX reads every entry's access time under its
-file lock each time it writes one, and ``min_compile_time_secs=0`` writes many.
+It is off by default because loading from it can kill the process, and the cause is inside
+jaxlib (0.10.2, CPU), not in the cache's files: pytest-xdist workers loading a cache that an
+earlier run filled died once with a segmentation fault inside JAX's
+``backend.deserialize_executable`` (the NUTS sampling program, over 4 devices) and once with an
+abort in an eager reshape of that program's sharded output (1 run in 3 over 2 devices, a fresh
+cache of about 2,300 entries). The same tests in one process, in a fixed order, loading the
+same entries passed every time, and JAX's size-bounded cache reads and writes under a file
+lock, so neither a bad entry nor a half-written file explains it. What differs between those
+runs is which programs one process loads, and in which order: a user's notebook can meet that
+too. Both crashes involved programs over several devices. A large size-bounded cache is also
+slow to write to: JAX reads every entry's access time under its file lock each time it writes
+one, and ``min_compile_time_secs=0`` writes many.
 
 The cache holds at most ``max_size_bytes``, evicting the least recently used entries
 (with a file lock, so that parallel processes, such as pytest-xdist workers, do not
@@ -61,9 +67,9 @@ def enable_compilation_cache(
     ``jax_compilation_cache_max_size`` and ``jax_persistent_cache_min_compile_time_secs``:
     it caches every program of the process, not only bayesgmm's.
 
-    Loading from a large cache shared by parallel processes can crash one with a
-    segmentation fault inside JAX (jaxlib 0.10.2, CPU; see the module docstring): use a
-    cache per project or per run, not one shared by long runs in parallel.
+    Loading programs from the cache can kill a process inside jaxlib (0.10.2, CPU; see the
+    module docstring), seen with programs over several devices: turn it on for repeated
+    short runs of one script, where a crash costs little, not for long analyses.
 
     Parameters
     ----------
