@@ -6,6 +6,7 @@ import arviz as az
 import jax
 import numpy as np
 import pytest
+from compile_helpers import CompileTimes
 
 from bayesgmm import DiagnosticsWarning, densities, fit_nuts, load_dataset, relabel
 from bayesgmm.params import GMMParams
@@ -223,22 +224,6 @@ def test_chains_over_devices_run_each_chain_as_numpyro_does(n_chains):
     expected = draws("sequential")
     for devices in (jax.local_devices()[:1], jax.local_devices()[:2]):
         np.testing.assert_allclose(draws(ChainsOverDevices(n_chains, devices)), expected, rtol=1e-9)
-
-
-class CompileTimes:
-    """The backend compilations JAX reports while in the ``with`` block (seconds each)."""
-
-    def __enter__(self):
-        self.seconds = []
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-        return self
-
-    def _listen(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            self.seconds.append(duration)
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 def test_refits_reuse_the_sampler_and_match_a_fresh_one():
