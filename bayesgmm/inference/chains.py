@@ -2,10 +2,11 @@
 
 numpyro's own ``chain_method="parallel"`` wraps each run in a new ``pmap`` whose function
 closes over the model's arguments, so every run compiles again, and it needs one device per
-chain. ``ChainsOverDevices`` is a ``chain_method`` that keeps one ``pmap`` per sampler, takes
-the data as an argument of it (refits with new data of the same shape reuse the program) and
-runs the chains that share a device one after another (``lax.map``), so that 4 chains on a
-2-core machine run 2 at a time without more devices than cores.
+chain. ``ChainsOverDevices`` is a ``chain_method`` that keeps one program per sampler (a
+``shard_map`` over the devices), takes the data as an argument of it (refits with new data of
+the same shape reuse the program) and runs the chains that share a device one after another
+(``lax.map``), so that 4 chains on a 2-core machine run 2 at a time without more devices than
+cores.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 
 def chain_layout(num_chains: int, n_devices: int, pad: bool = True) -> tuple[int, int]:
@@ -75,13 +79,31 @@ class ChainsOverDevices:
         if key not in self._programs:
             self._programs[key] = self._program(one_chain.func, options)
         program = self._programs[key]
-        return lambda chain_args: self._unfold(program(self._fold(chain_args), args, kwargs))
+        # On the host: eager operations on arrays spread over several devices have aborted
+        # the process (jaxlib 0.10.2, CPU), and numpyro reshapes these.
+        return lambda chain_args: jax.device_get(program(chain_args, args, kwargs))
 
     def _program(self, single_chain: Callable, options: dict) -> Callable:
-        def on_device(chain_args: tuple, args: tuple, kwargs: dict) -> tuple:
-            return lax.map(lambda one: single_chain(one, args=args, kwargs=kwargs, **options), chain_args)
+        """One jitted program: fold the chains onto the devices, run them, unfold them."""
 
-        return jax.pmap(on_device, in_axes=(0, None, None), devices=self.devices)
+        def on_device(chain_args: tuple, args: tuple, kwargs: dict) -> tuple:
+            local = jax.tree_util.tree_map(lambda leaf: leaf[0], chain_args)
+            out = lax.map(lambda one: single_chain(one, args=args, kwargs=kwargs, **options), local)
+            return jax.tree_util.tree_map(lambda leaf: leaf[None], out)
+
+        mapped = jax.shard_map(
+            on_device,
+            mesh=Mesh(np.array(self.devices), ("chain",)),
+            in_specs=(P("chain"), P(), P()),
+            out_specs=P("chain"),
+            # numpyro's loops carry values that become per-chain (varying) inside.
+            check_vma=False,
+        )
+
+        def run(chain_args: tuple, args: tuple, kwargs: dict) -> tuple:
+            return self._unfold(mapped(self._fold(chain_args), args, kwargs))
+
+        return jax.jit(run)
 
     def _fold(self, chain_args: tuple) -> tuple:
         """``(num_chains, ...)`` leaves to ``(n_devices, per_device, ...)``, padding with the first chains."""
