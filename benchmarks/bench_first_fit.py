@@ -5,7 +5,7 @@ bundled Old Faithful data (272 x 2, K=2, full covariance) and fits it again with
 seed. "cold" is the first fit's wall time, compilation included (the import is timed apart);
 "warm" is the refit. The peers run in the same script: scikit-learn's ``GaussianMixture``
 (EM) and ``BayesianGaussianMixture`` (variational), and a plain NumPyro mixture
-(``MixtureSameFamily`` with ``LKJCholesky``, NUTS with its defaults) for NUTS.
+(``MixtureSameFamily`` with ``LKJCholesky``, NUTS with its defaults; ``plain_numpyro.py``) for NUTS.
 
 Run: ``python benchmarks/bench_first_fit.py`` (about three minutes on 2 cores).
 """
@@ -50,33 +50,15 @@ def _sklearn(method: str):
 
 
 def _plain_numpyro():
-    import jax
     import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS
+    import plain_numpyro
 
-    numpyro.set_host_device_count(N_CHAINS)
-    X = jnp.asarray(_faithful())
-    X = (X - X.mean(0)) / X.std(0)
-
-    def model(X):
-        weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(2)))
-        with numpyro.plate("component", 2):
-            means = numpyro.sample("means", dist.Normal(jnp.zeros(2), 2.0).to_event(1))
-            scales = numpyro.sample("scales", dist.HalfNormal(jnp.ones(2)).to_event(1))
-            corr = numpyro.sample("corr", dist.LKJCholesky(2, 2.0))
-        tril = scales[..., :, None] * corr
-        mix = dist.MixtureSameFamily(
-            dist.Categorical(weights), dist.MultivariateNormal(means, scale_tril=tril)
-        )
-        numpyro.sample("X", mix, obs=X)
+    plain_numpyro.set_devices(N_CHAINS)
+    Z = plain_numpyro.standardise(jnp.asarray(_faithful()))
 
     def fit(seed):
-        mcmc = MCMC(NUTS(model), num_warmup=N_WARMUP, num_samples=N_SAMPLES, num_chains=N_CHAINS,
-                    chain_method="parallel", progress_bar=False)  # fmt: skip
-        mcmc.run(jax.random.PRNGKey(seed), X)
-        return jax.block_until_ready(mcmc.get_samples())
+        mcmc = plain_numpyro.new_mcmc(N_WARMUP, N_SAMPLES, N_CHAINS)
+        return plain_numpyro.run(mcmc, Z, 2, seed)
 
     return fit
 
