@@ -11,18 +11,16 @@ environment variable ``BAYESGMM_COMPILATION_CACHE=1`` (in ``default_cache_dir()`
 unless JAX's own cache directory is already set (``JAX_COMPILATION_CACHE_DIR`` or
 ``jax.config``), which is left alone.
 
-It is off by default because loading from it can kill the process, and the cause is inside
-jaxlib (0.10.2, CPU), not in the cache's files: pytest-xdist workers loading a cache that an
-earlier run filled died once with a segmentation fault inside JAX's
-``backend.deserialize_executable`` (the NUTS sampling program, over 4 devices) and once with an
-abort in an eager reshape of that program's sharded output (1 run in 3 over 2 devices, a fresh
-cache of about 2,300 entries). The same tests in one process, in a fixed order, loading the
-same entries passed every time, and JAX's size-bounded cache reads and writes under a file
-lock, so neither a bad entry nor a half-written file explains it. What differs between those
-runs is which programs one process loads, and in which order: a user's notebook can meet that
-too. Both crashes involved programs over several devices. A large size-bounded cache is also
-slow to write to: JAX reads every entry's access time under its file lock each time it writes
-one, and ``min_compile_time_secs=0`` writes many.
+It is off by default. With jax/jaxlib 0.10.2 on CPU, pytest-xdist workers loading a cache of
+about 7,000 entries that earlier runs had filled died with a segmentation fault inside JAX's
+``backend.deserialize_executable`` (numpyro's own parallel sampling program over 4 devices,
+which embedded the data as constants and was compiled anew for every fit), while one process
+loading the same entries did not. That crash has not been seen since: four xdist runs of the
+NUTS tests sharing a fresh cache (one directory per version, ``version_tag()``) passed, and
+loaded it in 61 s against 144 s to fill it; ``benchmarks/README.md`` holds the record. It
+stays opt-in until a whole test suite has run on it for longer. A large size-bounded cache is
+also slow to write to: JAX reads every entry's access time under its file lock each time it
+writes one, and ``min_compile_time_secs=0`` writes many.
 
 The cache holds at most ``max_size_bytes``, evicting the least recently used entries
 (with a file lock, so that parallel processes, such as pytest-xdist workers, do not
@@ -31,11 +29,13 @@ write over each other's files).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import warnings
 from pathlib import Path
 
 import jax
+import jaxlib
 
 #: Default upper bound on the cache's size on disk.
 DEFAULT_MAX_SIZE_BYTES = 1 << 30
@@ -55,6 +55,24 @@ def default_cache_dir() -> Path:
     return Path(base) / "bayesgmm" / "jax"
 
 
+def version_tag() -> str:
+    """Return the versions that cached programs depend on, as the name of their directory.
+
+    A new jax, jaxlib or bayesgmm starts an empty directory instead of sharing one with
+    programs of other versions, which JAX would never load again but would keep counting.
+
+    Examples
+    --------
+    >>> version_tag().startswith("jax")
+    True
+    """
+    try:
+        ours = importlib.metadata.version("bayesgmm")
+    except importlib.metadata.PackageNotFoundError:
+        ours = "unknown"
+    return f"jax{jax.__version__}-jaxlib{jaxlib.__version__}-bayesgmm{ours}"
+
+
 def enable_compilation_cache(
     path: str | os.PathLike | None = None,
     *,
@@ -67,14 +85,14 @@ def enable_compilation_cache(
     ``jax_compilation_cache_max_size`` and ``jax_persistent_cache_min_compile_time_secs``:
     it caches every program of the process, not only bayesgmm's.
 
-    Loading programs from the cache can kill a process inside jaxlib (0.10.2, CPU; see the
-    module docstring), seen with programs over several devices: turn it on for repeated
-    short runs of one script, where a crash costs little, not for long analyses.
+    Loading programs from a large cache shared by parallel processes has crashed one inside
+    jaxlib (0.10.2, CPU; see the module docstring): keep one cache per project or per run.
 
     Parameters
     ----------
     path : path-like, optional
-        Directory of the cache; ``default_cache_dir()`` when None. Created if missing.
+        Directory of the cache; ``default_cache_dir() / version_tag()`` when None. Created
+        if missing.
     max_size_bytes : int
         Least recently used entries are evicted beyond this size.
     min_compile_time_secs : float
@@ -93,7 +111,7 @@ def enable_compilation_cache(
     >>> enable_compilation_cache(tempfile.mkdtemp()).is_dir()  # doctest: +SKIP
     True
     """
-    directory = Path(path) if path is not None else default_cache_dir()
+    directory = Path(path) if path is not None else default_cache_dir() / version_tag()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if not os.access(directory, os.W_OK):
