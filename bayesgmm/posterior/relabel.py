@@ -136,15 +136,17 @@ def ecr_permutations(resp: np.ndarray, pivot: int) -> np.ndarray:
     -------
     int ndarray, shape (n, n_components)
     """
-    n_obs, n_components = resp.shape[1:]
-    eye = np.eye(n_components)
+    n, n_obs, n_components = resp.shape
     ref_soft = resp[pivot]
-    ref_hard = eye[np.argmax(ref_soft, axis=-1)]
-    hard = eye[np.argmax(resp, axis=-1)]
-    agree = np.einsum("ik,tij->tkj", ref_hard, hard)
+    labels = np.argmax(resp, axis=-1)
+    # agree[t, k, j]: observations the pivot puts in k and draw t in j, counted with one
+    # bincount rather than through one-hot arrays of the size of resp.
+    cells = (np.arange(n)[:, None] * n_components + labels[pivot]) * n_components + labels
+    agree = np.bincount(cells.ravel(), minlength=n * n_components**2)
+    agree = agree.reshape(n, n_components, n_components).astype(resp.dtype)
     # The soft overlap, scaled to sum below one, only breaks ties between equal counts
     # (e.g. empty components), which keeps the result unique and relabelling idempotent.
-    soft = np.einsum("ik,tij->tkj", ref_soft, resp) / (n_obs + 1.0)
+    soft = np.matmul(ref_soft.T, resp) / (n_obs + 1.0)  # BLAS, not einsum's loops
     return hungarian(-(agree + soft))
 
 
