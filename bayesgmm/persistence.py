@@ -310,10 +310,12 @@ def read_model(path: str | os.PathLike) -> tuple[str, dict, az.InferenceData, di
             "save method and load that file."
         )
     version = attrs.get("bayesgmm_format_version")
-    if not isinstance(version, int | np.integer) or not 1 <= version <= FORMAT_VERSION:
+    if not isinstance(version, int | np.integer) or version < 1:
+        raise ValueError(f"{path} has an invalid bayesgmm_format_version {version!r}: save the model again.")
+    if version > FORMAT_VERSION:
         raise ValueError(
-            f"{path} is a bayesgmm model in format version {version!r}, written by bayesgmm "
-            f"{attrs.get('bayesgmm_version')}; this bayesgmm reads format versions 1 to "
+            f"{path} is a bayesgmm model in format version {int(version)}, written by bayesgmm "
+            f"{attrs.get('bayesgmm_version')}; this bayesgmm reads format versions up to "
             f"{FORMAT_VERSION}: upgrade bayesgmm to load it."
         )
     missing = [key for key in ATTR_KEYS if key not in attrs]
