@@ -296,7 +296,7 @@ def read_model(path: str | os.PathLike) -> tuple[str, dict, az.InferenceData, di
     >>> import os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "plain.nc")
     >>> _ = az.from_dict(posterior={"mu": np.zeros((1, 5))}).to_netcdf(path)
-    >>> read_model(path)
+    >>> read_model(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     ValueError: ... is a netCDF file but not a bayesgmm model ...
