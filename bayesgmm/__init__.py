@@ -42,6 +42,7 @@ from bayesgmm.inference.em.result import EMResult
 from bayesgmm.inference.nuts import fit_nuts
 from bayesgmm.inference.svi.fit import fit_svi
 from bayesgmm.params import GMMParams
+from bayesgmm.persistence import load
 from bayesgmm.posterior import params_from_idata
 from bayesgmm.posterior.assignments import (
     coclustering_matrix,
@@ -69,6 +70,7 @@ __all__ = [
     "bic",
     "fit_em",
     "icl",
+    "load",
     "BayesianGMM",
     "Priors",
     "fit_nuts",

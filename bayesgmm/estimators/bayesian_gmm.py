@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import jax
@@ -9,7 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from bayesgmm import densities
+from bayesgmm import densities, persistence
 from bayesgmm._validation import as_key, check_X
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.predictive import log_predictive_density, mean_responsibilities
@@ -139,13 +140,43 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         # The posterior's feature coordinates are the column names, whatever their type.
         feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
         X = self._validate(X, reset=True)
-        self.idata_ = relabel(self._fit_idata(X, feature_names))
-        self._params = params_from_idata(self.idata_)
-        post = self.idata_.posterior
+        self._set_fitted(relabel(self._fit_idata(X, feature_names)))
+        return self
+
+    def _set_fitted(self, idata):
+        """Set ``idata_`` and what is read from it: the draws predictions use, posterior means."""
+        self.idata_ = idata
+        self._params = params_from_idata(idata)
+        post = idata.posterior
         self.weights_ = post["weights"].mean(("chain", "draw")).values
         self.means_ = post["means"].mean(("chain", "draw")).values
         self.covariances_ = post["covariances"].mean(("chain", "draw")).values
-        return self
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to one netCDF file; :func:`bayesgmm.load` reads it back.
+
+        The file is ``idata_`` (``arviz.from_netcdf`` opens it) with the parameters and
+        feature names in its attributes (see :mod:`bayesgmm.persistence`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Overwritten if it exists.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from bayesgmm import BayesianGMM, load, load_dataset
+        >>> X, _ = load_dataset("faithful")
+        >>> gmm = BayesianGMM(2, inference="svi", num_samples=50, num_chains=1, random_state=0).fit(X)
+        >>> path = os.path.join(tempfile.mkdtemp(), "gmm.nc")
+        >>> gmm.save(path)
+        >>> np.array_equal(load(path).score_samples(X), gmm.score_samples(X))
+        True
+        """
+        check_is_fitted(self, "idata_")
+        persistence.save_model(self, self.idata_, path)
 
     def _validate(self, X, reset):
         """``X`` as a float array, shape (n_obs, n_features), checked as scikit-learn checks it.

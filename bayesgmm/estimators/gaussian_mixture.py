@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from bayesgmm import persistence
 from bayesgmm.inference.em import criteria
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
@@ -185,6 +187,35 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = res.n_iter
         self.lower_bound_ = res.lower_bound
         self.lower_bounds_ = [float(v) for v in res.lower_bounds]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to one netCDF file; :func:`bayesgmm.load` reads it back.
+
+        The fitted arrays go in the ``constant_data`` group, the parameters and feature names
+        in the file's attributes (see :mod:`bayesgmm.persistence`); ``em_result_`` is not saved.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Overwritten if it exists.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from bayesgmm import load
+        >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+        >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+        >>> path = os.path.join(tempfile.mkdtemp(), "gm.nc")
+        >>> gm.save(path)
+        >>> np.array_equal(load(path).predict_proba(X), gm.predict_proba(X))
+        True
+        """
+        check_is_fitted(self)
+        persistence.save_model(self, persistence.gaussian_mixture_data(self), path)
+
+    def _set_fitted(self, idata):
+        for name, value in persistence.gaussian_mixture_attributes(idata).items():
+            setattr(self, name, value)
 
     def _print_history(self):
         lbs = self.lower_bounds_
