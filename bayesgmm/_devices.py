@@ -1,4 +1,4 @@
-"""One JAX CPU device per NUTS chain, so that chains run in parallel on a multi-core CPU.
+"""One JAX CPU device per core, so that NUTS chains and EM passes run in parallel on a CPU.
 
 JAX gives a CPU one device by default. Chains run in parallel only on separate devices;
 on one device they are vectorised, and a vectorised NUTS step waits for the chain with the

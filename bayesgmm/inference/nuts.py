@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +121,8 @@ def fit_nuts(
     posterior_predictive : bool, default False
         Add one replicate data set per posterior draw.
     progress_bar : bool, default False
+        One bar per chain. A fit with bars compiles its sampler anew (numpyro draws them
+        while it traces the sampling loop); without, refits reuse it.
     feature_names : sequence of str, optional
 
     Warns
@@ -242,16 +243,9 @@ def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_ba
     """
     model = partial(gmm_model, **_static_model_kwargs(setup))
     chain_method = _chain_method(settings["num_chains"], progress_bar)
-    with warnings.catch_warnings():
-        # numpyro turns its bars off for a callable chain_method; they work with this one.
-        warnings.filterwarnings("ignore", message="Disabling progress bar")
-        mcmc = MCMC(
-            NUTS(model, **kernel_settings),
-            **settings,
-            chain_method=chain_method,
-            progress_bar=False,
-            jit_model_args=True,
-        )
+    kernel = NUTS(model, **kernel_settings)
+    mcmc = MCMC(kernel, **settings, chain_method=chain_method, progress_bar=False, jit_model_args=True)
+    # Set afterwards: numpyro refuses bars with a callable chain_method, and they work with this one.
     mcmc.progress_bar = progress_bar and _bars_allowed()
     return mcmc
 

@@ -161,15 +161,12 @@ def final_e_step(
         ``argmax_k p(k | x_i)`` for every row, the padding rows included.
     """
     centred = _is_centred(data.F_blocks)
-    if centred:
-        logits_of = centred_logits(params)
-    else:
-        CT = coefficients(params, covariance_type).T
-        logits_of = lambda fT: (CT @ fT, None)  # noqa: E731
+    CT = None if centred else coefficients(params, covariance_type).T
+    centred_of = centred_logits(params) if centred else None
 
     def block(total, fw):
         fT, w = fw
-        logits = logits_of(fT)[0]
+        logits = centred_of(fT)[0] if centred else CT @ fT
         log_norm = softmax_parts(logits, axis=0)[0]
         if covariance_type == "tied" and not centred:
             log_norm = log_norm + tied_quadratic(params, fT[1:])
