@@ -16,10 +16,17 @@ examples:
 """
 
 
+def _version() -> str:
+    from bayesgmm import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesgmm", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"bayesgmm {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit a mixture and print a posterior summary")
     fit.add_argument(

@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
+import bayesgmm
 from bayesgmm import BayesianGMM, densities
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata
@@ -205,3 +206,10 @@ def test_command_line_reports_bad_data(tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "NaN" in result.stderr
+
+
+def test_cli_prints_its_version():
+    out = subprocess.run(
+        [sys.executable, "-m", "bayesgmm.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"bayesgmm {bayesgmm.__version__}"
