@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import warnings
 from functools import partial
@@ -127,9 +126,8 @@ def fit_em(
     state, (log_liks, labels) = _run_restarts(call)
     best = _pick_best(state, max_iter)
     result = _result(
-        call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
+        call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter, initial_lower_bound
     )
-    result = dataclasses.replace(result, labels=labels[best][: len(call.X)])
     _warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
     if max_iter > 0 and not result.converged:
         warnings.warn(
@@ -143,7 +141,7 @@ def fit_em(
 
 
 def _result(
-    call, state, log_liks, best, covariance_type, sample_weight, max_iter, initial_lower_bound
+    call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter, initial_lower_bound
 ) -> EMResult:
     """Build the EMResult of restart ``best``, in the user's coordinates."""
     weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
@@ -153,6 +151,7 @@ def _result(
         params=GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(scale_tril)),
         covariance_type=covariance_type,
         log_likelihood=float(log_liks[best]),
+        labels=labels[best][: len(call.X)],
         lower_bound=float(state.lower_bound[best]) if max_iter > 0 else float(initial_lower_bound),
         lower_bounds=np.asarray(state.lower_bounds[best][:n_iter]),
         converged=bool(state.converged[best]),

@@ -9,8 +9,7 @@ those centred coordinates, and ``fit_em`` maps them back. That error is negligib
 float64 but not in float32, so float32 data take ``stats.centred_stats`` instead,
 which sums each row about each component's mean.
 
-The state is a NamedTuple, ``step`` is pure, ``run_em`` drives it with ``lax.while_loop``
-and ``run_em_restarts`` runs several starts in parallel with ``vmap``.
+The state is a NamedTuple, ``step`` is pure and ``run_em`` drives it with ``lax.while_loop``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from bayesgmm._jit import jit
 from bayesgmm.inference.em.mstep import EMPrior, log_prior, m_step
 from bayesgmm.inference.em.shards import over_shards
 from bayesgmm.inference.em.stats import (
@@ -53,7 +51,6 @@ __all__ = [
     "m_step",
     "params_from_resp",
     "run_em",
-    "run_em_restarts",
     "step",
     "sufficient_stats",
 ]
@@ -358,30 +355,3 @@ def run_em(
         return step(s, data, tol, reg_covar, map_prior, covariance_type, n_shards)
 
     return jax.lax.while_loop(cond, body, state)
-
-
-@partial(jit, static_argnames=("covariance_type", "max_iter"))
-def run_em_restarts(
-    params: GMMParams,
-    data: EMData,
-    lower_bound: float | jnp.ndarray,
-    tol: float | jnp.ndarray,
-    reg_covar: float | jnp.ndarray,
-    map_prior: EMPrior | None,
-    *,
-    covariance_type: str,
-    max_iter: int | jnp.ndarray,
-) -> EMState:
-    """Run ``run_em`` over a leading restart axis of ``params`` and ``lower_bound``, in parallel.
-
-    Parameters are those of ``run_em``, with ``params`` leaves and ``lower_bound`` shaped
-    (n_restarts, ...).
-
-    Returns
-    -------
-    EMState
-        Leaves shaped (n_restarts, ...).
-    """
-    run = partial(run_em, covariance_type=covariance_type, max_iter=max_iter)
-    in_axes = (0, None, 0, None, None, None)
-    return jax.vmap(run, in_axes=in_axes)(params, data, lower_bound, tol, reg_covar, map_prior)
