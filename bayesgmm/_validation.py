@@ -10,6 +10,11 @@ import numpy as np
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
+def column_names(X) -> tuple[str, ...] | None:
+    """Return the column names of a data frame ``X`` as strings, or None for an unnamed array."""
+    return tuple(str(c) for c in X.columns) if hasattr(X, "columns") else None
+
+
 def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X") -> np.ndarray:
     """Validate data and return it as a 2-D float array of shape (n_obs, n_features).
 

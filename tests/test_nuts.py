@@ -257,3 +257,18 @@ def test_refits_reuse_the_sampler_and_match_a_fresh_one():
         fresh = fit_nuts(X2, 2, seed=1, **kw)
     np.testing.assert_array_equal(refit.posterior["means"].values, fresh.posterior["means"].values)
     np.testing.assert_array_equal(refit.sample_stats["lp"].values, fresh.sample_stats["lp"].values)
+
+
+def test_one_component_fit_is_the_gaussian_of_the_data():
+    X, _ = load_dataset("faithful")
+    idata = fit_nuts(X, 1, num_warmup=200, num_samples=200, num_chains=2, seed=0)
+    post = idata.posterior
+    np.testing.assert_array_equal(post["weights"].values, 1.0)
+    # With one component and weak priors the posterior of the mean centres on the sample mean.
+    means, sd = (
+        post["means"].mean(("chain", "draw")).values[0],
+        post["means"].std(("chain", "draw")).values[0],
+    )
+    assert np.all(np.abs(means - X.mean(axis=0)) < 4 * sd)
+    cov = post["covariances"].mean(("chain", "draw")).values[0]
+    np.testing.assert_allclose(cov, np.cov(X.T), rtol=0.1)

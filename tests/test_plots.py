@@ -165,7 +165,12 @@ def test_plot_criteria_lines_and_best_marks():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["BIC", "ICL", "LOOIC (-2 elpd_loo)"]
     stars = [line for line in ax.lines if line.get_marker() == "*"]
-    assert len(stars) == 3 and all(s.get_xdata()[0] == 2 for s in stars)
+    assert len(stars) == 3 and all(round(s.get_xdata()[0]) == 2 for s in stars)
+    # Lines that agree stay visible: each has its own marker and is shifted sideways a little.
+    data_lines = [line for line in ax.lines if line.get_marker() not in ("*", "_")]
+    assert len({line.get_marker() for line in data_lines}) == 3
+    assert len({line.get_xdata()[1] for line in data_lines}) == 3
+    assert all(abs(line.get_xdata()[1] - 2) < 0.25 for line in data_lines)
     assert ax.get_xlabel() == "number of components K"
     with pytest.raises(ValueError, match="criteria"):
         bp.plot_criteria(pd.DataFrame({"x": [1.0]}))

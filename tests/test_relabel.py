@@ -245,3 +245,19 @@ def test_truncation_report_reads_the_sampled_last_stick_after_relabelling():
     expected = float(np.prod(1.0 - sticks, axis=-1).mean())
     for fit in (idata, relabel(idata, "ordering")):
         assert n_components_posterior(fit, seed=0).attrs["stick_remainder_mean"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("method", ["ecr", "stephens"])
+def test_components_numbered_by_decreasing_weight_whatever_the_labelling(method):
+    draws, X = _setup(2)
+    outs = [
+        relabel(make_idata(permute_draws(draws, random_perms(N_CHAINS, N_DRAWS, 3, seed=s)), X), method)
+        for s in (3, 4)
+    ]
+    for name in ("weights", "means"):
+        np.testing.assert_array_equal(outs[0].posterior[name].values, outs[1].posterior[name].values)
+    truth = true_params(2)
+    order = np.argsort(-np.asarray(truth.weights))
+    means = outs[0].posterior["means"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(means, np.asarray(truth.means)[order], atol=0.1)
+    assert np.all(np.diff(outs[0].posterior["weights"].mean(("chain", "draw")).values) < 0)

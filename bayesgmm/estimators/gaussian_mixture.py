@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -177,7 +178,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _set_result(self, res):
         ct = self.covariance_type
-        self.em_result_ = res
+        names = getattr(self, "feature_names_in_", None)
+        # Plots and the InferenceData of em_result_ label the features by the columns fitted.
+        self.em_result_ = res if names is None else replace(res, feature_names=tuple(map(str, names)))
         self.weights_ = np.asarray(res.params.weights)
         self.means_ = np.asarray(res.params.means)
         self.covariances_ = em_shapes.sklearn_covariances(res.params, ct)

@@ -12,9 +12,10 @@ from bayesgmm.posterior.relabel import is_relabelled, relabel
 
 
 def get_ax(ax=None):
-    """``ax``, or the current Axes of a new figure."""
+    """``ax``, or the Axes of a new figure."""
     if ax is None:
-        _, ax = plt.subplots()
+        # Constrained layout keeps axis labels inside the figure when it is saved as drawn.
+        _, ax = plt.subplots(layout="constrained")
     return ax
 
 
@@ -56,7 +57,8 @@ def fit_params(source, relabel_draws: bool = True):
         p = source.params
         draws = GMMParams(*(np.asarray(a)[None] for a in p))
         X = np.asarray(source.X)
-        return draws, X, [f"x{j}" for j in range(X.shape[1])]
+        names = source.feature_names or [f"x{j}" for j in range(X.shape[1])]
+        return draws, X, list(names)
     idata = source
     if relabel_draws and not is_relabelled(idata) and idata.posterior.sizes["component"] > 1:
         idata = relabel(idata)

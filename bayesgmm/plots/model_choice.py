@@ -83,6 +83,10 @@ def plot_n_components(
     return ax
 
 
+#: One marker per line of plot_criteria, so lines that coincide stay visible.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
 def plot_criteria(table: pd.DataFrame, criteria: Sequence[str] | None = None, ax: Axes | None = None) -> Axes:
     """Information criteria over the number of components, best K marked.
 
@@ -125,22 +129,25 @@ def plot_criteria(table: pd.DataFrame, criteria: Sequence[str] | None = None, ax
         [(None, t)] if cov_col is None or t[cov_col].nunique() == 1 else list(t.groupby(cov_col, sort=False))
     )
     ks = np.unique(t[k_col].to_numpy(dtype=float))
-    for cov, g in groups:
-        g = g.sort_values(k_col)
-        x = g[k_col].to_numpy(dtype=float)
-        for col in criteria:
-            key = str(col).lower()
-            y, label, yerr = g[col].to_numpy(dtype=float), key.upper(), None
-            if key == "elpd_loo":
-                # -2 elpd_loo is on the scale of BIC/AIC: one axis, lower is better for all.
-                y, label = -2 * y, "LOOIC (-2 elpd_loo)"
-                se_col = next((lower[c] for c in ("se_loo", "elpd_loo_se", "se") if c in lower), None)
-                yerr = None if se_col is None else 2 * g[se_col].to_numpy(dtype=float)
-            label = label if cov is None else f"{label} ({cov})"
-            line = ax.errorbar(x, y, yerr=yerr, marker="o", ms=4, capsize=3, label=label)
-            if np.isfinite(y).any():
-                best = int(np.nanargmin(y))
-                ax.plot(x[best], y[best], marker="*", ms=14, color=line[0].get_color(), mec="k", zorder=5)
+    lines = [(cov, g.sort_values(k_col), col) for cov, g in groups for col in criteria]
+    # Criteria often agree (BIC and ICL of well-separated fits): each line gets its own marker
+    # and a small sideways shift so that none hides another.
+    step = 0.5 * np.min(np.diff(ks), initial=1.0) / max(len(lines), 1)
+    for i, (cov, g, col) in enumerate(lines):
+        x = g[k_col].to_numpy(dtype=float) + (i - (len(lines) - 1) / 2) * step
+        key = str(col).lower()
+        y, label, yerr = g[col].to_numpy(dtype=float), key.upper(), None
+        if key == "elpd_loo":
+            # -2 elpd_loo is on the scale of BIC/AIC: one axis, lower is better for all.
+            y, label = -2 * y, "LOOIC (-2 elpd_loo)"
+            se_col = next((lower[c] for c in ("se_loo", "elpd_loo_se", "se") if c in lower), None)
+            yerr = None if se_col is None else 2 * g[se_col].to_numpy(dtype=float)
+        label = label if cov is None else f"{label} ({cov})"
+        marker = _MARKERS[i % len(_MARKERS)]
+        line = ax.errorbar(x, y, yerr=yerr, marker=marker, ms=5, mfc="none", capsize=3, label=label)
+        if np.isfinite(y).any():
+            best = int(np.nanargmin(y))
+            ax.plot(x[best], y[best], marker="*", ms=14, color=line[0].get_color(), mec="k", zorder=5)
     ax.set_xticks(ks)
     ax.set_xlabel("number of components K")
     ax.set_ylabel("criterion (lower is better)")

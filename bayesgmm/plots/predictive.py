@@ -100,6 +100,8 @@ def plot_density_1d(
     ax.plot(x, np.zeros_like(x), "|", color="k", ms=8, alpha=0.5)
     ax.set_xlabel(names[feature])
     ax.set_ylabel("density")
+    # Densities of data in large units are tiny: a power of ten over the axis keeps the tick labels short.
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     ax.legend(fontsize="small")
     return ax
 

@@ -9,7 +9,7 @@ Methods
 -------
 ``"ordering"``
     Sort the components by the mean of one feature (an identifiability constraint;
-    sensible in 1-D when the means are well separated).
+    sensible in 1-D when the means are well separated). Component 0 has the smallest mean.
 ``"ecr"``
     Equivalence classes representatives with a pivot (Papastamoulis & Iliopoulos
     2010): the hard allocation of each draw is matched to the allocation of a pivot
@@ -17,6 +17,9 @@ Methods
 ``"stephens"``
     Stephens' (2000) Kullback-Leibler algorithm: alternately average the permuted
     responsibilities and re-assign every draw to that average; started from ECR.
+
+After ECR and Stephens the components are numbered by decreasing posterior mean weight,
+so that the order does not depend on the seed (component 0 is the largest).
 
 ``"auto"`` picks ``"ordering"`` for 1-D data whose sorted means have central 98%
 posterior intervals that do not overlap, else ``"stephens"`` when the
@@ -29,8 +32,8 @@ stick) and ``stick_remainder``, with ``weights = models.stick_breaking(sticks)``
 ``stick_remainder = weights[..., -1]``. Stick breaking depends on the order of the
 components, so permuting ``weights`` leaves the sampled sticks describing the old
 order. :func:`relabel` recomputes both from the relabelled weights (the inverse of
-``stick_breaking``, :func:`sticks_from_weights`), so that the two identities hold for
-every relabelled draw. The sampler's own order is kept by
+``stick_breaking``, ``bayesgmm.posterior.sticks.sticks_from_weights``), so that the two
+identities hold for every relabelled draw. The sampler's own order is kept by
 ``relabel_permutation``: the sampled ``stick_remainder`` of a draw (the mass the
 truncation gave to the sampler's last component, the quantity the truncation check of
 ``n_components_posterior`` reads) is the relabelled weight of the component ``k`` with
@@ -47,6 +50,7 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import densities
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.sticks import rebreak_sticks
 
 METHODS = ("ordering", "ecr", "stephens")
 #: Groups whose draws are the posterior draws, so they are permuted together.
@@ -262,7 +266,37 @@ def find_permutations(idata: az.InferenceData, method: str = "auto") -> tuple[np
         perms = ecr_permutations(resp, pivot_draw(idata))
         if method == "stephens":
             perms, _ = stephens_permutations(resp, init=perms)
+        perms = by_decreasing_weight(idata.posterior["weights"].values.reshape(-1, perms.shape[-1]), perms)
     return perms.reshape((*lead, -1)), method
+
+
+def by_decreasing_weight(weights: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Compose per-draw permutations with the one global order of decreasing mean weight.
+
+    ECR and Stephens match every draw to a reference labelling (a pivot draw, an
+    average), whose order is arbitrary: it changes with the seed and the sampler.
+    Sorting the matched components by their posterior mean weight makes component 0
+    the largest in every fit of the same data.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (n_draws, n_components)
+        The draws' weights in the sampler's order.
+    perms : int ndarray, shape (n_draws, n_components)
+        New component ``k`` is old component ``perms[:, k]``.
+
+    Returns
+    -------
+    int ndarray, shape (n_draws, n_components)
+
+    Examples
+    --------
+    >>> w = np.array([[0.2, 0.8], [0.7, 0.3]])
+    >>> by_decreasing_weight(w, np.array([[0, 1], [1, 0]])).tolist()
+    [[1, 0], [0, 1]]
+    """
+    matched = np.take_along_axis(weights, perms, axis=-1).mean(axis=0)
+    return perms[:, np.argsort(-matched, kind="stable")]
 
 
 def _permute_dataset(ds: xr.Dataset, perms: np.ndarray) -> xr.Dataset:
@@ -277,56 +311,10 @@ def _permute_dataset(ds: xr.Dataset, perms: np.ndarray) -> xr.Dataset:
             out[name] = z.copy(data=np.take_along_axis(inverse, z.values, axis=-1).astype(z.dtype))
         elif "component" in da.dims and "chain" in da.dims and "draw" in da.dims:
             permuted = da.isel(component=index).transpose(*da.dims)
+            # C order, as a netCDF file reads back: reductions then round alike after a round trip.
+            permuted = permuted.copy(data=np.ascontiguousarray(permuted.values))
             out[name] = permuted.assign_coords(component=ds["component"])
     return out
-
-
-def sticks_from_weights(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stick-breaking proportions that give ``weights``: the inverse of ``models.stick_breaking``.
-
-    Parameters
-    ----------
-    weights : ndarray, shape (..., n_components)
-        Nonnegative, summing to one along the last axis.
-
-    Returns
-    -------
-    sticks : ndarray, shape (..., n_components - 1)
-        ``v_k = w_k / sum_{j>=k} w_j``: the share of the stick left before component ``k``
-        that component ``k`` takes. Where nothing is left (``sum_{j>=k} w_j == 0``) any
-        share gives the same weights; it is set to 0.
-    remainder : ndarray, shape (...)
-        ``prod_k (1 - v_k)``, the last weight.
-
-    Examples
-    --------
-    >>> sticks, rest = sticks_from_weights(np.array([0.25, 0.5, 0.25]))
-    >>> sticks.tolist(), float(rest)
-    ([0.25, 0.6666666666666666], 0.25)
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    # The mass left before each component as a sum of the weights after it, not as
-    # 1 - cumsum: the small weights at the end of a stick would be lost to cancellation.
-    left = np.flip(np.cumsum(np.flip(weights, -1), axis=-1), -1)[..., :-1]
-    head = weights[..., :-1]
-    sticks = np.divide(head, left, out=np.zeros_like(head), where=left > 0)
-    return np.clip(sticks, 0.0, 1.0), weights[..., -1]
-
-
-def _rebreak_sticks(post: xr.Dataset) -> None:
-    """Recompute ``sticks`` and ``stick_remainder`` of ``post`` (in place) from its weights."""
-    if "sticks" not in post and "stick_remainder" not in post:
-        return
-    weights = post["weights"].transpose("chain", "draw", "component")
-    sticks, remainder = sticks_from_weights(weights.values)
-    if "sticks" in post:
-        old = post["sticks"].transpose("chain", "draw", "stick")
-        post["sticks"] = old.copy(data=sticks.astype(old.dtype)).transpose(*post["sticks"].dims)
-    if "stick_remainder" in post:
-        old = post["stick_remainder"].transpose("chain", "draw")
-        post["stick_remainder"] = old.copy(data=remainder.astype(old.dtype)).transpose(
-            *post["stick_remainder"].dims
-        )
 
 
 def is_relabelled(idata: az.InferenceData) -> bool:
@@ -385,5 +373,5 @@ def relabel(idata: az.InferenceData, method: str = "auto") -> az.InferenceData:
         dims = ("chain", "draw", "component")
         post["relabel_permutation"] = xr.DataArray(perms, dims=dims, coords={k: post[k] for k in dims})
     post.attrs = {**idata.posterior.attrs, "relabel_method": method}
-    _rebreak_sticks(post)
+    rebreak_sticks(post)
     return az.InferenceData(attrs=dict(idata.attrs), **groups)

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
-from bayesgmm._validation import check_covariance_type, check_n_components, check_X
+from bayesgmm._validation import check_covariance_type, check_n_components, check_X, column_names
 from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
@@ -125,9 +125,8 @@ def fit_em(
     )  # fmt: skip
     state, (log_liks, labels) = _run_restarts(call)
     best = _pick_best(state, max_iter)
-    result = _result(
-        call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter, initial_lower_bound
-    )
+    result = _result(call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter,
+                     initial_lower_bound, column_names(X))  # fmt: skip
     _warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
     if max_iter > 0 and not result.converged:
         warnings.warn(
@@ -141,8 +140,9 @@ def fit_em(
 
 
 def _result(
-    call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter, initial_lower_bound
-) -> EMResult:
+    call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter, initial_lower_bound,
+    feature_names,
+) -> EMResult:  # fmt: skip
     """Build the EMResult of restart ``best``, in the user's coordinates."""
     weights, means, scale_tril = (np.asarray(a[best]) for a in state.params)
     n_iter = int(state.n_iter[best])
@@ -160,6 +160,7 @@ def _result(
         sample_weight=None if sample_weight is None else call.w,
         centred_means=np.asarray(state.params.means[best], np.float64),
         shift=call.shift,
+        feature_names=feature_names,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -35,6 +36,8 @@ class EMResult:
     n_iter : int
     labels : ndarray of int32, shape (n_obs,), or None
         The most probable component of each row of ``X`` at ``params`` (the final E-step).
+    feature_names : tuple of str or None
+        The columns of ``X`` when it was a data frame.
     """
 
     params: GMMParams
@@ -51,6 +54,7 @@ class EMResult:
     centred_means: np.ndarray | None = field(default=None, repr=False)
     shift: np.ndarray | None = field(default=None, repr=False)
     labels: np.ndarray | None = field(default=None, repr=False)
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def covariances(self) -> np.ndarray:
@@ -101,18 +105,35 @@ class EMResult:
         )
         return centred, X - self.shift
 
-    def to_inference_data(self) -> az.InferenceData:
+    def to_inference_data(self, feature_names: Sequence[str] | None = None) -> az.InferenceData:
         """Convert the fit to an ArviZ InferenceData with one chain of one draw, at ``params``.
 
         Built by the same builder as ``fit_nuts`` and ``fit_svi`` (see
         ``inference.idata.point_inference_data``), so groups, names, dims and coordinates
         are theirs.
 
+        Parameters
+        ----------
+        feature_names : sequence of str, optional
+            Coordinates of the ``feature`` dim; by default the fit's ``feature_names``, else
+            ``x0, x1, ...``.
+
         Returns
         -------
         arviz.InferenceData
             ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``, chain and
             draw of size one), ``log_likelihood`` (``X``, pointwise, dims ``obs``),
-            ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation).
+            ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation);
+            ``attrs`` hold ``inference="em"``, the model and the fit's convergence.
         """
-        return point_inference_data(self.params, np.asarray(self.X))
+        if feature_names is None and self.feature_names is not None:
+            feature_names = list(self.feature_names)
+        attrs = {
+            "inference": "em",
+            "n_components": int(np.shape(self.params.weights)[-1]),
+            "covariance_type": self.covariance_type,
+            "log_likelihood": float(self.log_likelihood),
+            "converged": int(self.converged),
+            "n_iter": int(self.n_iter),
+        }
+        return point_inference_data(self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs)
