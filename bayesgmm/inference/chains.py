@@ -118,6 +118,7 @@ class ChainsOverDevices:
 
     def _unfold(self, outputs: tuple) -> tuple:
         def unfold(leaf: jax.Array) -> jax.Array:
-            return leaf.reshape((-1,) + leaf.shape[2:])[: self.num_chains]
+            # Not -1: a leaf with a zero-length axis (no sticks when K = 1) leaves it undefined.
+            return leaf.reshape((leaf.shape[0] * leaf.shape[1],) + leaf.shape[2:])[: self.num_chains]
 
         return jax.tree_util.tree_map(unfold, outputs)
