@@ -20,8 +20,10 @@ ROLE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|obj|exc|const):`~?
 
 
 def documented_identifiers() -> list[str]:
-    """The targets of the ``:::`` directives of the API reference pages."""
-    return [m.group(1) for page in sorted(API_PAGES.glob("*.md")) for m in DIRECTIVE.finditer(page.read_text())]
+    """Return the targets of the ``:::`` directives of the API reference pages."""
+    return [
+        m.group(1) for page in sorted(API_PAGES.glob("*.md")) for m in DIRECTIVE.finditer(page.read_text())
+    ]
 
 
 def _by_leaf(identifiers: list[str]) -> dict[str, str]:

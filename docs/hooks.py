@@ -36,7 +36,7 @@ def notebook_paths() -> list[Path]:
 
 
 def notebook_nav() -> list[str]:
-    """The nav's notebook entries; each page's title is the notebook's first heading."""
+    """List the nav's notebook entries; each page's title is the notebook's first heading."""
     return [f"notebooks/{p.name}" for p in notebook_paths()]
 
 
@@ -56,7 +56,7 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 
 def _gallery_stamp() -> str:
-    """A hash of bayesgmm's sources and the gallery's size: the PNGs are redrawn when it changes."""
+    """Hash bayesgmm's sources and the gallery's size: the PNGs are redrawn when it changes."""
     digest = hashlib.sha256(f"smoke={smoke()}".encode())
     for path in sorted((ROOT / "bayesgmm").rglob("*.py")):
         digest.update(path.relative_to(ROOT).as_posix().encode())
@@ -65,7 +65,7 @@ def _gallery_stamp() -> str:
 
 
 def gallery_files() -> list[str]:
-    """The names of the PNGs the gallery writes."""
+    """Return the names of the PNGs the gallery writes."""
     from bayesgmm.gallery import FILES
 
     return list(FILES)
