@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
+from nbconvert.preprocessors import ExecutePreprocessor
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
@@ -43,6 +44,25 @@ def notebook_nav() -> list[str]:
 def smoke() -> bool:
     """Whether this build runs the notebooks and the gallery in their smoke size."""
     return os.environ.get("BAYESGMM_SMOKE", "0") not in ("", "0")
+
+
+_preprocess = ExecutePreprocessor.preprocess
+
+
+def _preprocess_in_notebooks(self, nb, resources=None, km=None):  # noqa: ANN001, ANN202
+    """Execute a notebook in ``notebooks/``, as ``tests/test_notebooks.py`` does.
+
+    mkdocs-jupyter gives nbconvert no path, so kernels would start wherever mkdocs runs and a
+    notebook's relative paths would point elsewhere than in the tests and in Jupyter.
+    """
+    resources = {} if resources is None else resources
+    metadata = resources.setdefault("metadata", {})
+    if not metadata.get("path"):
+        metadata["path"] = str(NOTEBOOKS)
+    return _preprocess(self, nb, resources, km)
+
+
+ExecutePreprocessor.preprocess = _preprocess_in_notebooks
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
@@ -92,7 +112,9 @@ def draw_gallery() -> Path:
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Add the notebooks as pages and the gallery's PNGs as images."""
     for path in notebook_paths():
-        files.append(File.generated(config, f"notebooks/{path.name}", abs_src_path=str(path)))
+        # A File read from the repository root, not File.generated: mkdocs-jupyter's
+        # wrapper of a page's File does not carry a generated file's source.
+        files.append(File(f"notebooks/{path.name}", str(ROOT), config.site_dir, config.use_directory_urls))
     outdir = draw_gallery()
     for name in gallery_files():
         files.append(File.generated(config, f"gallery/{name}", abs_src_path=str(outdir / name)))
