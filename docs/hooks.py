@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
-from nbconvert.preprocessors import ExecutePreprocessor
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
+from nbconvert.preprocessors import ExecutePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
