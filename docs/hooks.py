@@ -49,7 +49,7 @@ def smoke() -> bool:
 _preprocess = ExecutePreprocessor.preprocess
 
 
-def _preprocess_in_notebooks(self, nb, resources=None, km=None):  # noqa: ANN001, ANN202
+def _preprocess_in_notebooks(self, nb, resources=None, km=None):
     """Execute a notebook in ``notebooks/``, as ``tests/test_notebooks.py`` does.
 
     mkdocs-jupyter gives nbconvert no path, so kernels would start wherever mkdocs runs and a
