@@ -129,7 +129,7 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_is_a_page():
 
 
 def test_the_nav_lists_every_notebook():
-    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocs_jupyter")
     spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
