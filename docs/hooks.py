@@ -46,7 +46,8 @@ def smoke() -> bool:
     return os.environ.get("BAYESGMM_SMOKE", "0") not in ("", "0")
 
 
-_preprocess = ExecutePreprocessor.preprocess
+# mkdocs serve loads this module again on every rebuild: wrap nbconvert's own method once.
+_preprocess = getattr(ExecutePreprocessor.preprocess, "__wrapped__", ExecutePreprocessor.preprocess)
 
 
 def _preprocess_in_notebooks(self, nb, resources=None, km=None):
@@ -62,6 +63,7 @@ def _preprocess_in_notebooks(self, nb, resources=None, km=None):
     return _preprocess(self, nb, resources, km)
 
 
+_preprocess_in_notebooks.__wrapped__ = _preprocess
 ExecutePreprocessor.preprocess = _preprocess_in_notebooks
 
 
