@@ -57,9 +57,9 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         Posterior means, in the units of ``X``; so are ``means_`` (n_components,
         n_features) and ``covariances_`` (n_components, n_features, n_features).
     n_features_in_ : int
-    feature_names_in_ : ndarray of str, only when ``X`` had column names, all strings.
-        Predicting on other columns, or on columns in another order, raises a ``ValueError``
-        as in scikit-learn.
+    feature_names_in_ : ndarray of str
+        Only when ``X`` had column names, all strings. Predicting on other columns, or on
+        columns in another order, raises a ``ValueError`` as in scikit-learn.
 
     Examples
     --------

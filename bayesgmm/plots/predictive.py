@@ -64,7 +64,8 @@ def plot_density_1d(
         The feature (its marginal density for multivariate fits).
     hdi_prob : float
     n_draws, grid_size : int
-    bins : passed to ``Axes.hist``
+    bins : int or str, default "auto"
+        Passed to ``Axes.hist``.
     ax : matplotlib Axes, optional
 
     Returns

@@ -5,8 +5,8 @@ visit several labellings. Every method here finds, for each draw, a permutation
 ``perm`` (shape (n_components,)) such that new component ``k`` is old component
 ``perm[k]``, and :func:`relabel` applies it to every ``component``-dimmed variable.
 
-Methods
--------
+The methods
+-----------
 ``"ordering"``
     Sort the components by the mean of one feature (an identifiability constraint;
     sensible in 1-D when the means are well separated). Component 0 has the smallest mean.
