@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import os
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import densities, persistence
-from bayesgmm._validation import as_key, check_X
+from bayesgmm._validation import COVARIANCE_TYPES, as_key, check_X
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.predictive import log_predictive_density, mean_responsibilities
 from bayesgmm.posterior.relabel import relabel
+from bayesgmm.priors import Priors
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
     from bayesgmm._typing import Seed
-    from bayesgmm.priors import Priors
 
 _INFERENCE = ("nuts", "svi")
+_WEIGHT_PRIORS = ("dirichlet", "sparse", "dp")
 
 
 class BayesianGMM(DensityMixin, BaseEstimator):
@@ -70,6 +73,21 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     array([[ 4.3, 80. ],
            [ 2. , 54.5]])
     """
+
+    # Checked by scikit-learn's own validation in ``fit``, with its error messages.
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "inference": [StrOptions(set(_INFERENCE))],
+        "priors": [Priors, None],
+        "weight_prior": [StrOptions(set(_WEIGHT_PRIORS))],
+        "num_warmup": [Interval(Integral, 0, None, closed="left")],
+        "num_samples": [Interval(Integral, 1, None, closed="left")],
+        "num_chains": [Interval(Integral, 1, None, closed="left")],
+        "inference_kwargs": [dict, None],
+        "random_state": ["random_state", np.random.Generator, jax.Array],
+        "progress_bar": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -135,13 +153,29 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         As in scikit-learn, ``X`` must be 2-D (a single feature is ``X.reshape(-1, 1)``);
         the functions (``fit_nuts``, ``fit_svi``) also take 1-D data.
         """
-        if self.inference not in _INFERENCE:
-            raise ValueError(f"inference must be one of {_INFERENCE}, got {self.inference!r}.")
+        self._validate_params()
         # The posterior's feature coordinates are the column names, whatever their type.
         feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
         X = self._validate(X, reset=True)
         self._set_fitted(relabel(self._fit_idata(X, feature_names)))
         return self
+
+    def fit_predict(self, X: ArrayLike, y: None = None) -> np.ndarray:
+        """Fit to ``X`` and return the most probable component of each row, shape (n_obs,).
+
+        The same as ``fit(X).predict(X)``: components are those of the relabelled
+        posterior (``idata_``; see :func:`bayesgmm.relabel` for their order).
+
+        Examples
+        --------
+        >>> from bayesgmm import BayesianGMM, load_dataset
+        >>> X, _ = load_dataset("faithful")
+        >>> gmm = BayesianGMM(2, inference="svi", num_samples=50, num_chains=1, random_state=0)
+        >>> labels = gmm.fit_predict(X)
+        >>> labels.shape, (labels == gmm.predict(X)).all()
+        ((272,), np.True_)
+        """
+        return self.fit(X).predict(X)
 
     def _set_fitted(self, idata):
         """Set ``idata_`` and what is read from it: the draws predictions use, posterior means."""
