@@ -1,6 +1,7 @@
 """The package's shape: module and function sizes, type hints, no history in comments."""
 
 import ast
+import importlib
 import io
 import re
 import tokenize
@@ -95,3 +96,30 @@ def test_no_history_in_comments(path):
 
 def test_the_package_is_typed():
     assert (PACKAGE / "py.typed").is_file()
+
+
+# Dotted names that are not Python objects: the format marker of saved models.
+NOT_OBJECTS = {"bayesgmm.model"}
+
+
+def _resolve(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_names_the_package_tells_users_about_exist(path):
+    """Every ``bayesgmm.x.y`` in a message or docstring names something a user can import."""
+    names = set(re.findall(r"\bbayesgmm(?:\.[A-Za-z_]\w*)+", path.read_text())) - NOT_OBJECTS
+    assert not sorted(n for n in names if not _resolve(n))
