@@ -217,6 +217,26 @@ def test_em_start_avoids_components_collapsed_onto_tied_values():
         em_start(Z, 3, "full", seed=0)
 
 
+def test_overfitted_start_warns_about_tied_values_only_for_the_size_it_uses():
+    """Sparse and dp fits try EM with 1..n_components: the larger ones collapse on rounded data."""
+    import warnings
+
+    from bayesgmm.inference.start import _collapsed, _good_em, _heard, _sizes, em_start
+
+    X, _ = load_dataset("iris")
+    Z = (X - X.mean(0)) / X.std(0)
+    # The case: the EM runs with many components, in the order em_start makes them, collapse.
+    rng = np.random.RandomState(0)
+    said = [_heard(_good_em, Z, k, "full", 4, rng)[1] for k in _sizes(8, True)]
+    assert any("tied values" in str(w.message) for ws in said for w in ws)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        start = em_start(Z, 8, "full", seed=0, overfitted=True)
+    occupied = int((np.asarray(start.weights) > 0.01).sum())
+    assert occupied < 8
+    assert not _collapsed(start)
+
+
 def test_run_chunks_averages_the_last_chunk_and_compares_far_back():
     from numpyro.infer.autoguide import AutoDelta
 

@@ -87,9 +87,13 @@ def em_starts(
     from bayesgmm.inference.em.fit import bic
 
     rng = np.random.RandomState(seed)
-    runs = [_good_em(Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
+    heard = [_heard(_good_em, Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
+    runs = [fits for fits, _ in heard]
     # bic evaluates the log-likelihood again: only when there is a choice.
     size = min(range(len(runs)), key=lambda i: bic(runs[i][0])) if overfitted else 0
+    # Too many components collapse onto a few points; that is news only for the size used.
+    for caught in heard[size][1]:
+        warnings.warn(caught.message, stacklevel=2)
     best, others = runs[size][0], runs[size][1:]
     if n_extra:
         others = others + _extra_runs(Z, best.params.n_components, covariance_type, n_extra, rng)
@@ -101,6 +105,14 @@ def em_starts(
             distinct.append(fit)
     starts = [_aligned(fit.params, best.params) for fit in distinct]
     return [_padded(p, n_components) for p in starts]
+
+
+def _heard(function, *args):
+    """``function(*args)`` and the warnings it raised, not shown yet."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function(*args)
+    return result, caught
 
 
 def _extra_runs(Z, n_components, covariance_type, n_runs, rng) -> list:
