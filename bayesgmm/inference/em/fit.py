@@ -18,7 +18,8 @@ from bayesgmm._validation import check_covariance_type, check_n_components, chec
 from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
-from bayesgmm.inference.em.init import INIT_PARAMS, initial_starts, resp_from_start
+from bayesgmm.inference.em.init import INIT_PARAMS, check_options, initial_starts, resp_from_start
+from bayesgmm.inference.em.missing import fit_missing
 from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.inference.em.shards import default_n_shards
@@ -54,6 +55,7 @@ def fit_em(
     precisions_init: ArrayLike | None = None,
     initial_lower_bound: float = -np.inf,
     block_size: int = 4096,
+    missing: str = "error",
 ) -> EMResult:
     """Fit a Gaussian mixture by EM (maximum likelihood, or MAP with ``prior``).
 
@@ -89,6 +91,10 @@ def fit_em(
         Lower bound to compare the first iteration against (warm starts).
     block_size : int
         Rows per block of the fused E/M pass (a cache-size tuning knob).
+    missing : {"error", "marginalize"}
+        What NaN in ``X`` means: an error, or values missing at random, whose likelihood is
+        the exact marginal over them (EM for incomplete data, :mod:`.missing`; ``X`` may then
+        hold NaN, but no row or column may be wholly missing).
 
     Returns
     -------
@@ -117,6 +123,9 @@ def fit_em(
     >>> round(res.log_likelihood, 2)
     -1130.26
     """
+    if missing != "error":
+        options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}
+        return fit_missing(X, n_components, covariance_type, options.pop("missing"), **options)
     call = _program_call(
         X, n_components, covariance_type, n_init=n_init, init_params=init_params, max_iter=max_iter,
         tol=tol, reg_covar=reg_covar, sample_weight=sample_weight, prior=prior, seed=seed, dtype=dtype,
@@ -181,7 +190,7 @@ def _program_call(
     """Validate ``fit_em``'s arguments into those of the compiled program."""
     n_components = check_n_components(n_components)
     covariance_type = check_covariance_type(covariance_type)
-    dtype = _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar)
+    dtype = check_options(init_params, dtype, n_init, max_iter, tol, reg_covar)
     # Validated and centred in float64, then cast: data far from the origin keep their
     # spread in float32 (1e7 + N(0, 1) cast first has a handful of distinct values).
     X = check_X(X, n_components, dtype=np.float64)
@@ -219,23 +228,6 @@ def _program_call(
     return _Call(args, static, X, w.astype(dtype), shift)
 
 
-def _check_options(init_params, dtype, n_init, max_iter, tol, reg_covar) -> np.dtype:
-    """Check ``fit_em``'s settings; return ``dtype`` as a numpy dtype."""
-    if init_params not in INIT_PARAMS:
-        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
-    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
-        if int(value) != value or value < (1 if name == "n_init" else 0):
-            raise ValueError(
-                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
-            )
-    if not (tol >= 0 and reg_covar >= 0):
-        raise ValueError("tol and reg_covar must be non-negative.")
-    return dtype
-
-
 def lower_em(
     X: ArrayLike, n_components: int, covariance_type: str = "full", **kwargs: Any
 ) -> jax.stages.Lowered:
@@ -264,6 +256,8 @@ def lower_em(
     """
     bound = inspect.signature(fit_em).bind(X, n_components, covariance_type, **kwargs)
     bound.apply_defaults()
+    if bound.arguments.pop("missing") != "error":
+        raise ValueError("lower_em lowers the program for complete data; missing='marginalize' has its own.")
     call = _program_call(**bound.arguments)
     return _fit_program.lower(*_restart_args(call, 0), **_restart_static(call))
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, DTypeLike
 from sklearn.cluster import kmeans_plusplus
 
 if TYPE_CHECKING:
@@ -215,3 +215,22 @@ def lloyd_labels(
 
     centers, _, _ = jax.lax.while_loop(cond, body, (centers, jnp.asarray(jnp.inf, X.dtype), 0))
     return assign(centers)
+
+
+def check_options(
+    init_params: str, dtype: DTypeLike, n_init: int, max_iter: int, tol: float, reg_covar: float
+) -> np.dtype:
+    """Check ``fit_em``'s settings; return ``dtype`` as a numpy dtype."""
+    if init_params not in INIT_PARAMS:
+        raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {init_params!r}.")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+    for name, value in (("n_init", n_init), ("max_iter", max_iter)):
+        if int(value) != value or value < (1 if name == "n_init" else 0):
+            raise ValueError(
+                f"{name} must be a {'positive' if name == 'n_init' else 'non-negative'} integer."
+            )
+    if not (tol >= 0 and reg_covar >= 0):
+        raise ValueError("tol and reg_covar must be non-negative.")
+    return dtype

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import arviz as az
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bayesgmm.inference.em import missing
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.idata import point_inference_data
 from bayesgmm.params import GMMParams
@@ -76,6 +78,8 @@ class EMResult:
         ndarray, shape (n_obs,)
         """
         params, Z = self._scoring(X)
+        if np.isnan(Z).any():  # only a fit with missing="marginalize" lets NaN through
+            return np.asarray(missing.log_likelihood_rows(params, *_masked(Z)), np.float64)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
 
     def responsibilities(self, X: ArrayLike) -> np.ndarray:
@@ -91,6 +95,10 @@ class EMResult:
             Each row sums to one.
         """
         params, Z = self._scoring(X)
+        if np.isnan(Z).any():
+            Z, observed = _masked(Z)
+            logits = jnp.log(params.weights) + missing.observed_log_density(params, Z, observed)
+            return np.asarray(jax.nn.softmax(logits, axis=1), np.float64)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
 
     def _scoring(self, X):
@@ -137,3 +145,9 @@ class EMResult:
             "n_iter": int(self.n_iter),
         }
         return point_inference_data(self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs)
+
+
+def _masked(Z: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Return the data with NaN set to zero, and the mask of the values that were observed."""
+    observed = ~np.isnan(Z)
+    return jnp.asarray(np.where(observed, Z, 0.0)), jnp.asarray(observed)

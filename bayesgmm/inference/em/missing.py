@@ -1,0 +1,327 @@
+"""EM for data with missing values (missing at random): the observed-data likelihood.
+
+A row's likelihood is the mixture density of its observed coordinates, the exact
+marginal over the missing ones. EM for incomplete data (Dempster, Laird & Rubin 1977;
+Ghahramani & Jordan 1994) takes, for each row and component, the conditional mean
+``x_hat`` of the missing coordinates given the observed ones and their conditional
+covariance ``C``, and uses ``E[x] = x_hat`` and ``E[x x^T] = x_hat x_hat^T + C`` in the
+M-step's sufficient statistics. Each iteration cannot lower the observed-data likelihood.
+
+Every row is handled by one masked formula, so that the cost stays vectorised whatever
+the missingness patterns: with ``m`` the row's observed mask, the covariance
+``S' = (m m^T) * S + diag(1 - m)`` and the mean and data zeroed where missing, the
+Gaussian density of ``S'`` is that of the observed block times a standard normal density
+at zero for each missing coordinate, and ``v = S'^{-1} (x - mu)`` is
+``S_oo^{-1} (x_o - mu_o)`` on the observed coordinates and zero elsewhere, so that
+``x_hat = mu + S v`` and ``C = S - S ((m m^T) * S'^{-1}) S``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm.params import GMMParams
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from bayesgmm.inference.em.result import EMResult
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class MissingEMState(NamedTuple):
+    """One point of the iteration.
+
+    ``log_lik`` is the mean log-likelihood at the parameters before the last step and
+    ``previous`` the one before that; ``history`` holds each iteration's ``log_lik``.
+    """
+
+    params: GMMParams
+    log_lik: jnp.ndarray
+    previous: jnp.ndarray
+    n_iter: jnp.ndarray
+    history: jnp.ndarray
+
+
+def _masked(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray):
+    """Per row and component: the Cholesky factor of ``S'``, the centred data and ``S``.
+
+    Shapes (n_obs, n_components, n_features, n_features), (n_obs, n_components, n_features)
+    and (n_components, n_features, n_features).
+    """
+    m = observed.astype(X.dtype)
+    cov = params.covariances
+    both = m[:, None, :, None] * m[:, None, None, :]
+    eye = jnp.eye(X.shape[1], dtype=X.dtype)
+    masked_cov = both * cov[None] + (1 - m)[:, None, :, None] * eye
+    diff = (jnp.where(observed, X, 0.0)[:, None, :] - params.means[None]) * m[:, None, :]
+    return jnp.linalg.cholesky(masked_cov), diff, cov
+
+
+def observed_log_density(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray) -> jnp.ndarray:
+    """Log density of each row's observed coordinates under each component.
+
+    Parameters
+    ----------
+    params : GMMParams
+    X : array, shape (n_obs, n_features)
+        Values where ``observed``; anything (NaN) elsewhere.
+    observed : bool array, shape (n_obs, n_features)
+
+    Returns
+    -------
+    array, shape (n_obs, n_components)
+        ``log N(x_o | mu_o, S_oo)``, the weights not included.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from bayesgmm.params import GMMParams
+    >>> p = GMMParams(jnp.ones(1), jnp.zeros((1, 2)), 2.0 * jnp.eye(2)[None])
+    >>> X = jnp.array([[0.0, jnp.nan]])
+    >>> float(observed_log_density(p, X, ~jnp.isnan(X))[0, 0])  # N(0 | 0, 4) in one dimension
+    -1.612085713764618
+    """
+    L, diff, _ = _masked(params, X, observed)
+    white = jax.scipy.linalg.solve_triangular(L, diff[..., None], lower=True)[..., 0]
+    log_det = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+    n_seen = observed.sum(axis=1, dtype=X.dtype)[:, None]
+    return -0.5 * jnp.sum(white**2, axis=-1) - log_det - 0.5 * n_seen * _LOG_2PI
+
+
+def conditional_moments(
+    params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Conditional mean and covariance of each row given its observed coordinates.
+
+    Parameters
+    ----------
+    params : GMMParams
+    X : array, shape (n_obs, n_features)
+    observed : bool array, shape (n_obs, n_features)
+
+    Returns
+    -------
+    x_hat : array, shape (n_obs, n_components, n_features)
+        The observed values, and ``E[x_m | x_o, component]`` where missing.
+    C : array, shape (n_obs, n_components, n_features, n_features)
+        ``Cov[x | x_o, component]``: zero but on the missing block.
+    """
+    L, diff, cov = _masked(params, X, observed)
+    v = jax.scipy.linalg.cho_solve((L, True), diff[..., None])[..., 0]
+    x_hat = params.means[None] + jnp.einsum("kij,nkj->nki", cov, v)
+    eye = jnp.broadcast_to(jnp.eye(X.shape[1], dtype=X.dtype), L.shape)
+    inv = jax.scipy.linalg.cho_solve((L, True), eye)
+    m = observed.astype(X.dtype)
+    inv_oo = inv * (m[:, None, :, None] * m[:, None, None, :])
+    C = cov[None] - jnp.einsum("kij,nkjl,klm->nkim", cov, inv_oo, cov)
+    return x_hat, C
+
+
+def log_likelihood_rows(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray) -> jnp.ndarray:
+    """Observed-data log-likelihood of each row, shape (n_obs,)."""
+    logits = jnp.log(params.weights) + observed_log_density(params, X, observed)
+    return jax.nn.logsumexp(logits, axis=1)
+
+
+def m_step(
+    resp: jnp.ndarray, x_hat: jnp.ndarray, C: jnp.ndarray, covariance_type: str, reg_covar: float
+) -> GMMParams:
+    """Weights, means and covariances from weighted responsibilities and conditional moments.
+
+    ``resp`` (n_obs, n_components) already carries the sample weights.
+    """
+    n_features = x_hat.shape[-1]
+    nk = resp.sum(axis=0) + 10 * jnp.finfo(resp.dtype).eps
+    means = jnp.einsum("nk,nki->ki", resp, x_hat) / nk[:, None]
+    d = x_hat - means[None]
+    scatter = jnp.einsum("nk,nki,nkj->kij", resp, d, d) + jnp.einsum("nk,nkij->kij", resp, C)
+    cov = scatter / nk[:, None, None]
+    eye = jnp.eye(n_features, dtype=resp.dtype)
+    if covariance_type == "diag":
+        cov = jnp.diagonal(cov, axis1=-2, axis2=-1)[..., None] * eye
+    elif covariance_type == "spherical":
+        cov = jnp.trace(cov, axis1=-2, axis2=-1)[:, None, None] / n_features * eye
+    elif covariance_type == "tied":
+        cov = jnp.broadcast_to(jnp.einsum("k,kij->ij", nk, cov) / nk.sum(), cov.shape)
+    return GMMParams.from_covariances(nk / nk.sum(), means, cov + reg_covar * eye)
+
+
+def step(
+    params: GMMParams,
+    X: jnp.ndarray,
+    observed: jnp.ndarray,
+    w: jnp.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+) -> tuple[GMMParams, jnp.ndarray]:
+    """One EM iteration; returns the new parameters and the mean log-likelihood at ``params``."""
+    logits = jnp.log(params.weights) + observed_log_density(params, X, observed)
+    rows = jax.nn.logsumexp(logits, axis=1)
+    resp = jnp.exp(logits - rows[:, None]) * w[:, None]
+    x_hat, C = conditional_moments(params, X, observed)
+    return m_step(resp, x_hat, C, covariance_type, reg_covar), (w @ rows) / w.sum()
+
+
+@partial(jax.jit, static_argnames=("covariance_type", "max_iter"))
+def run(
+    params: GMMParams,
+    X: jnp.ndarray,
+    observed: jnp.ndarray,
+    w: jnp.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    tol: float,
+    max_iter: int,
+) -> tuple[MissingEMState, jnp.ndarray, jnp.ndarray]:
+    """Iterate ``step`` until the mean log-likelihood changes by less than ``tol``.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Starting values.
+    X : array, shape (n_obs, n_features)
+    observed : bool array, shape (n_obs, n_features)
+    w : array, shape (n_obs,)
+        Sample weights.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar, tol : float
+    max_iter : int
+
+    Returns
+    -------
+    state : MissingEMState
+    converged : bool array
+    final : array
+        The mean log-likelihood at the returned ``state.params``.
+    """
+    X = jnp.where(observed, X, 0.0)
+
+    def advance(state):
+        new, at_old = step(state.params, X, observed, w, covariance_type, reg_covar)
+        history = state.history.at[state.n_iter].set(at_old)
+        return MissingEMState(new, at_old, state.log_lik, state.n_iter + 1, history)
+
+    def change(state):
+        return jnp.abs(state.log_lik - state.previous)
+
+    def going(state):
+        return (state.n_iter < max_iter) & (change(state) >= tol)
+
+    inf = jnp.asarray(jnp.inf, X.dtype)
+    history = jnp.full(max_iter, jnp.nan, X.dtype)
+    state = jax.lax.while_loop(going, advance, MissingEMState(params, -inf, inf, 0, history))
+    final = (w @ log_likelihood_rows(state.params, X, observed)) / w.sum()
+    return state, change(state) < tol, final
+
+
+MISSING = ("error", "marginalize")
+
+
+def check_incomplete(X: ArrayLike, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate data that may hold NaN: return ``X`` as float64 and its observed mask.
+
+    Raises
+    ------
+    ValueError
+        As ``check_X`` does for anything but NaN, and when a row or a column has no
+        observed value (nothing to fit it on; drop it).
+    """
+    from bayesgmm._validation import check_X
+
+    if hasattr(X, "to_numpy"):
+        X = X.to_numpy()
+    arr = np.asarray(X)
+    nan = np.isnan(arr) if np.issubdtype(arr.dtype, np.floating) else np.zeros(arr.shape, bool)
+    X = check_X(np.where(nan, 0.0, arr), n_components)
+    observed = ~nan.reshape(X.shape)
+    for axis, what in ((1, "row"), (0, "column")):
+        empty = np.flatnonzero(~observed.any(axis=axis))
+        if empty.size:
+            raise ValueError(
+                f"X has {empty.size} {what}(s) with every value missing (first: {empty[:5].tolist()}); "
+                f"a {what} without an observed value carries no information: drop it."
+            )
+    return np.where(observed, X, np.nan), observed
+
+
+def _hot_deck(X, observed, rng) -> np.ndarray:
+    """Each missing cell replaced by a random observed value of its column: a start, not an estimate.
+
+    Random rather than mean imputation, because rows sharing one imputed value are tied
+    values on which a starting EM component can collapse.
+    """
+    filled = X.copy()
+    for j in range(X.shape[1]):
+        gaps = ~observed[:, j]
+        filled[gaps, j] = rng.choice(X[observed[:, j], j], size=gaps.sum())
+    return filled
+
+
+def _numpy_rng(seed) -> np.random.RandomState:
+    """Return the RandomState that ``fit_em``'s seed gives, for the completion and the starts."""
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.integers(2**31 - 1))
+    if isinstance(seed, jax.Array):
+        return np.random.RandomState(int(jax.random.randint(seed, (), 0, 2**31 - 1)))
+    return np.random.RandomState(seed)
+
+
+def fit_missing(
+    X: ArrayLike, n_components: int, covariance_type: str, missing: str, **options: Any
+) -> EMResult:
+    """``fit_em`` with ``missing="marginalize"``: maximise the observed-data likelihood.
+
+    EM on a random (hot-deck) completion of the data gives the start, with ``options``
+    (restarts, ``init_params``, starting values, seed); EM for incomplete data then runs
+    from it with the same ``max_iter``, ``tol`` and ``reg_covar``.
+
+    Returns
+    -------
+    EMResult
+        ``X`` holds the NaN; ``log_prob`` and ``responsibilities`` take rows with NaN.
+    """
+    from bayesgmm._validation import column_names
+    from bayesgmm.inference.em.fit import fit_em
+    from bayesgmm.inference.em.result import EMResult
+
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}.")
+    if options["prior"] is not None or np.dtype(options["dtype"]) != np.float64:
+        raise ValueError("prior and dtype=float32 are not available with missing='marginalize'.")
+    names = column_names(X)
+    X, observed = check_incomplete(X, n_components)
+    rng = _numpy_rng(options["seed"])
+    start = fit_em(_hot_deck(X, observed, rng), n_components, covariance_type, **{**options, "seed": rng})
+    w = np.ones(len(X)) if options["sample_weight"] is None else np.asarray(options["sample_weight"], float)
+    params = GMMParams(*(jnp.asarray(a, jnp.float64) for a in start.params))
+    max_iter = int(options["max_iter"])
+    state, converged, final = run(
+        params, jnp.asarray(X), jnp.asarray(observed), jnp.asarray(w), covariance_type,
+        options["reg_covar"], options["tol"], max_iter,
+    )  # fmt: skip
+    logits = np.log(np.asarray(state.params.weights)) + np.asarray(
+        observed_log_density(state.params, jnp.where(observed, X, 0.0), jnp.asarray(observed))
+    )
+    n_iter = int(state.n_iter)
+    return EMResult(
+        params=state.params,
+        covariance_type=covariance_type,
+        log_likelihood=float(final) * float(w.sum()),
+        lower_bound=float(state.log_lik),
+        lower_bounds=np.asarray(state.history[:n_iter]),
+        converged=bool(converged),
+        n_iter=n_iter,
+        X=X,
+        sample_weight=options["sample_weight"],
+        labels=logits.argmax(axis=1).astype(np.int32),
+        feature_names=names,
+    )
