@@ -6,6 +6,7 @@ import os
 import warnings
 from dataclasses import replace
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
@@ -13,12 +14,14 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import persistence
-from bayesgmm.inference.em import criteria
+from bayesgmm.inference.em import criteria, missing
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
+from bayesgmm.inference.em.missing import MISSING
 from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.params import GMMParams
 
@@ -33,6 +36,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     prior : None, "default", dict or EMPrior
         Conjugate prior for MAP-EM (see :func:`bayesgmm.fit_em`); None is maximum likelihood.
+    missing : {"error", "marginalize"}, default "error"
+        With ``"marginalize"``, NaN are values missing at random: ``fit`` maximises the
+        likelihood of the observed values (see :func:`bayesgmm.fit_em`) and ``predict``,
+        ``predict_proba`` and ``score_samples`` take rows with NaN, scored by the exact
+        marginal density of their observed coordinates.
 
     Differences: restarts run in one compiled program (so ``random_state`` gives other starts
     than scikit-learn's; restart ``i`` is the same whatever ``n_init`` is), ``fit`` takes
@@ -66,9 +74,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     [1.0, 10.0]
     """
 
-    # scikit-learn's own constraints, so that a bad parameter gets its error and message;
-    # ``prior`` is checked by ``fit_em``.
-    _parameter_constraints: dict = {**_SkGaussianMixture._parameter_constraints, "prior": "no_validation"}
+    # scikit-learn's constraints and messages; ``prior`` is checked by ``fit_em``.
+    _parameter_constraints: dict = {
+        **_SkGaussianMixture._parameter_constraints,
+        "prior": "no_validation",
+        "missing": [StrOptions(set(MISSING))],
+    }
 
     def __init__(
         self,
@@ -88,6 +99,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose: int = 0,
         verbose_interval: int = 10,
         prior: str | dict | EMPrior | None = None,
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -104,6 +116,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.prior = prior
+        self.missing = missing
 
     def fit(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
         """Estimate the parameters by EM.
@@ -141,7 +154,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             The most probable component of each observation.
         """
         self._validate_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        X = validate_data(self, X, ensure_min_samples=2, **self._accepted())
         if X.shape[0] < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
@@ -161,7 +174,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 sample_weight=sample_weight, prior=self.prior,
                 seed=check_random_state(self.random_state), dtype=X.dtype,
                 weights_init=init[0], means_init=init[1], precisions_init=init[2],
-                initial_lower_bound=self.lower_bound_ if warm else -np.inf,
+                initial_lower_bound=self.lower_bound_ if warm else -np.inf, missing=self.missing,
             )  # fmt: skip
         self._set_result(res)
         if self.verbose:
@@ -234,24 +247,32 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _params(self) -> GMMParams:
         """Return the current attributes as GMMParams (so edits to the attributes are honoured)."""
         check_is_fitted(self)
-        ct, P = self.covariance_type, np.asarray(self.precisions_cholesky_)
-        n_components, n_features = self.means_.shape
-        if ct in ("diag", "spherical"):
-            sd = 1.0 / (P if ct == "diag" else P[:, None] * np.ones((1, n_features)))
-            tril = np.stack([np.diag(s) for s in sd])
-        else:
-            mats = P if ct == "full" else np.broadcast_to(P, (n_components, n_features, n_features))
-            # Sigma = P^-T P^-1, so inv(P).T is its lower Cholesky factor.
-            tril = np.stack([np.linalg.inv(m).T for m in mats])
-        return GMMParams(jnp.asarray(self.weights_), jnp.asarray(self.means_), jnp.asarray(tril))
+        return em_shapes.params_from_sklearn(
+            self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+        )
 
     def _validate(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return validate_data(self, X, reset=False, **self._accepted())
+
+    def _accepted(self) -> dict:
+        """Return the checks ``validate_data`` makes: NaN pass only with ``missing="marginalize"``."""
+        if self.missing == "marginalize":  # EM for incomplete data runs in float64
+            return dict(dtype=np.float64, ensure_all_finite="allow-nan")
+        return dict(dtype=[np.float64, np.float32])
 
     def _responsibilities(self, X):
+        if np.isnan(X).any():
+            return np.asarray(self._incomplete(X, jax.nn.softmax))
         X = jnp.asarray(X, dtype=self.means_.dtype)
         return np.asarray(em_shapes.responsibilities(self._params(), X))
+
+    def _incomplete(self, X, reduce):
+        """Apply ``reduce`` over components to the weighted marginal densities of the observed values."""
+        observed = ~np.isnan(X)
+        params = self._params()
+        dens = missing.observed_log_density(params, jnp.asarray(np.where(observed, X, 0.0)), observed)
+        return reduce(jnp.log(params.weights) + dens, axis=1)
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Log density of each observation.
@@ -264,8 +285,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         ndarray, shape (n_obs,)
         """
-        X = jnp.asarray(self._validate(X), dtype=self.means_.dtype)
-        return np.asarray(em_shapes.log_prob(self._params(), X))
+        X = self._validate(X)
+        if np.isnan(X).any():
+            return np.asarray(self._incomplete(X, jax.nn.logsumexp))
+        return np.asarray(em_shapes.log_prob(self._params(), jnp.asarray(X, dtype=self.means_.dtype)))
 
     def score(self, X: ArrayLike, y: None = None) -> float:
         """Mean log-likelihood per observation.
@@ -327,16 +350,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
             )
-        rng = check_random_state(self.random_state)
-        p = self._params()
-        counts = rng.multinomial(n_samples, np.asarray(p.weights, dtype=np.float64))
-        L, means = np.asarray(p.scale_tril), np.asarray(p.means)
-        parts = [
-            m + rng.standard_normal((c, len(m))) @ Lk.T for m, Lk, c in zip(means, L, counts, strict=True)
-        ]
-        X = np.vstack(parts)
-        y = np.repeat(np.arange(len(counts)), counts)
-        return X.astype(np.float64), y
+        return em_shapes.sample_grouped(self._params(), n_samples, check_random_state(self.random_state))
 
     def _n_parameters(self) -> int:
         return criteria.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)

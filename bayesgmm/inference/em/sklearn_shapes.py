@@ -9,6 +9,7 @@ covariances. The precision Cholesky factor of a full covariance follows scikit-l
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike
@@ -235,3 +236,39 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
 def _check_shape(value, shape, name):
     if value.shape != shape:
         raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got {value.shape}")
+
+
+def params_from_sklearn(
+    weights: ArrayLike, means: ArrayLike, precisions_cholesky: ArrayLike, covariance_type: str
+) -> GMMParams:
+    """Build GMMParams from scikit-learn's ``weights_``, ``means_`` and ``precisions_cholesky_``.
+
+    The inverse of :func:`sklearn_precisions_cholesky`; shapes as in scikit-learn.
+    """
+    P = np.asarray(precisions_cholesky)
+    means = np.asarray(means)
+    n_components, n_features = means.shape
+    if covariance_type in ("diag", "spherical"):
+        sd = 1.0 / (P if covariance_type == "diag" else P[:, None] * np.ones((1, n_features)))
+        tril = np.stack([np.diag(s) for s in sd])
+    else:
+        mats = P if covariance_type == "full" else np.broadcast_to(P, (n_components, n_features, n_features))
+        # Sigma = P^-T P^-1, so inv(P).T is its lower Cholesky factor.
+        tril = np.stack([np.linalg.inv(m).T for m in mats])
+    return GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(tril))
+
+
+def sample_grouped(
+    params: GMMParams, n_samples: int, rng: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n_samples`` points grouped by component, as scikit-learn's ``sample`` does.
+
+    Returns
+    -------
+    X : ndarray, shape (n_samples, n_features)
+    labels : ndarray of int, shape (n_samples,)
+    """
+    counts = rng.multinomial(n_samples, np.asarray(params.weights, dtype=np.float64))
+    L, means = np.asarray(params.scale_tril), np.asarray(params.means)
+    parts = [m + rng.standard_normal((c, len(m))) @ Lk.T for m, Lk, c in zip(means, L, counts, strict=True)]
+    return np.vstack(parts).astype(np.float64), np.repeat(np.arange(len(counts)), counts)
