@@ -82,6 +82,16 @@ def _save_em(model, attrs: dict, path: str) -> None:
     persistence.save_model(model, az.InferenceData(attrs=attrs, constant_data=idata.constant_data), path)
 
 
+def _save(model, criteria: dict | None, path: str) -> None:
+    try:
+        if criteria is None:
+            model.save(path)
+        else:
+            _save_em(model, criteria, path)
+    except OSError as err:  # checked before the fit, but the disk may have filled up since
+        raise CliError(f"cannot write --output {path} ({err}): choose another path.") from err
+
+
 def run_fit(args: argparse.Namespace) -> int:
     """``bayesgmm fit``: fit, print the summary, save the model and the memberships if asked."""
     _check_fit_args(args)
@@ -99,10 +109,7 @@ def run_fit(args: argparse.Namespace) -> int:
     criteria = _em_criteria(model, X, args.data) if args.inference == "em" else None
     print(bayes_report(model.idata_) if criteria is None else em_report(model, criteria))
     if args.output:
-        if criteria is not None:
-            _save_em(model, criteria, args.output)
-        else:
-            model.save(args.output)
+        _save(model, criteria, args.output)
         print(f"model written to {args.output}")
     if args.memberships:
         write_memberships(model.predict_proba(X), args.memberships)

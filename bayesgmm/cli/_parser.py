@@ -101,7 +101,17 @@ def _subparser(sub, name: str, summary: str, examples: str) -> argparse.Argument
     )  # fmt: skip
 
 
-def _add_data(p: argparse.ArgumentParser, required: bool) -> None:
+_COLUMNS_HELP = (
+    "comma-separated columns to use (.npy columns are x0, x1, ...); default: all numeric columns, "
+    "naming any left out"
+)
+_MODEL_COLUMNS_HELP = (
+    "comma-separated columns, in order, that are the model's features; default: the columns the "
+    "model was fitted on, by name"
+)
+
+
+def _add_data(p: argparse.ArgumentParser, required: bool, columns_help: str = _COLUMNS_HELP) -> None:
     kwargs = {"required": True} if required else {"default": "faithful"}
     p.add_argument(
         "--data",
@@ -112,8 +122,7 @@ def _add_data(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--columns",
         metavar="A,B",
-        help="comma-separated columns to use (.npy columns are x0, x1, ...); default: all numeric "
-        "columns, naming any left out",
+        help=columns_help,
     )
 
 
@@ -150,13 +159,13 @@ def _add_model_commands(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="a file written by 'bayesgmm fit --output'")
     p = _subparser(sub, "predict", "write the membership probabilities of new data", _PREDICT_EXAMPLES)
     p.add_argument("model", metavar="MODEL", help="a file written by 'bayesgmm fit --output'")
-    _add_data(p, required=True)
+    _add_data(p, required=True, columns_help=_MODEL_COLUMNS_HELP)
     p.add_argument("--output", metavar="CSV", help="write the memberships here instead of to stdout")
     p = _subparser(sub, "plot", "draw a saved model's plots as PNG files", _PLOT_EXAMPLES)
     p.add_argument("model", metavar="MODEL", help="a file written by 'bayesgmm fit --output'")
     p.add_argument("--output-dir", metavar="DIR", default=".", help="folder for the PNG files")
     p.add_argument("--data", metavar="NAME|PATH", help="the data to draw (needed for EM models only)")
-    p.add_argument("--columns", metavar="A,B", help="comma-separated columns of --data")
+    p.add_argument("--columns", metavar="A,B", help=_MODEL_COLUMNS_HELP)
 
 
 def _add_select_k(sub) -> None:
