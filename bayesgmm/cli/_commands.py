@@ -215,9 +215,14 @@ def run_select_k(args: argparse.Namespace) -> int:
         raise CliError(f"{args.data} has {X.shape[0]} rows, fewer than --max-k {args.max_k}: lower --max-k.")
     from bayesgmm import compare_n_components
 
-    table = compare_n_components(
-        X, range(1, args.max_k + 1), args.covariance_type, n_init=args.n_init, seed=args.seed
-    )
+    try:
+        table = compare_n_components(
+            X, range(1, args.max_k + 1), args.covariance_type, n_init=args.n_init, seed=args.seed
+        )
+    except Exception as err:  # the data was checked: what is left is the fits failing
+        raise CliError(
+            f"the comparison failed ({type(err).__name__}: {err}); try a smaller --max-k.", FIT_FAILED
+        ) from err
     print(table.to_string())
     picks = table.attrs["recommended"]
     if "bic" not in picks:
