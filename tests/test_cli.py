@@ -356,3 +356,12 @@ def test_warnings_are_the_commands_own_lines(monkeypatch, capsys):
     status, _, err = run(capsys, "fit", "--inference", "em", "--n-init", 1)
     assert status == 0
     assert err.strip() == "bayesgmm: warning: 2 of 4 chains did not mix"
+
+
+def test_plot_of_one_feature_draws_its_density(tmp_path, capsys):
+    model = tmp_path / "galaxies.nc"
+    status, _, err = run(capsys, "fit", "--data", "galaxies", "-k", 3, "--inference", "em", "--output", model)
+    assert status == 0, err
+    status, out, err = run(capsys, "plot", model, "--data", "galaxies", "--output-dir", tmp_path / "fig")
+    assert status == 0, err
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"density.png", "uncertainty.png"}

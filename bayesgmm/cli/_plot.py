@@ -31,10 +31,20 @@ def _em_idata(model, args: argparse.Namespace) -> az.InferenceData:
     return point_inference_data(model._params(), X, feature_names=names, attrs={"inference": "em"})
 
 
+def _trace_figure(idata: az.InferenceData):
+    """ArviZ's trace plot of the weights and of the means, one row per feature (all components)."""
+    import arviz as az
+    import xarray as xr
+
+    post = idata.posterior
+    rows = {"weights": post["weights"]}
+    rows |= {f"means[{f}]": post["means"].sel(feature=f, drop=True) for f in post["feature"].values}
+    axes = az.plot_trace(xr.Dataset(rows), compact=True, backend_kwargs={"layout": "constrained"})
+    return axes.ravel()[0].figure
+
+
 def _figures(idata: az.InferenceData) -> dict[str, Callable]:
     """File name to a function drawing that figure, for the plots that fit this kind of fit."""
-    import arviz as az
-
     import bayesgmm.plots as bp
 
     n_features = idata.observed_data["X"].sizes["feature"]
@@ -45,8 +55,7 @@ def _figures(idata: az.InferenceData) -> dict[str, Callable]:
         figures["density.png"] = lambda: bp.plot_density_1d(idata).figure
     figures["uncertainty.png"] = lambda: bp.plot_uncertainty(idata).figure
     if "diverging" in idata.get("sample_stats", {}):
-        var_names = ["weights", "means"]
-        figures["trace.png"] = lambda: az.plot_trace(idata, var_names=var_names).ravel()[0].figure
+        figures["trace.png"] = lambda: _trace_figure(idata)
     if "elbo_trace" in idata.groups():
         figures["elbo.png"] = lambda: bp.plot_trace_objective(idata).figure
     return figures
