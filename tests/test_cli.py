@@ -286,6 +286,10 @@ def test_columns_must_exist_and_be_numbers(tmp_path, capsys):
     assert_one_error(status, err, "'species'", "not numeric")
     status, _, err = run(capsys, "fit", "--data", path, "--columns", "petal,species", "--inference", "em")
     assert_one_error(status, err, "petal", "not in the data")
+    flags = tmp_path / "flags.csv"
+    flags.write_text("a,flag\n1.0,True\n2.0,False\n")
+    status, _, err = run(capsys, "fit", "--data", flags, "--columns", "a,flag", "--inference", "em")
+    assert_one_error(status, err, "'flag'", "True/False")
     status, _, err = run(capsys, "fit", "--data", _typo_csv(tmp_path), "--columns", "a", "--inference", "em")
     assert_one_error(status, err, "'a'", "'3.1x'", "row 2")
 

@@ -98,6 +98,10 @@ def _first_non_number(column: pd.Series) -> tuple[int, object, int]:
 
 def _check_number_column(column: pd.Series, name: str) -> None:
     """Refuse a text column, saying whether it holds text or a number with a typo, and where."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(column):
+        raise CliError(f"column {name!r} holds True/False, not numbers: encode it as 0/1 to fit it.")
     row, value, n_numbers = _first_non_number(column)
     if n_numbers == 0:
         raise CliError(
