@@ -1,10 +1,7 @@
-"""The BayesianGMM estimator and the bayesgmm command line."""
+"""The BayesianGMM estimator."""
 
-import subprocess
-import sys
 import warnings
 
-import arviz as az
 import jax
 import numpy as np
 import pandas as pd
@@ -14,7 +11,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-import bayesgmm
 from bayesgmm import BayesianGMM, densities
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata
@@ -163,53 +159,3 @@ def test_unfitted_raises_not_fitted_error(method):
     with pytest.raises(NotFittedError) as ours:
         getattr(BayesianGMM(2), method)(*args)
     assert str(ours.value) == str(theirs.value).replace("GaussianMixture", "BayesianGMM")
-
-
-def test_command_line_fits_and_saves(tmp_path):
-    out = tmp_path / "fit.nc"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bayesgmm.cli",
-        "fit",
-        "--warmup",
-        "150",
-        "--samples",
-        "150",
-        "--chains",
-        "2",
-    ]
-    result = subprocess.run([*cmd, "--no-progress", "--output", str(out)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "eruptions" in result.stdout and "max R-hat" in result.stdout and "divergences" in result.stdout
-    idata = az.from_netcdf(out)
-    means = idata.posterior["means"].mean(("chain", "draw")).values
-    np.testing.assert_allclose(np.sort(means[:, 1]), [54.5, 80.0], rtol=0.03)
-
-
-def test_command_line_svi_report_has_no_mcmc_diagnostics():
-    cmd = [sys.executable, "-m", "bayesgmm.cli", "fit", "--inference", "svi", "--samples", "200"]
-    cmd.append("--no-progress")
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "PSIS-LOO" in result.stdout and "R-hat" not in result.stdout
-    # Any diagnostics warning reads as the command's words, not as a Python source line.
-    assert ".py:" not in result.stderr
-
-
-def test_command_line_reports_bad_data(tmp_path):
-    bad = tmp_path / "bad.csv"
-    bad.write_text("a,b\n1,2\n,3\n4,5\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "bayesgmm.cli", "fit", "--data", str(bad), "--warmup", "5", "--samples", "5"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and "NaN" in result.stderr
-
-
-def test_cli_prints_its_version():
-    out = subprocess.run(
-        [sys.executable, "-m", "bayesgmm.cli", "--version"], capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == f"bayesgmm {bayesgmm.__version__}"

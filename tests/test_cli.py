@@ -1,0 +1,371 @@
+"""The bayesgmm command line, run in-process through ``main`` (one subprocess for ``--version``)."""
+
+import io
+import subprocess
+import sys
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+import bayesgmm
+from bayesgmm import compare_n_components, load, load_dataset
+from bayesgmm.cli import main
+
+FAITHFUL = load_dataset("faithful", as_frame=True)
+SVI = ["--inference", "svi", "--samples", "50", "--chains", "1", "--no-progress"]
+
+
+def run(capsys, *argv):
+    """Run the command line; return its status, stdout and stderr."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_error(status, err, *words, code=2):
+    """The command failed with ``code`` and said so in one ``bayesgmm: error:`` line naming ``words``."""
+    assert status == code
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bayesgmm: error: "), err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert "Traceback" not in err
+
+
+def check_memberships(table, probs):
+    """A memberships table against the model's own probabilities, shape (n_obs, n_components)."""
+    assert list(table.columns) == [*(f"prob_{k}" for k in range(probs.shape[1])), "component", "uncertainty"]
+    # CSV keeps every digit of a float; what is left is round-off of computing them again.
+    np.testing.assert_allclose(table.filter(like="prob_").to_numpy(), probs, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(table["component"], probs.argmax(axis=1))
+    np.testing.assert_allclose(table["uncertainty"], 1 - probs.max(axis=1), rtol=1e-12, atol=1e-15)
+
+
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    """One EM, one SVI and one NUTS fit of Old Faithful, saved with their memberships."""
+    folder = tmp_path_factory.mktemp("fits")
+    runs = {
+        "em": ["--inference", "em"],
+        "svi": SVI,
+        "nuts": ["--warmup", "150", "--samples", "150", "--chains", "2", "--no-progress"],
+    }
+    out = {}
+    for name, options in runs.items():
+        model, members = folder / f"{name}.nc", folder / f"{name}.csv"
+        # capsys is per test; this fixture is per module.
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            status = main(["fit", *options, "--output", str(model), "--memberships", str(members)])
+        assert status == 0, stderr.getvalue()
+        out[name] = {
+            "model": model,
+            "memberships": members,
+            "stdout": stdout.getvalue(),
+            "stderr": stderr.getvalue(),
+        }
+    return out
+
+
+def test_nuts_fit_prints_diagnostics_and_saves_the_model(fits):
+    fit = fits["nuts"]
+    assert "eruptions" in fit["stdout"] and "max R-hat" in fit["stdout"] and "divergences" in fit["stdout"]
+    model = load(fit["model"])
+    means = model.idata_.posterior["means"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(np.sort(means[:, 1]), [54.5, 80.0], rtol=0.03)
+
+
+def test_svi_report_has_no_mcmc_diagnostics(fits):
+    fit = fits["svi"]
+    assert "PSIS-LOO" in fit["stdout"] and "R-hat" not in fit["stdout"]
+    # Any diagnostics warning reads as the command's words, not as a Python source line.
+    assert ".py:" not in fit["stderr"]
+
+
+@pytest.mark.parametrize("name", ["em", "svi", "nuts"])
+def test_memberships_file_matches_the_saved_model(fits, name):
+    model = load(fits[name]["model"])
+    check_memberships(pd.read_csv(fits[name]["memberships"]), model.predict_proba(FAITHFUL))
+
+
+def test_em_fit_is_the_sklearn_drop_in_and_summary_reports_its_criteria(fits, capsys):
+    model = load(fits["em"]["model"])
+    assert type(model) is bayesgmm.GaussianMixture and model.n_init == 5
+    status, out, _ = run(capsys, "summary", fits["em"]["model"])
+    assert status == 0
+    # Oracle: scikit-learn's log-likelihood and BIC at the saved parameters.
+    sk = SkGaussianMixture(2)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(sk, name, getattr(model, name))
+    X = FAITHFUL.to_numpy()
+    assert f"log-likelihood: {sk.score(X) * len(X):.3f}" in out
+    assert f"BIC: {sk.bic(X):.3f}" in out
+    assert "EM converged" in out and "mean[eruptions]" in out and "cov[eruptions, waiting]" in out
+
+
+@pytest.mark.parametrize("name", ["svi", "nuts"])
+def test_summary_of_a_bayesian_model_is_what_fit_printed(fits, capsys, name):
+    status, out, _ = run(capsys, "summary", fits[name]["model"])
+    assert status == 0
+    table = fits[name]["stdout"].split("\n", 1)[1].split("model written")[0].strip()
+    assert table in out
+
+
+@pytest.mark.parametrize("name", ["em", "svi"])
+def test_predict_on_a_csv_equals_predict_proba(fits, tmp_path, capsys, name):
+    # Columns in another order and an extra one: the model's features are found by name.
+    new = FAITHFUL.iloc[::-7][["waiting", "eruptions"]].assign(note="x")
+    path = tmp_path / "new.csv"
+    new.to_csv(path, index=False)
+    expected = load(fits[name]["model"]).predict_proba(new[["eruptions", "waiting"]])
+    status, out, err = run(
+        capsys, "predict", fits[name]["model"], "--data", path, "--output", tmp_path / "m.csv"
+    )
+    assert status == 0, err
+    check_memberships(pd.read_csv(tmp_path / "m.csv"), expected)
+    status, out, _ = run(capsys, "predict", fits[name]["model"], "--data", path)
+    assert status == 0
+    check_memberships(pd.read_csv(pd.io.common.StringIO(out)), expected)
+
+
+def test_plot_writes_pngs_for_each_kind_of_fit(fits, tmp_path, capsys):
+    expected = {
+        "nuts": {"ellipses.png", "uncertainty.png", "trace.png"},
+        "svi": {"ellipses.png", "uncertainty.png", "elbo.png"},
+        "em": {"ellipses.png", "uncertainty.png"},
+    }
+    for name, files in expected.items():
+        folder = tmp_path / name
+        extra = ["--data", "faithful"] if name == "em" else []
+        status, out, err = run(capsys, "plot", fits[name]["model"], "--output-dir", folder, *extra)
+        assert status == 0, err
+        assert {p.name for p in folder.iterdir()} == files
+        for f in files:
+            assert str(folder / f) in out
+            assert (folder / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_an_em_model_needs_data(fits, capsys):
+    status, _, err = run(capsys, "plot", fits["em"]["model"])
+    assert_one_error(status, err, "--data")
+
+
+def test_select_k_recommends_what_compare_n_components_does(capsys):
+    status, out, _ = run(capsys, "select-k", "--max-k", 3, "--covariance-type", "full", "diag")
+    assert status == 0
+    table = compare_n_components(FAITHFUL, range(1, 4), ("full", "diag"))
+    k, cov = table.attrs["recommended"]["bic"]
+    assert f"recommended K: {k} ({cov} covariances)" in out
+    assert table.to_string() in out
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npy"])
+def test_parquet_and_npy_input_give_the_fit_of_the_same_data(fits, tmp_path, capsys, suffix):
+    path = tmp_path / f"faithful{suffix}"
+    if suffix == ".npy":
+        np.save(path, FAITHFUL.to_numpy())
+    else:
+        FAITHFUL.to_parquet(path)
+    out_model, members = tmp_path / "m.nc", tmp_path / "m.csv"
+    status, out, err = run(
+        capsys, "fit", "--data", path, "--inference", "em", "--output", out_model, "--memberships", members
+    )
+    assert status == 0, err
+    names = "x0, x1" if suffix == ".npy" else "eruptions, waiting"
+    assert names in out
+    # Same data, same seed: the same EM fit as from the bundled data set.
+    model, reference = load(out_model), load(fits["em"]["model"])
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-10)
+    # A .npy file has no column names: the command names its columns x0, x1, ...
+    X = FAITHFUL.set_axis(["x0", "x1"], axis=1) if suffix == ".npy" else FAITHFUL
+    check_memberships(pd.read_csv(members), model.predict_proba(X))
+
+
+def test_help_shows_defaults_and_examples(capsys):
+    for command in ("fit", "summary", "predict", "plot", "select-k"):
+        status, out, _ = run(capsys, command, "--help")
+        assert status == 0 and "examples:" in out and f"bayesgmm {command}" in out
+    status, out, _ = run(capsys, "fit", "--help")
+    flat = " ".join(out.split())
+    for default in ("number of components (default: 2)", "(default: nuts)", "(default: faithful)",
+                    "(default: 4)", "(default: 1000)", "(default: dirichlet)"):  # fmt: skip
+        assert default in flat
+    status, out, _ = run(capsys, "--help")
+    assert status == 0 and "select-k" in out and "examples:" in out
+
+
+def test_cli_prints_its_version():
+    out = subprocess.run(
+        [sys.executable, "-m", "bayesgmm.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"bayesgmm {bayesgmm.__version__}"
+
+
+def test_non_numeric_columns_are_named_when_left_out(tmp_path, capsys):
+    path = tmp_path / "mixed.csv"
+    FAITHFUL.assign(site=["old"] * len(FAITHFUL)).to_csv(path, index=False)
+    status, out, err = run(capsys, "fit", "--data", path, "--inference", "em", "--n-init", 1)
+    assert status == 0
+    assert "eruptions, waiting" in out
+    assert err.startswith("bayesgmm: warning: ") and "leaving out the non-numeric site" in err
+
+
+def _typo_csv(tmp_path):
+    path = tmp_path / "typo.csv"
+    path.write_text("a,b\n1.0,2.0\n3.1x,2.5\n4.0,5.0\n")
+    return path
+
+
+def _bad_file(case, folder):
+    """A data file that cannot be fitted, and words the error must say."""
+    path = folder / f"{case}.csv"
+    if case == "empty":
+        path.write_text("")
+        return path, ["empty file"]
+    if case == "directory":
+        return folder, ["is a directory"]
+    if case == "undecodable":
+        path.write_bytes(b"\x80\x81\xc3\x28,\x9f\n" * 50)
+        return path, ["cannot read", "CSV"]
+    if case == "missing":
+        return folder / "nowhere.csv", ["neither a bundled data set", "nowhere.csv"]
+    if case == "typo":
+        return _typo_csv(folder), ["'a'", "'3.1x'", "row 2"]
+    if case == "nan":
+        path.write_text("a,b\n1,2\n,3\n4,5\n")
+        return path, ["NaN", "row 2"]
+    path = folder / "cube.npy"
+    np.save(path, np.zeros((2, 2, 2)))
+    return path, ["shape (2, 2, 2)"]
+
+
+@pytest.mark.parametrize("case", ["empty", "directory", "undecodable", "missing", "typo", "nan", "cube"])
+def test_bad_data_files_get_one_line_and_status_2(tmp_path, capsys, case):
+    path, words = _bad_file(case, tmp_path)
+    status, out, err = run(capsys, "fit", "--data", path, "--inference", "em")
+    assert_one_error(status, err, *words)
+    assert "Fitting" not in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fit", "--chains", "0"],
+        ["fit", "--samples", "-3"],
+        ["fit", "--warmup", "0"],
+        ["fit", "-k", "0"],
+        ["fit", "--n-init", "0"],
+        ["select-k", "--max-k", "0"],
+    ],
+)
+def test_non_positive_counts_are_refused(capsys, argv):
+    status, _, err = run(capsys, *argv)
+    assert_one_error(status, err, argv[1], "positive", "--help")
+
+
+def test_usage_errors_are_one_line(capsys):
+    status, _, err = run(capsys, "fit", "--inference", "mcmc")
+    assert_one_error(status, err, "invalid choice", "'mcmc'")
+    status, _, err = run(capsys, "frobnicate")
+    assert_one_error(status, err, "frobnicate")
+    status, _, err = run(capsys, "fit", "--inference", "em", "--weight-prior", "dp")
+    assert_one_error(status, err, "--weight-prior dp", "nuts or svi")
+
+
+def test_columns_must_exist_and_be_numbers(tmp_path, capsys):
+    path = tmp_path / "iris.csv"
+    load_dataset("iris", as_frame=True).to_csv(path, index=False)
+    status, _, err = run(
+        capsys, "fit", "--data", path, "--columns", "sepal_length,species", "--inference", "em"
+    )
+    assert_one_error(status, err, "'species'", "not numeric")
+    status, _, err = run(capsys, "fit", "--data", path, "--columns", "petal,species", "--inference", "em")
+    assert_one_error(status, err, "petal", "not in the data")
+    flags = tmp_path / "flags.csv"
+    flags.write_text("a,flag\n1.0,True\n2.0,False\n")
+    status, _, err = run(capsys, "fit", "--data", flags, "--columns", "a,flag", "--inference", "em")
+    assert_one_error(status, err, "'flag'", "True/False")
+    status, _, err = run(capsys, "fit", "--data", _typo_csv(tmp_path), "--columns", "a", "--inference", "em")
+    assert_one_error(status, err, "'a'", "'3.1x'", "row 2")
+
+
+@pytest.mark.parametrize("option", ["--output", "--memberships"])
+def test_unwritable_outputs_are_refused_before_fitting(tmp_path, capsys, option):
+    for target, words in ((tmp_path / "no" / "such" / "f.nc", ["does not exist"]), (tmp_path, ["directory"])):
+        status, out, err = run(capsys, "fit", *SVI, option, target)
+        assert_one_error(status, err, option, *words)
+        assert "Fitting" not in out
+
+
+def test_files_that_are_not_models_are_refused(tmp_path, capsys):
+    plain = tmp_path / "plain.nc"
+    az.from_dict(posterior={"mu": np.zeros((1, 5))}).to_netcdf(str(plain))
+    text = tmp_path / "data.csv"
+    FAITHFUL.to_csv(text, index=False)
+    cases = {
+        plain: "not a bayesgmm model",
+        text: "not a readable netCDF",
+        tmp_path / "none.nc": "No saved model",
+        tmp_path: "No saved model",
+    }
+    for path, words in cases.items():
+        for argv in (
+            ["summary", path],
+            ["predict", path, "--data", text],
+            ["plot", path, "--output-dir", tmp_path],
+        ):
+            status, _, err = run(capsys, *argv)
+            assert_one_error(status, err, words, "bayesgmm fit --output")
+
+
+def test_predict_refuses_data_without_the_models_columns(fits, tmp_path, capsys):
+    path = tmp_path / "other.csv"
+    FAITHFUL.rename(columns={"waiting": "wait"}).to_csv(path, index=False)
+    status, _, err = run(capsys, "predict", fits["em"]["model"], "--data", path)
+    assert_one_error(status, err, "lacks waiting", "--columns")
+    status, _, err = run(capsys, "predict", fits["em"]["model"], "--data", path, "--columns", "wait")
+    assert_one_error(status, err, "2 features", "gives 1")
+    # --columns maps the data's columns, in order, onto the model's features.
+    status, out, err = run(
+        capsys, "predict", fits["em"]["model"], "--data", path, "--columns", "eruptions,wait"
+    )
+    assert status == 0, err
+    check_memberships(
+        pd.read_csv(pd.io.common.StringIO(out)), load(fits["em"]["model"]).predict_proba(FAITHFUL)
+    )
+
+
+def test_a_failing_fit_exits_1_with_one_line(monkeypatch, capsys):
+    def broken(self, X, y=None):
+        raise FloatingPointError("overflow in the M-step")
+
+    monkeypatch.setattr(bayesgmm.GaussianMixture, "fit", broken)
+    status, _, err = run(capsys, "fit", "--inference", "em")
+    assert_one_error(status, err, "the fit failed", "FloatingPointError", "overflow in the M-step", code=1)
+
+
+def test_warnings_are_the_commands_own_lines(monkeypatch, capsys):
+    fit = bayesgmm.GaussianMixture.fit
+
+    def warning_fit(self, X, y=None):
+        warnings.warn("2 of 4 chains did not mix", bayesgmm.DiagnosticsWarning, stacklevel=2)
+        return fit(self, X)
+
+    monkeypatch.setattr(bayesgmm.GaussianMixture, "fit", warning_fit)
+    status, _, err = run(capsys, "fit", "--inference", "em", "--n-init", 1)
+    assert status == 0
+    assert err.strip() == "bayesgmm: warning: 2 of 4 chains did not mix"
+
+
+def test_plot_of_one_feature_draws_its_density(tmp_path, capsys):
+    model = tmp_path / "galaxies.nc"
+    status, _, err = run(capsys, "fit", "--data", "galaxies", "-k", 3, "--inference", "em", "--output", model)
+    assert status == 0, err
+    status, out, err = run(capsys, "plot", model, "--data", "galaxies", "--output-dir", tmp_path / "fig")
+    assert status == 0, err
+    assert {p.name for p in (tmp_path / "fig").iterdir()} == {"density.png", "uncertainty.png"}
