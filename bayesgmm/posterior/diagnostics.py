@@ -132,7 +132,7 @@ def _mixing_problems(idata, n_chains) -> list[str]:
         problems.append(
             f"max R-hat of the relabelled {', '.join(names)} is {rhat:.3f} > {MAX_RHAT}: the chains "
             "disagree, so they have not converged to one distribution; they may sit in different "
-            "modes. Compare the chains (bayesgmm.plots.plot_trace, label_switching_report), run "
+            "modes. Compare the chains (arviz.plot_trace, label_switching_report), run "
             "longer (num_warmup, num_samples), or reconsider n_components."
         )
     threshold = MIN_ESS_PER_CHAIN * n_chains
