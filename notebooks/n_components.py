@@ -96,9 +96,7 @@ print("posterior mean mass in the last stick:", round(attrs["stick_remainder_mea
 
 # %%
 ax = bp.plot_density_1d(fits["sparse"])
-ax.set_xlabel("velocity (1000 km/s)")
-ax.set_title(f"sparse mixture, K_max = {K_MAX}")
-ax.figure.tight_layout()
+_ = ax.set(xlabel="velocity (1000 km/s)", title=f"sparse mixture, K_max = {K_MAX}")
 
 # %% [markdown]
 # ## Comparing fits with K = 1, 2, ...
