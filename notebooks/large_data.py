@@ -34,6 +34,7 @@
 # %%
 import itertools
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -168,3 +169,10 @@ pd.DataFrame(
 # %%
 ax = bp.plot_ellipses(svi, n_draws=20)
 ax.collections[0].set_alpha(0.05)
+
+# %% [markdown]
+# The file was only for this notebook:
+
+# %%
+del X_disk, X
+shutil.rmtree(workdir)
