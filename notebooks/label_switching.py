@@ -82,7 +82,10 @@ axes = bp.plot_relabel_traces(raw, relabelled, var="weights")
 # one, and puts the R-hat of the raw and relabelled parameters beside the R-hat of quantities
 # that do not depend on the labels (sorted weights, the mixture density at reference points,
 # the total log-likelihood). A large raw R-hat with small label-invariant ones is label
-# switching; large label-invariant R-hats mean the chains explore different modes.
+# switching, which relabelling repairs; large label-invariant R-hats mean the chains explore
+# different modes, which no relabelling can repair. The verdict is the first that holds of
+# "chains in different modes", "chains in different labellings of one mode", "label switching
+# within chains" and "no label switching".
 
 # %%
 report = bayesgmm.label_switching_report(raw)
@@ -117,8 +120,17 @@ pd.DataFrame(rows).T
 # ECR and Stephens agree on the large components; ordering numbers them by velocity instead of
 # weight, so its columns are a permutation of theirs plus the empty components' noise.
 #
-# After relabelling, the diagnostics of the fit are read on the relabelled draws (which is
-# what `bayesgmm.summary` and `bayesgmm.fit_problems` do):
+# ## Reading the fit after relabelling
+# An overfitted mixture shows both problems at once. Its empty components swap labels freely
+# within every chain: `fraction_switched` above is large, and relabelling repairs that. But its
+# chains may also disagree about how many small clusters are occupied (a fourth component
+# holding three or four galaxies, or not): that shows as a large R-hat of `sorted_weights`, a
+# label-invariant quantity, and in the per-component R-hat of the small weights below. Longer
+# chains or a prior that decides more firmly (`Priors(sparse_rate=...)`) are the remedies, and
+# `n_components_posterior` (see the notebook on the number of components) reports that
+# uncertainty as a distribution over K instead.
+#
+# `bayesgmm.summary` and `bayesgmm.fit_problems` read the diagnostics on the relabelled draws:
 
 # %%
 bayesgmm.summary(raw, var_names=["weights"])
@@ -128,11 +140,11 @@ for problem in bayesgmm.fit_problems(raw) or ["no problems found"]:
     print("-", problem)
 
 # %% [markdown]
-# ## When relabelling cannot help: chains in different modes
-# With four components under a flat Dirichlet prior the galaxy posterior has genuinely
-# different modes (e.g. how the small clusters are split). Chains that settle in different ones
-# disagree on label-invariant quantities, and no permutation makes them agree. The report's
-# verdict says which case a fit is in.
+# ## Another fit: four components, flat Dirichlet prior
+# With four components and no pressure to empty any of them, every component must hold some
+# galaxies, and the posterior has several ways to split the small clusters. Whether the chains
+# switch labels, sit in different labellings or in different modes is, again, for the report's
+# label-invariant R-hats to say:
 
 # %%
 four = bayesgmm.fit_nuts(X, 4, seed=1, **draws)
