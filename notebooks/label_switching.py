@@ -63,7 +63,7 @@ print("relabelling method:", relabelled.posterior.attrs["relabel_method"])
 
 # %% [markdown]
 # The mean velocity of each component, chain after chain, before and after relabelling. Before,
-# a colour jumps between levels: a switch of labels. After, each colour stays on one level
+# a colour jumps between levels: a switch of labels. After, each colour mostly stays on one level
 # (the empty components, which follow their prior, wander wherever).
 
 # %%

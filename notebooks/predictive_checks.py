@@ -77,8 +77,8 @@ table[1].round(3)
 
 # %% [markdown]
 # One Gaussian reproduces the means, sds and the correlation (it has a parameter for each),
-# but not the shape: the data have two modes per feature and negative skewness in the
-# eruption durations, which a Gaussian never produces. The two-component mixture:
+# but not the shape: the data have two modes and a negative skewness in each feature, which a
+# Gaussian never produces. The two-component mixture reproduces them:
 
 # %%
 table[2].round(3)
