@@ -79,10 +79,12 @@ em, svi, nuts = results["EM"], results["SVI"], results["NUTS"]
 pd.DataFrame(seconds).T.round(2)
 
 # %% [markdown]
-# EM is orders of magnitude faster: it only climbs to one optimum. SVI spends most of its time
-# in its EM start and in scoring its draws (importance weights against the exact posterior
-# density, used by `bayesgmm.loo` and by the check of the guide below); NUTS pays for every draw
-# with many gradient evaluations.
+# On the first call most of the time of SVI and NUTS is compilation (SVI's also includes its
+# EM start, run while its programs compile). Once compiled, EM is still the fastest by far: it
+# only climbs to one optimum. SVI then fits its guide and scores its draws (importance weights
+# against the exact posterior density, used by `bayesgmm.loo` and by the check of the guide
+# below); NUTS pays for every draw with many gradient evaluations, which grows with the data
+# and the number of draws.
 #
 # ## Parameters side by side
 # `bayesgmm.summary` relabels the draws (numbering the components by decreasing weight) before
