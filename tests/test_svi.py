@@ -20,7 +20,7 @@ from numpyro.infer.initialization import init_to_median
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 from scipy.special import logsumexp
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from bayesgmm import densities, fit_nuts, fit_svi, load_dataset, params_from_idata
 from bayesgmm.inference.svi.loop import elbo_converged

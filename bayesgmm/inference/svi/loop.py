@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import jax
 import numpy as np
 from numpyro.infer.svi import SVIState
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
+from bayesgmm.inference.progress import progress_bar
 from bayesgmm.inference.svi.data import DeviceRows, chunk_feed
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def run(
     """
     schedule, rows = settings.schedule, setup.data.extra
     feed = chunk_feed(rows, device, setup.data, schedule.chunk_size, settings.dtype)
-    with tqdm(total=schedule.max_steps, disable=not settings.progress_bar, desc="SVI") as bar:
+    with progress_bar(schedule.max_steps, "SVI", disable=not settings.progress_bar) as bar:
         _, key_chunks = jax.random.split(setup.keys["svi"])
         return run_chunks(
             prog,
