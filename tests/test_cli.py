@@ -369,3 +369,15 @@ def test_plot_of_one_feature_draws_its_density(tmp_path, capsys):
     status, out, err = run(capsys, "plot", model, "--data", "galaxies", "--output-dir", tmp_path / "fig")
     assert status == 0, err
     assert {p.name for p in (tmp_path / "fig").iterdir()} == {"density.png", "uncertainty.png"}
+
+
+def test_predict_piped_into_a_reader_that_stops_early_is_quiet(fits, tmp_path):
+    """``bayesgmm predict ... | head -1``: the closed pipe ends the command without a traceback."""
+    path = tmp_path / "many.csv"
+    pd.concat([FAITHFUL] * 40).to_csv(path, index=False)
+    cmd = [sys.executable, "-m", "bayesgmm.cli", "predict", str(fits["em"]["model"]), "--data", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"prob_0,prob_1")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err

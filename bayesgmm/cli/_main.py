@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 from bayesgmm.cli._errors import CliError, print_error, show_warning
@@ -58,3 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         except CliError as err:
             print_error(str(err))
             return err.status
+        except BrokenPipeError:
+            # The reader of stdout (``| head``) has gone: stop quietly, as Unix tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
