@@ -266,13 +266,13 @@ def _hot_deck(X, observed, rng) -> np.ndarray:
 
 def _numpy_rng(seed) -> np.random.RandomState:
     """Return the RandomState that ``fit_em``'s seed gives, for the completion and the starts."""
-    if isinstance(seed, np.random.RandomState):
-        return seed
+    from sklearn.utils import check_random_state
+
     if isinstance(seed, np.random.Generator):
         return np.random.RandomState(seed.integers(2**31 - 1))
     if isinstance(seed, jax.Array):
         return np.random.RandomState(int(jax.random.randint(seed, (), 0, 2**31 - 1)))
-    return np.random.RandomState(seed)
+    return check_random_state(seed)
 
 
 def fit_missing(
