@@ -97,7 +97,9 @@ def compare_n_components(
     UserWarning
         Naming each model with Pareto k > 0.7 for some observation (its LOO is not
         reliable there; refit with more draws, or use k-fold cross-validation), and
-        each SVI fit whose guide's Pareto k is above 0.7 (refit with NUTS).
+        each SVI fit whose guide's Pareto k is above 0.7 (refit with NUTS). Every fit's own
+        warnings (EM's empty components or convergence, the sampler's diagnostics) come
+        with the model's name in front: ``"n_components=5, covariance_type='full': ..."``.
 
     Raises
     ------
@@ -117,14 +119,17 @@ def compare_n_components(
     rows, loos = [], {}
     for cov in covariance_types:
         for k in ks:
+            name = f"n_components={k}, covariance_type={cov!r}"
             row = {
                 "n_components": int(k),
                 "covariance_type": cov,
-                **_em_row(X, k, cov, n_init, reg_covar, seed),
+                **_named_warnings(name, _em_row, X, k, cov, n_init, reg_covar, seed),
             }
             if inference is not None:
-                idata = _bayes_fit(X, k, cov, inference, weight_prior, priors, seed, fit_kwargs)
-                loos[(int(k), cov)], criteria = _loo_waic(idata, f"n_components={k}, covariance_type={cov!r}")
+                idata = _named_warnings(
+                    name, _bayes_fit, X, k, cov, inference, weight_prior, priors, seed, fit_kwargs
+                )
+                loos[(int(k), cov)], criteria = _loo_waic(idata, name)
                 row.update(criteria)
             rows.append(row)
     table = pd.DataFrame(rows).set_index(["n_components", "covariance_type"])
@@ -137,12 +142,26 @@ def compare_n_components(
     return table
 
 
+def _named_warnings(name: str, fn, *args):
+    """Call ``fn(*args)``, re-emitting each of its warnings with the model's name in front.
+
+    A table over many models is only useful if a warning (a sampler's divergences, EM's
+    convergence) says which of them it is about.
+    """
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        out = fn(*args)
+    for w in heard:
+        warnings.warn(f"{name}: {w.message}", w.category, stacklevel=3)
+    return out
+
+
 def _em_row(X, k, cov, n_init, reg_covar, seed) -> dict:
     n_par = n_parameters(k, X.shape[1], cov)
     try:
         res = fit_em(X, k, cov, n_init=n_init, reg_covar=reg_covar, seed=seed)
     except ValueError as err:
-        warnings.warn(f"EM failed for n_components={k}, covariance_type={cov!r}: {err}", stacklevel=3)
+        warnings.warn(f"EM failed: {err}", stacklevel=3)
         return {"log_likelihood": np.nan, "n_parameters": n_par, "bic": np.nan, "aic": np.nan, "icl": np.nan}
     return {
         "log_likelihood": res.log_likelihood,

@@ -47,3 +47,11 @@ def test_loo_and_bic_agree():
     assert rec["loo"] == rec["bic"] == (3, "full")
     assert table["stacking_weight"].sum() == pytest.approx(1.0)
     assert table.loc[(3, "full"), "elpd_diff"] == 0
+
+
+def test_warnings_of_a_fit_name_its_model():
+    """Three distinct values leave two of five components empty: that warning says which K."""
+    X = np.repeat([0.0, 5.0, 10.0], 20)[:, None]
+    with pytest.warns(UserWarning, match=r"^n_components=5, covariance_type='full': 2 of 5 components hold"):
+        table = compare_n_components(X, [3, 5], ("full",))
+    assert table.loc[(5, "full"), "log_likelihood"] == pytest.approx(table.loc[(3, "full"), "log_likelihood"])

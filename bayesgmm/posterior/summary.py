@@ -34,8 +34,9 @@ def summary(
     Returns
     -------
     pandas.DataFrame
-        ArviZ's table (for SVI and EM fits only its ``kind="stats"`` columns: their
-        draws are not Markov chains, so R-hat and ESS do not apply) plus a column
+        ArviZ's table (for SVI fits only its ``kind="stats"`` columns: their draws are
+        not Markov chains, so R-hat and ESS do not apply; for EM fits only ``mean``, the
+        point estimate, since one point has no spread or interval) plus a column
         ``relabel`` naming the relabelling method (also in ``DataFrame.attrs["relabel_method"]``).
         A covariance matrix is symmetric, so ``covariances`` and ``scale_tril`` show each
         component's lower triangle (cell ``[k, a, b]`` with ``b`` not after ``a``), and
@@ -64,8 +65,12 @@ def summary(
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shape validation failed.*")
         warnings.filterwarnings("ignore", message="More chains")
+        # One EM point has no spread: numpy warns about its standard deviation, which is dropped.
+        warnings.filterwarnings("ignore", message="Degrees of freedom <= 0", category=RuntimeWarning)
         table = az.summary(relabelled, var_names=list(var_names), **kwargs)
     table = table[_cells_shown(relabelled, list(var_names), len(table), kwargs)]
+    if idata.attrs.get("inference") == "em" and kwargs.get("kind", "stats") == "stats":
+        table = table[["mean"]]
     used = relabelled.posterior.attrs["relabel_method"]
     table["relabel"] = used
     table.attrs["relabel_method"] = used

@@ -158,8 +158,10 @@ def fit_svi(
         The groups of ``fit_nuts`` (``posterior``, ``log_likelihood``, ``observed_data``,
         ``constant_data``), plus ``elbo_trace`` (``elbo`` with dims restart/step, for
         every restart) and, when the data are not subset, ``sample_stats`` with ``lp``
-        and ``log_q`` per draw (see ``draws.importance_stats``; ``attrs["pareto_k"]``
-        says how far the guide is from the posterior: above 0.7, do not trust it).
+        and ``log_q`` per draw (see ``draws.importance_stats``). ``attrs["pareto_k"]``
+        says how far the guide is from the posterior (above 0.7, do not trust it): a JSON
+        string, since netCDF attributes hold no lists, of one value per restart kept as a
+        chain, read by ``json.loads(idata.attrs["pareto_k"])``.
         ``attrs["timings"]`` holds the seconds spent in each phase (JSON): ``em_start``
         includes tracing its own program and the SVI programs, whose compilation runs
         meanwhile in other threads; ``compile`` is the wait for what remains of it after
@@ -174,6 +176,9 @@ def fit_svi(
     ('chain', 'draw', 'component', 'feature')
     >>> idata.posterior.sizes["draw"], idata.attrs["converged"]
     (100, 1)
+    >>> import json
+    >>> [k < 0.7 for k in json.loads(idata.attrs["pareto_k"])]
+    [True]
     """
     settings = SVISettings(
         Objective(guide, num_particles, renyi_alpha),
