@@ -99,6 +99,19 @@ def test_plot_ellipses_from_em_and_given_axes(em_2d):
     assert "posterior" not in ax.get_legend().get_texts()[0].get_text()
 
 
+def test_em_components_are_coloured_in_the_order_relabelling_gives_draws(em_2d, idata_2d):
+    """The fixtures' weights increase with the index; relabelled draws run heaviest first."""
+    em_ax, draws_ax = bp.plot_ellipses(em_2d), bp.plot_ellipses(idata_2d, n_draws=1)
+    heaviest = int(np.argmax(np.asarray(em_2d.params.weights)))
+    assert heaviest == N_COMPONENTS - 1
+    bold = [p for p in _ellipses(em_ax) if p.get_linewidth() == 2.0]
+    np.testing.assert_allclose(bold[0].center, np.asarray(em_2d.params.means)[heaviest])
+    draws_bold = [p for p in _ellipses(draws_ax) if p.get_linewidth() == 2.0]
+    for em_patch, draw_patch in zip(bold, draws_bold, strict=True):
+        assert em_patch.get_edgecolor() == draw_patch.get_edgecolor()
+        assert np.linalg.norm(np.subtract(em_patch.center, draw_patch.center)) < 1.0
+
+
 def test_plot_ellipses_needs_two_features(idata_1d):
     with pytest.raises(ValueError, match="plot_density_1d"):
         bp.plot_ellipses(idata_1d)

@@ -51,11 +51,14 @@ def fit_params(source, relabel_draws: bool = True):
     """Draws of a fit as GMMParams (leaves shaped (n_draws, ...)), its data and feature names.
 
     ``source`` is an InferenceData (relabelled first when ``relabel_draws``, so that
-    colours follow components) or an EMResult (one draw).
+    colours follow components) or an EMResult (one draw). EM's components are put in the
+    order relabelling gives posterior draws, by decreasing weight, so that a colour means
+    the same component in a panel of EM and one of SVI or NUTS.
     """
     if isinstance(source, EMResult):
         p = source.params
-        draws = GMMParams(*(np.asarray(a)[None] for a in p))
+        order = np.argsort(-np.asarray(p.weights), kind="stable")
+        draws = GMMParams(*(np.asarray(a)[order][None] for a in p))
         X = np.asarray(source.X)
         names = source.feature_names or [f"x{j}" for j in range(X.shape[1])]
         return draws, X, list(names)
