@@ -64,6 +64,8 @@ def plot_ellipses(
     Parameters
     ----------
     source : arviz.InferenceData or EMResult
+        Components are numbered and coloured heaviest first: an InferenceData is relabelled
+        (see :func:`bayesgmm.relabel`), an EMResult's components sorted by weight.
     X : array, shape (n_obs, n_features), optional
         Points to show; defaults to the fit's data.
     n_draws : int
