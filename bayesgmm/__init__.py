@@ -12,7 +12,9 @@ several CPU devices, one per chain (``bayesgmm._devices`` says when it does not,
 
 ``bayesgmm.enable_compilation_cache()`` (or ``BAYESGMM_COMPILATION_CACHE=1`` at
 import) turns on JAX's persistent compilation cache: compiled programs are kept on
-disk, so a new process does not compile again.
+disk, so a new process does not compile again. An SVI fit compiles its programs in two
+threads while its EM start runs; ``BAYESGMM_COMPILE_THREADS=0`` compiles each on the thread
+that needs it instead.
 """
 
 import os as _os

@@ -12,7 +12,10 @@ compiles its programs itself, and a user's code keeps JAX's defaults.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import jax
@@ -40,3 +43,43 @@ def jit(fun: Callable, *, run_once: bool = False, **kwargs: Any) -> Callable:
     6
     """
     return jax.jit(fun, compiler_options=RUN_ONCE if run_once else COMPILER_OPTIONS, **kwargs)
+
+
+class _CallingThread(Executor):
+    """An executor that runs each task at once, on the thread that submits it."""
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(err)
+        return future
+
+
+def compile_threads(environ: Mapping[str, str] = os.environ) -> int:
+    """Return how many threads compile a fit's programs while it goes on (0: none).
+
+    ``BAYESGMM_COMPILE_THREADS`` sets it (default 2); ``0`` compiles each program on the
+    thread that needs it, when it needs it.
+
+    Examples
+    --------
+    >>> compile_threads({"BAYESGMM_COMPILE_THREADS": "0"}), compile_threads({})
+    (0, 2)
+    """
+    value = environ.get("BAYESGMM_COMPILE_THREADS", "2").strip() or "2"
+    if not value.isdigit():
+        raise ValueError(f"BAYESGMM_COMPILE_THREADS must be a whole number of threads, got {value!r}.")
+    return int(value)
+
+
+@contextmanager
+def compile_pool() -> Iterator[Executor]:
+    """Yield the executor a fit's programs compile in (see :func:`compile_threads`)."""
+    n_threads = compile_threads()
+    if n_threads == 0:
+        yield _CallingThread()
+        return
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        yield pool

@@ -803,3 +803,17 @@ def test_program_cache_is_bounded_and_keyed_on_the_optimizer():
         cache.get(key, lambda key=key: built.append(key) or key)
     # ("a", adam) is built once, then evicted by the two others and built again.
     assert built == [("a", adam), ("a", sgd), ("b", adam), ("a", adam)] and len(cache) == 2
+
+
+def test_fit_compiled_on_the_calling_thread_is_the_fit_compiled_in_threads(monkeypatch):
+    """``BAYESGMM_COMPILE_THREADS=0`` changes where programs compile, never what a fit returns."""
+    X = simulated(n_obs=120)
+    kwargs = dict(guide="meanfield", max_steps=40, chunk_size=20, num_samples=10, seed=3)
+    monkeypatch.setenv("BAYESGMM_COMPILE_THREADS", "0")
+    serial = fit_svi(X, 2, **kwargs)
+    monkeypatch.setenv("BAYESGMM_COMPILE_THREADS", "2")
+    threaded = fit_svi(X, 2, **kwargs)
+    np.testing.assert_array_equal(serial.posterior["means"].values, threaded.posterior["means"].values)
+    monkeypatch.setenv("BAYESGMM_COMPILE_THREADS", "two")
+    with pytest.raises(ValueError, match="BAYESGMM_COMPILE_THREADS must be a whole number"):
+        fit_svi(X, 2, **kwargs)

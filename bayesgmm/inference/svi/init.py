@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.svi import SVIState
 
+from bayesgmm._jit import compile_pool
 from bayesgmm.inference.prepare import FitSetup, traced_in
 from bayesgmm.inference.start import compile_em_start, em_start, sites_from_params
 from bayesgmm.inference.svi.config import SVISettings
@@ -62,7 +63,7 @@ def init_guides(
     states : numpyro.infer.svi.SVIState
     device : data.DeviceRows
     """
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with compile_pool() as pool:
         device, futures = _compile(prog, setup, settings, pool)
         values = None
         if settings.init == "em":
