@@ -381,3 +381,20 @@ def test_predict_piped_into_a_reader_that_stops_early_is_quiet(fits, tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
+
+
+def test_report_warns_when_loo_is_unreliable_for_some_rows():
+    """Importance ratios 1 / p(x_0 | draw) Pareto(0.5)-tailed over draws give row 0 a k near 2."""
+    from bayesgmm.cli._report import _loo_line
+
+    rng = np.random.default_rng(0)
+    ll = rng.normal(-1.0, 0.1, size=(2, 500, 20))
+    ll[..., 0] = -np.log1p(rng.pareto(0.5, size=(2, 500)))
+    idata = az.from_dict(posterior={"mu": ll[..., 1]}, log_likelihood={"X": ll}, dims={"X": ["obs"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ's own warning about the same k
+        lines = _loo_line(idata).splitlines()
+    assert lines[1].startswith("warning: 1 of 20 rows have Pareto k > 0.7")
+    ll[..., 0] = rng.normal(-1.0, 0.1, size=(2, 500))
+    idata = az.from_dict(posterior={"mu": ll[..., 1]}, log_likelihood={"X": ll}, dims={"X": ["obs"]})
+    assert "warning" not in _loo_line(idata)

@@ -27,6 +27,8 @@ def _mcmc_lines(idata: az.InferenceData) -> list[str]:
 
 
 def _loo_line(idata: az.InferenceData) -> str:
+    import numpy as np
+
     from bayesgmm import elpd
 
     try:
@@ -39,6 +41,12 @@ def _loo_line(idata: az.InferenceData) -> str:
     if loo["loo_method"] == "psis_importance":
         # SVI: the guide's draws are weighted towards the posterior; its own k says how well.
         line += f", importance-weighted SVI draws (guide Pareto k {loo['guide_pareto_k']:.2f})"
+    n_bad = int((np.asarray(loo.pareto_k) > 0.7).sum())
+    if n_bad:
+        line += (
+            f"\nwarning: {n_bad} of {loo.pareto_k.size} rows have Pareto k > 0.7, so PSIS-LOO is "
+            "unreliable for them; refit with more --samples (or --inference nuts after svi)"
+        )
     return line
 
 
