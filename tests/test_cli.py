@@ -398,3 +398,18 @@ def test_report_warns_when_loo_is_unreliable_for_some_rows():
     ll[..., 0] = rng.normal(-1.0, 0.1, size=(2, 500))
     idata = az.from_dict(posterior={"mu": ll[..., 1]}, log_likelihood={"X": ll}, dims={"X": ["obs"]})
     assert "warning" not in _loo_line(idata)
+
+
+def test_report_of_a_sparse_or_dp_fit_gives_the_posterior_of_occupied_components(fits):
+    from bayesgmm.cli._report import bayes_report
+    from bayesgmm.posterior.n_components import n_components_posterior
+
+    idata = load(fits["svi"]["model"]).idata_
+    assert "occupied components" not in fits["svi"]["stdout"]  # a Dirichlet fit: K is given
+    idata.attrs["weight_prior"] = "sparse"
+    line = next(x for x in bayes_report(idata).splitlines() if x.startswith("occupied components"))
+    table = n_components_posterior(idata)
+    expected = {int(k): round(p, 2) for k, p in table["probability"].items() if p >= 0.005}
+    shown = line.split(": ", 1)[1].split(";")[0]
+    assert {int(k): float(p) for k, p in (kp.split(": ") for kp in shown.split(", "))} == expected
+    assert line.endswith(f"most probable {table.attrs['mode']}")

@@ -61,7 +61,8 @@ def bayes_report(idata: az.InferenceData) -> str:
     Returns
     -------
     str
-        The table, then (NUTS) divergences, tree depth, E-BFMI, R-hat and ESS, then LOO.
+        The table, then (NUTS) divergences, tree depth, E-BFMI, R-hat and ESS, then (sparse
+        and dp weight priors) the posterior of the number of occupied components, then LOO.
     """
     from bayesgmm.posterior.summary import summary
 
@@ -71,8 +72,21 @@ def bayes_report(idata: az.InferenceData) -> str:
         lines += _mcmc_lines(idata)
     if "r_hat" in table:  # MCMC only: SVI's guide draws are independent, not a chain
         lines.append(f"max R-hat: {table['r_hat'].max():.3f}   min bulk ESS: {table['ess_bulk'].min():.0f}")
+    if idata.attrs.get("weight_prior", "dirichlet") != "dirichlet":
+        lines.append(_occupied_line(idata))
     lines.append(_loo_line(idata))
     return "\n".join(lines)
+
+
+def _occupied_line(idata: az.InferenceData) -> str:
+    """Return the posterior of the number of occupied components, the point of a sparse or dp prior."""
+    from bayesgmm.posterior.n_components import n_components_posterior
+
+    table = n_components_posterior(idata)
+    shown = table[table["probability"] >= 0.005]["probability"]
+    probabilities = ", ".join(f"{k}: {p:.2f}" for k, p in shown.items())
+    mode = table.attrs["mode"]
+    return f"occupied components (posterior probability): {probabilities}; most probable {mode}"
 
 
 def _full_covariances(covariances: np.ndarray, covariance_type: str, shape: tuple[int, int]) -> np.ndarray:
