@@ -128,7 +128,9 @@ def _total_and_n(result, X, sample_weight):
 
 
 def _n_params(result, X) -> int:
-    return n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+    # The noise weight is one more free parameter, as mclust's nMclustParams(noise=TRUE) counts.
+    extra = result.noise_weight is not None
+    return n_parameters(result.params.n_components, X.shape[1], result.covariance_type) + extra
 
 
 def bic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:
