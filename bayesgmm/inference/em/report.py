@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -69,3 +70,16 @@ def warn_not_converged(result, max_iter: int, tol: float) -> None:
             ConvergenceWarning,
             stacklevel=3,
         )
+
+
+def print_history(estimator: Any) -> None:
+    """Print a fitted estimator's lower bounds every ``verbose_interval`` iterations, as scikit-learn does."""
+    lbs, interval = estimator.lower_bounds_, estimator.verbose_interval
+    for i in range(interval - 1, len(lbs), interval):
+        change = lbs[i] - (lbs[i - 1] if i else -np.inf)
+        print(f"  Iteration {i + 1}\t lower bound {lbs[i]:.5f}\t change {change:.5f}")
+    state = "converged" if estimator.converged_ else "did not converge"
+    print(
+        f"Best initialization {state} after {estimator.n_iter_} iterations; "
+        f"lower bound {estimator.lower_bound_:.5f}."
+    )
