@@ -199,8 +199,15 @@ def _e_step(params, noise_weight, log_volume, Z, w):
     return jnp.exp(logits - rows[:, None]), (w @ rows) / jnp.sum(w)
 
 
-def step(state: NoiseState, Z, w, log_volume, tol, reg_covar, covariance_type: str) -> NoiseState:
-    """Run one EM iteration: E-step at ``state``'s parameters, then M-step (pure)."""
+def step(
+    state: NoiseState, Z: jnp.ndarray, w: jnp.ndarray, log_volume: Any, tol: Any, reg_covar: Any,
+    covariance_type: str,
+) -> NoiseState:  # fmt: skip
+    """Run one EM iteration: E-step at ``state``'s parameters, then M-step (pure).
+
+    ``Z`` (n_obs, n_features) are the centred data, ``w`` (n_obs,) their weights and
+    ``log_volume`` is ``log V``; ``lower_bound`` is the mean log-likelihood at ``state``.
+    """
     resp, lower_bound = _e_step(state.params, state.noise_weight, log_volume, Z, w)
     params, noise_weight, ok = noise_m_step(Z, w, resp, reg_covar, covariance_type)
     ok = ok & jnp.isfinite(lower_bound) & jnp.isfinite(noise_weight)
@@ -265,7 +272,8 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     if options["prior"] is not None or np.dtype(options["dtype"]) != np.float64:
         raise ValueError("prior and dtype=float32 are not available with noise='uniform'.")
     call = em_fit._program_call(X, n_components, covariance_type, **options)
-    volume = bounding_box_volume(call.X) if noise_volume is None else float(noise_volume)
+    # Rows of zero weight are not data: they neither widen the box nor enter the fit.
+    volume = bounding_box_volume(call.X[call.w > 0]) if noise_volume is None else float(noise_volume)
     starts, Z, wz, given, lb0, tol, reg_covar, _, max_iter = call.args
     static = {k: call.static[k] for k in ("covariance_type", "init_params", "n_components", "n_history")}
     if starts is None:

@@ -34,7 +34,7 @@ def warn_empty(weights: np.ndarray, total_weight: float, eps: float) -> None:
 _EMPTY_COUNT = 1e-6
 
 
-def pick_best(state, max_iter: int) -> int:
+def pick_best(state: Any, max_iter: int) -> int:
     """Return the restart with the largest lower bound among those that did not collapse."""
     ok = np.asarray(state.ok)
     if not ok.any():
