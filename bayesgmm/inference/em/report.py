@@ -60,7 +60,7 @@ def pick_best(state: Any, max_iter: int) -> int:
     return int(np.argmax(lb))
 
 
-def warn_not_converged(result, max_iter: int, tol: float) -> None:
+def warn_not_converged(result: Any, max_iter: int, tol: float) -> None:
     """Warn when the best restart did not converge within ``max_iter`` iterations."""
     if max_iter > 0 and not result.converged:
         warnings.warn(
