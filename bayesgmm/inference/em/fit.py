@@ -97,7 +97,8 @@ def fit_em(
         whose weight EM estimates with the others, for scattered outliers (:mod:`.noise`);
         the result's ``labels`` are then -1 for rows most probably noise.
     noise_volume : float, optional
-        Hypervolume of the noise's support; the data's bounding box by default.
+        Hypervolume of the noise's support; by default that of the bounding box of the rows
+        with positive weight.
 
     Returns
     -------
@@ -125,6 +126,14 @@ def fit_em(
     >>> res = fit_em(X, 2, seed=0)
     >>> round(res.log_likelihood, 2)
     -1130.26
+
+    With three gross outliers and a noise component, which labels them -1:
+
+    >>> import numpy as np
+    >>> X_out = np.vstack([X, [[1.0, 120.0], [6.5, 20.0], [0.5, 30.0]]])
+    >>> noisy = fit_em(X_out, 2, noise="uniform", seed=0)
+    >>> noisy.labels[-3:].tolist(), round(noisy.noise_weight, 3)
+    ([-1, -1, -1], 0.015)
     """
     if missing != "error" or noise is not None or noise_volume is not None:
         options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}

@@ -263,6 +263,18 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     EMResult
         With ``noise_weight`` and ``noise_volume``; ``params.weights`` sum to
         ``1 - noise_weight``; ``labels`` are -1 for rows most probably noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import fit_em, load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> X_out = np.vstack([X, [[1.0, 120.0], [6.5, 20.0], [0.5, 30.0]]])
+    >>> res = fit_em(X_out, 2, noise="uniform", seed=0)  # calls fit_noise
+    >>> res.responsibilities(X_out).shape  # the noise last, as mclust's z
+    (275, 3)
+    >>> round(float(res.params.weights.sum()) + res.noise_weight, 12)
+    1.0
     """
     from bayesgmm._validation import column_names
     from bayesgmm.inference.em import fit as em_fit
