@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 from scipy.special import logsumexp
+from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm import GaussianMixture, load
 from bayesgmm.inference.em.criteria import bic, icl
@@ -238,3 +240,32 @@ def test_noise_fit_equals_mclust(ref):
     ref_cov = np.asarray(ref["covariances"])[ref_order]
     np.testing.assert_allclose(covariances[order], ref_cov, rtol=1e-4, atol=1e-6)
     assert int(np.sum(res.labels == -1)) == ref["n_noise"]
+
+
+def test_weights_init_below_one_leaves_the_rest_to_the_noise(contaminated):
+    # max_iter=0 scores the start: the given parameters, and the noise weight 1 - sum(weights).
+    X = contaminated
+    weights = np.array([0.3, 0.3, 0.3])
+    res = fit_em(X, 3, "full", noise="uniform", max_iter=0, weights_init=weights, means_init=TRUE_MEANS,
+                 precisions_init=np.tile(np.eye(2), (3, 1, 1)))  # fmt: skip
+    assert res.noise_weight == pytest.approx(0.1, rel=1e-12)
+    _, total = _scipy_log_lik(X, weights, TRUE_MEANS, np.tile(np.eye(2), (3, 1, 1)), 0.1, res.noise_volume)
+    assert res.log_likelihood == pytest.approx(total, rel=1e-10)
+
+
+def test_warm_start_continues_a_noise_fit(contaminated):
+    X = contaminated
+    kw = dict(noise="uniform", random_state=0, tol=1e-10)
+    gm = GaussianMixture(3, warm_start=True, max_iter=5, **kw)
+    with pytest.warns(ConvergenceWarning):
+        gm.fit(X)
+    for _ in range(60):
+        if gm.converged_:
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(X)
+    cold = GaussianMixture(3, max_iter=500, **kw).fit(X)
+    assert gm.converged_
+    assert gm.noise_weight_ == pytest.approx(cold.noise_weight_, rel=1e-6)
+    assert gm.score(X) == pytest.approx(cold.score(X), rel=1e-9)

@@ -256,7 +256,9 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     """``fit_em`` with ``noise="uniform"``: EM for K Gaussians plus a uniform background.
 
     ``options`` are ``fit_em``'s keyword arguments. ``prior`` and ``dtype=float32`` are
-    not available with noise (the MAP updates assume no noise column).
+    not available with noise (the MAP updates assume no noise column). A ``weights_init``
+    that sums to less than one (a noise fit's ``weights_``, as a warm start passes it)
+    leaves the rest to the noise's starting weight; otherwise that is ``NOISE_INIT``.
 
     Returns
     -------
@@ -283,6 +285,7 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     check_noise(noise, noise_volume, options.pop("missing"))
     if options["prior"] is not None or np.dtype(options["dtype"]) != np.float64:
         raise ValueError("prior and dtype=float32 are not available with noise='uniform'.")
+    options, noise_init = _split_weights_init(options)
     call = em_fit._program_call(X, n_components, covariance_type, **options)
     # Rows of zero weight are not data: they neither widen the box nor enter the fit.
     volume = bounding_box_volume(call.X[call.w > 0]) if noise_volume is None else float(noise_volume)
@@ -301,7 +304,7 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
             reg_covar,
             max_iter,
             np.log(volume),
-            NOISE_INIT,
+            noise_init,
             **static,
         )  # fmt: skip
         for i in range(call.static["n_init"])
@@ -312,6 +315,15 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     report.warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(np.float64).eps)
     report.warn_not_converged(result, int(max_iter), options["tol"])
     return result
+
+
+def _split_weights_init(options: dict) -> tuple[dict, float]:
+    """Return the options with ``weights_init`` summing to one, and the noise's starting weight."""
+    weights = options["weights_init"]
+    total = None if weights is None else float(np.sum(np.asarray(weights, dtype=float)))
+    if total is None or not 0 < total < 1 - 1e-6:
+        return options, NOISE_INIT
+    return {**options, "weights_init": np.asarray(weights, dtype=float) / total}, 1.0 - total
 
 
 def _result(call, state, log_liks, labels, best, covariance_type, options, names, volume) -> EMResult:
