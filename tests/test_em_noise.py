@@ -269,3 +269,10 @@ def test_warm_start_continues_a_noise_fit(contaminated):
     assert gm.converged_
     assert gm.noise_weight_ == pytest.approx(cold.noise_weight_, rel=1e-6)
     assert gm.score(X) == pytest.approx(cold.score(X), rel=1e-9)
+
+
+def test_estimator_fits_float32_data_with_noise_in_float64(contaminated):
+    X32 = contaminated.astype(np.float32)
+    gm = GaussianMixture(3, noise="uniform", n_init=3, random_state=0, tol=1e-10, max_iter=500).fit(X32)
+    res = fit_em(X32.astype(np.float64), 3, noise="uniform", n_init=3, seed=0, tol=1e-10, max_iter=500)
+    assert gm.score(X32) * len(X32) == pytest.approx(res.log_likelihood, rel=1e-10)

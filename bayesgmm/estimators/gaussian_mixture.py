@@ -178,8 +178,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 X, self.n_components, self.covariance_type,
                 n_init=1 if warm else self.n_init, init_params=self.init_params,
                 max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
-                sample_weight=sample_weight, prior=self.prior,
-                seed=check_random_state(self.random_state), dtype=X.dtype,
+                sample_weight=sample_weight, prior=self.prior, seed=check_random_state(self.random_state),
+                dtype=X.dtype if self.noise is None else np.float64,  # EM with noise runs in float64
                 weights_init=init[0], means_init=init[1], precisions_init=init[2],
                 initial_lower_bound=self.lower_bound_ if warm else -np.inf, missing=self.missing,
                 noise=self.noise, noise_volume=self.noise_volume,

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from bayesgmm.inference.em.result import EMResult
 
 NOISE = (None, "uniform")
-#: Noise weight of the start (mclust's examples start from a guess of a few per cent noise).
+#: Noise weight of the start: small, so that the start's Gaussians first claim their rows.
 NOISE_INIT = 0.05
 
 
