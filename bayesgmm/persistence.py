@@ -17,9 +17,9 @@ file's own (root) attributes:
 ``BayesianGMM`` stores its ``idata_`` as it is (posterior, standardisation in
 ``constant_data``, the fit's attributes), plus the attributes above. ``GaussianMixture``
 stores its fitted arrays (``weights_``, ``means_``, ``covariances_``, ``precisions_``,
-``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``)
-as variables of the ``constant_data`` group; its ``em_result_``, which holds the training
-data, is not saved.
+``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``,
+and ``noise_weight_``, ``noise_volume_`` for a fit with noise) as variables of the
+``constant_data`` group; its ``em_result_``, which holds the training data, is not saved.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ ATTR_KEYS = (
 #: The fitted arrays of ``GaussianMixture`` and their dims after ``component``/``feature``.
 EM_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 EM_SCALARS = {"converged_": bool, "n_iter_": int, "lower_bound_": float}
+#: Saved only for a fit with ``noise="uniform"``; read back as None where absent.
+NOISE_SCALARS = ("noise_weight_", "noise_volume_")
 _COVARIANCE_DIMS = {
     "full": ("component", "feature", "feature_col"),
     "tied": ("feature", "feature_col"),
@@ -197,6 +199,8 @@ def gaussian_mixture_data(estimator: BaseEstimator) -> az.InferenceData:
     variables = {name: (dims.get(name, cov_dims), getattr(estimator, name)) for name in EM_ARRAYS}
     variables |= {name: ((), np.asarray(getattr(estimator, name))) for name in EM_SCALARS}
     variables["lower_bounds_"] = (("iteration",), np.asarray(estimator.lower_bounds_, np.float64))
+    if getattr(estimator, "noise_weight_", None) is not None:  # absent: a fit without noise
+        variables |= {name: ((), np.float64(getattr(estimator, name))) for name in NOISE_SCALARS}
     return az.InferenceData(constant_data=xr.Dataset(variables))
 
 
@@ -225,6 +229,7 @@ def gaussian_mixture_attributes(idata: az.InferenceData) -> dict:
     attributes = {name: ds[name].values for name in EM_ARRAYS}
     attributes |= {name: kind(ds[name].values.item()) for name, kind in EM_SCALARS.items()}
     attributes["lower_bounds_"] = [float(v) for v in ds["lower_bounds_"].values]
+    attributes |= {name: float(ds[name].values) if name in ds else None for name in NOISE_SCALARS}
     return attributes
 
 

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import persistence
-from bayesgmm.inference.em import criteria, missing
+from bayesgmm.inference.em import criteria, missing, noise, report
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
 from bayesgmm.inference.em.missing import MISSING
@@ -41,6 +41,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         likelihood of the observed values (see :func:`bayesgmm.fit_em`) and ``predict``,
         ``predict_proba`` and ``score_samples`` take rows with NaN, scored by the exact
         marginal density of their observed coordinates.
+    noise : {None, "uniform"}, default None; noise_volume : float, optional
+        mclust's uniform noise component and its volume (:func:`bayesgmm.fit_em`): ``predict`` gives
+        -1 for noise, ``predict_proba`` has the noise last, ``weights_`` sum to ``1 - noise_weight_``.
 
     Differences: restarts run in one compiled program (so ``random_state`` gives other starts
     than scikit-learn's; restart ``i`` is the same whatever ``n_init`` is), ``fit`` takes
@@ -62,6 +65,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     lower_bounds_ : list of float
     n_features_in_ : int
     feature_names_in_ : ndarray of str
+    noise_weight_, noise_volume_ : float or None (None without ``noise``)
     em_result_ : EMResult
         The underlying fit (``em_result_.to_inference_data()`` for ArviZ).
 
@@ -74,11 +78,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     [1.0, 10.0]
     """
 
-    # scikit-learn's constraints and messages; ``prior`` is checked by ``fit_em``.
+    # scikit-learn's constraints and messages; ``prior`` and the noise's are checked by ``fit_em``.
     _parameter_constraints: dict = {
         **_SkGaussianMixture._parameter_constraints,
-        "prior": "no_validation",
         "missing": [StrOptions(set(MISSING))],
+        **dict.fromkeys(("prior", "noise", "noise_volume"), "no_validation"),
     }
 
     def __init__(
@@ -100,6 +104,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose_interval: int = 10,
         prior: str | dict | EMPrior | None = None,
         missing: str = "error",
+        noise: str | None = None,
+        noise_volume: float | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -117,6 +123,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.prior = prior
         self.missing = missing
+        self.noise, self.noise_volume = noise, noise_volume
 
     def fit(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
         """Estimate the parameters by EM.
@@ -171,14 +178,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 X, self.n_components, self.covariance_type,
                 n_init=1 if warm else self.n_init, init_params=self.init_params,
                 max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
-                sample_weight=sample_weight, prior=self.prior,
-                seed=check_random_state(self.random_state), dtype=X.dtype,
+                sample_weight=sample_weight, prior=self.prior, seed=check_random_state(self.random_state),
+                dtype=X.dtype if self.noise is None else np.float64,  # EM with noise runs in float64
                 weights_init=init[0], means_init=init[1], precisions_init=init[2],
                 initial_lower_bound=self.lower_bound_ if warm else -np.inf, missing=self.missing,
+                noise=self.noise, noise_volume=self.noise_volume,
             )  # fmt: skip
         self._set_result(res)
         if self.verbose:
-            self._print_history()
+            report.print_history(self)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
@@ -190,19 +198,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return res.labels.astype(np.int64)
 
     def _set_result(self, res):
-        ct = self.covariance_type
         names = getattr(self, "feature_names_in_", None)
         # Plots and the InferenceData of em_result_ label the features by the columns fitted.
         self.em_result_ = res if names is None else replace(res, feature_names=tuple(map(str, names)))
-        self.weights_ = np.asarray(res.params.weights)
-        self.means_ = np.asarray(res.params.means)
-        self.covariances_ = em_shapes.sklearn_covariances(res.params, ct)
-        self.precisions_cholesky_ = em_shapes.sklearn_precisions_cholesky(res.params, ct)
-        self.precisions_ = em_shapes.sklearn_precisions(self.precisions_cholesky_, ct)
-        self.converged_ = res.converged
-        self.n_iter_ = res.n_iter
-        self.lower_bound_ = res.lower_bound
-        self.lower_bounds_ = [float(v) for v in res.lower_bounds]
+        for name, value in em_shapes.fitted_attributes(res, self.covariance_type).items():
+            setattr(self, name, value)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one netCDF file; :func:`bayesgmm.load` reads it back.
@@ -233,17 +233,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         for name, value in persistence.gaussian_mixture_attributes(idata).items():
             setattr(self, name, value)
 
-    def _print_history(self):
-        lbs = self.lower_bounds_
-        for i in range(self.verbose_interval - 1, len(lbs), self.verbose_interval):
-            change = lbs[i] - (lbs[i - 1] if i else -np.inf)
-            print(f"  Iteration {i + 1}\t lower bound {lbs[i]:.5f}\t change {change:.5f}")
-        state = "converged" if self.converged_ else "did not converge"
-        print(
-            f"Best initialization {state} after {self.n_iter_} iterations; "
-            f"lower bound {self.lower_bound_:.5f}."
-        )
-
     def _params(self) -> GMMParams:
         """Return the current attributes as GMMParams (so edits to the attributes are honoured)."""
         check_is_fitted(self)
@@ -261,18 +250,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             return dict(dtype=np.float64, ensure_all_finite="allow-nan")
         return dict(dtype=[np.float64, np.float32])
 
+    def _is_noise_fit(self) -> bool:
+        return getattr(self, "noise_weight_", None) is not None
+
     def _responsibilities(self, X):
-        if np.isnan(X).any():
-            return np.asarray(self._incomplete(X, jax.nn.softmax))
+        if self._is_noise_fit() or np.isnan(X).any():
+            return self._special(X, jax.nn.softmax)
         X = jnp.asarray(X, dtype=self.means_.dtype)
         return np.asarray(em_shapes.responsibilities(self._params(), X))
 
-    def _incomplete(self, X, reduce):
-        """Apply ``reduce`` over components to the weighted marginal densities of the observed values."""
-        observed = ~np.isnan(X)
+    def _special(self, X, reduce):
+        """Apply ``reduce`` over the joint log densities of a noise fit or of rows with NaN."""
         params = self._params()
+        if self._is_noise_fit():
+            terms = (self.noise_weight_, np.log(self.noise_volume_), jnp.asarray(X, np.float64))
+            return np.asarray(reduce(noise.joint_log_prob(params, *terms), axis=1))
+        observed = ~np.isnan(X)
         dens = missing.observed_log_density(params, jnp.asarray(np.where(observed, X, 0.0)), observed)
-        return reduce(jnp.log(params.weights) + dens, axis=1)
+        return np.asarray(reduce(jnp.log(params.weights) + dens, axis=1))
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Log density of each observation.
@@ -286,8 +281,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ndarray, shape (n_obs,)
         """
         X = self._validate(X)
-        if np.isnan(X).any():
-            return np.asarray(self._incomplete(X, jax.nn.logsumexp))
+        if self._is_noise_fit() or np.isnan(X).any():
+            return self._special(X, jax.nn.logsumexp)
         return np.asarray(em_shapes.log_prob(self._params(), jnp.asarray(X, dtype=self.means_.dtype)))
 
     def score(self, X: ArrayLike, y: None = None) -> float:
@@ -314,8 +309,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray, shape (n_obs, n_components)
-            Each row sums to one.
+        ndarray, shape (n_obs, n_components), or (n_obs, n_components + 1) with ``noise``
+            Each row sums to one; with ``noise`` the last column is the noise's, as mclust's ``z``.
         """
         return self._responsibilities(self._validate(X))
 
@@ -329,8 +324,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         ndarray of int, shape (n_obs,)
+            -1 for rows most probably noise (with ``noise``).
         """
-        return np.argmax(self.predict_proba(X), axis=1)
+        resp = self.predict_proba(X)
+        return noise.labels(resp) if self._is_noise_fit() else np.argmax(resp, axis=1)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` observations from the fitted mixture.
@@ -346,6 +343,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         labels : ndarray of int, shape (n_samples,)
         """
         check_is_fitted(self)
+        if self._is_noise_fit():
+            raise NotImplementedError("sample does not draw from a noise component; fit without noise.")
         if n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
@@ -353,7 +352,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return em_shapes.sample_grouped(self._params(), n_samples, check_random_state(self.random_state))
 
     def _n_parameters(self) -> int:
-        return criteria.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+        extra = criteria.NOISE_PARAMETERS if self._is_noise_fit() else 0
+        return criteria.n_parameters(self.n_components, self.means_.shape[1], self.covariance_type) + extra
 
     def bic(self, X: ArrayLike) -> float:
         """Bayesian information criterion (lower is better), as scikit-learn computes it.

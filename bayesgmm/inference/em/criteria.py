@@ -10,6 +10,10 @@ from numpy.typing import ArrayLike
 from bayesgmm._validation import check_covariance_type, check_X
 from bayesgmm.inference.em.result import EMResult
 
+#: Free parameters a uniform noise component adds, as mclust counts them (``nMclustParams``
+#: with ``noise = TRUE``): its weight, and its volume, estimated from the data.
+NOISE_PARAMETERS = 2
+
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
     """Count the free parameters as scikit-learn counts them.
@@ -128,7 +132,8 @@ def _total_and_n(result, X, sample_weight):
 
 
 def _n_params(result, X) -> int:
-    return n_parameters(result.params.n_components, X.shape[1], result.covariance_type)
+    extra = NOISE_PARAMETERS if result.noise_weight is not None else 0
+    return n_parameters(result.params.n_components, X.shape[1], result.covariance_type) + extra
 
 
 def bic(result: EMResult, X: ArrayLike | None = None, sample_weight: ArrayLike | None = None) -> float:

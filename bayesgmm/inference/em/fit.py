@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -11,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
-from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm._jit import jit
 from bayesgmm._validation import check_covariance_type, check_n_components, check_X, column_names
@@ -21,6 +19,8 @@ from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em.init import INIT_PARAMS, check_options, initial_starts, resp_from_start
 from bayesgmm.inference.em.missing import fit_missing
 from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
+from bayesgmm.inference.em.noise import fit_noise
+from bayesgmm.inference.em.report import pick_best, warn_empty, warn_not_converged
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.inference.em.shards import default_n_shards
 from bayesgmm.params import GMMParams
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     from bayesgmm._typing import EMSeed
 
 __all__ = ["EMResult", "aic", "bic", "default_prior", "fit_em", "icl", "n_parameters"]
-
-_COLLAPSE_ADVICE = (
-    "increase reg_covar (e.g. to 1e-4 or 1e-3 times the data variance), use fewer components, "
-    "or try another init_params / random_state / more n_init"
-)
 
 
 def fit_em(
@@ -56,6 +51,8 @@ def fit_em(
     initial_lower_bound: float = -np.inf,
     block_size: int = 4096,
     missing: str = "error",
+    noise: str | None = None,
+    noise_volume: float | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM (maximum likelihood, or MAP with ``prior``).
 
@@ -95,6 +92,13 @@ def fit_em(
         What NaN in ``X`` means: an error, or values missing at random, whose likelihood is
         the exact marginal over them (EM for incomplete data, :mod:`.missing`; ``X`` may then
         hold NaN, but no row or column may be wholly missing).
+    noise : {None, "uniform"}
+        ``"uniform"`` adds mclust's noise component, a uniform density ``1 / noise_volume``
+        whose weight EM estimates with the others, for scattered outliers (:mod:`.noise`);
+        the result's ``labels`` are then -1 for rows most probably noise.
+    noise_volume : float, optional
+        Hypervolume of the noise's support; by default that of the bounding box of the rows
+        with positive weight.
 
     Returns
     -------
@@ -122,9 +126,19 @@ def fit_em(
     >>> res = fit_em(X, 2, seed=0)
     >>> round(res.log_likelihood, 2)
     -1130.26
+
+    With three gross outliers and a noise component, which labels them -1:
+
+    >>> import numpy as np
+    >>> X_out = np.vstack([X, [[1.0, 120.0], [6.5, 20.0], [0.5, 30.0]]])
+    >>> noisy = fit_em(X_out, 2, noise="uniform", seed=0)
+    >>> noisy.labels[-3:].tolist(), round(noisy.noise_weight, 3)
+    ([-1, -1, -1], 0.015)
     """
-    if missing != "error":
+    if missing != "error" or noise is not None or noise_volume is not None:
         options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}
+        if noise is not None or noise_volume is not None:
+            return fit_noise(X, n_components, covariance_type, **options)
         return fit_missing(X, n_components, covariance_type, options.pop("missing"), **options)
     call = _program_call(
         X, n_components, covariance_type, n_init=n_init, init_params=init_params, max_iter=max_iter,
@@ -133,18 +147,11 @@ def fit_em(
         initial_lower_bound=initial_lower_bound, block_size=block_size,
     )  # fmt: skip
     state, (log_liks, labels) = _run_restarts(call)
-    best = _pick_best(state, max_iter)
+    best = pick_best(state, max_iter)
     result = _result(call, state, log_liks, labels, best, covariance_type, sample_weight, max_iter,
                      initial_lower_bound, column_names(X))  # fmt: skip
-    _warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
-    if max_iter > 0 and not result.converged:
-        warnings.warn(
-            f"EM did not converge: the best restart's mean log-likelihood still changed by more than "
-            f"tol={tol} after max_iter={max_iter} iterations. Increase max_iter, loosen tol, or try "
-            "another init_params or more n_init.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+    warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(dtype).eps)
+    warn_not_converged(result, max_iter, tol)
     return result
 
 
@@ -256,6 +263,8 @@ def lower_em(
     """
     bound = inspect.signature(fit_em).bind(X, n_components, covariance_type, **kwargs)
     bound.apply_defaults()
+    if bound.arguments.pop("noise") is not None or bound.arguments.pop("noise_volume") is not None:
+        raise ValueError("lower_em lowers the plain EM program; noise='uniform' has its own.")
     if bound.arguments.pop("missing") != "error":
         raise ValueError("lower_em lowers the program for complete data; missing='marginalize' has its own.")
     call = _program_call(**bound.arguments)
@@ -346,48 +355,3 @@ def _check_sample_weight(sample_weight, n_obs, dtype):
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError("sample_weight must be finite, non-negative and not all zero.")
     return w
-
-
-def _warn_empty(weights, total_weight, eps):
-    """Warn when a component holds (almost) no observation: the fit has fewer components."""
-    # The M-step gives an empty component a count of 10 eps (scikit-learn's floor).
-    floor = max(_EMPTY_COUNT, 100 * eps)
-    empty = np.nonzero(np.asarray(weights, np.float64) * total_weight < floor)[0]
-    if empty.size:
-        warnings.warn(
-            f"{empty.size} of {len(weights)} components hold no observation (components "
-            f"{empty.tolist()}: effective count below {floor:.2g}); they sit at their "
-            "regularised covariance and the fit has fewer components than asked. Use fewer "
-            "n_components, another init_params or random_state, or more n_init.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-#: Effective number of observations below which a component counts as empty.
-_EMPTY_COUNT = 1e-6
-
-
-def _pick_best(state, max_iter):
-    ok = np.asarray(state.ok)
-    if not ok.any():
-        # scikit-learn's message first, for code that matches on it.
-        raise ValueError(
-            "Fitting the mixture model failed because some components have ill-defined empirical "
-            "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
-            "number of components, increase reg_covar, or scale the input data. In every restart a "
-            "component's covariance stopped being positive definite (with reg_covar=0, an empty or "
-            "single-point component does). To fix it, " + _COLLAPSE_ADVICE + "."
-        )
-    if not ok.all():
-        warnings.warn(
-            f"{int((~ok).sum())} of {ok.size} EM restarts collapsed and were discarded; "
-            + _COLLAPSE_ADVICE
-            + ".",
-            UserWarning,
-            stacklevel=3,
-        )
-    lb = np.where(ok, np.asarray(state.lower_bound), -np.inf)
-    if max_iter == 0:
-        return int(np.argmax(ok))
-    return int(np.argmax(lb))

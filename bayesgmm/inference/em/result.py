@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bayesgmm.inference.em import missing
+from bayesgmm.inference.em import missing, noise
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.idata import point_inference_data
 from bayesgmm.params import GMMParams
@@ -40,6 +40,12 @@ class EMResult:
         The most probable component of each row of ``X`` at ``params`` (the final E-step).
     feature_names : tuple of str or None
         The columns of ``X`` when it was a data frame.
+    noise_weight, noise_volume : float or None
+        With ``fit_em(noise="uniform")``: the weight of the uniform noise component and the
+        hypervolume ``V`` of its support (density ``1 / V``); ``params.weights`` then sum to
+        ``1 - noise_weight``, ``log_prob`` includes the noise term, ``responsibilities``
+        have a last column for the noise (as mclust's ``z``) and ``labels`` are -1 for rows
+        most probably noise. None for a fit without noise.
     """
 
     params: GMMParams
@@ -57,6 +63,8 @@ class EMResult:
     shift: np.ndarray | None = field(default=None, repr=False)
     labels: np.ndarray | None = field(default=None, repr=False)
     feature_names: tuple[str, ...] | None = None
+    noise_weight: float | None = None
+    noise_volume: float | None = None
 
     @property
     def covariances(self) -> np.ndarray:
@@ -78,6 +86,8 @@ class EMResult:
         ndarray, shape (n_obs,)
         """
         params, Z = self._scoring(X)
+        if self.noise_weight is not None:
+            return np.asarray(noise.log_prob(params, *self._noise_terms(), jnp.asarray(Z)), np.float64)
         if np.isnan(Z).any():  # only a fit with missing="marginalize" lets NaN through
             return np.asarray(missing.log_likelihood_rows(params, *_masked(Z)), np.float64)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
@@ -91,15 +101,21 @@ class EMResult:
 
         Returns
         -------
-        ndarray, shape (n_obs, n_components)
-            Each row sums to one.
+        ndarray, shape (n_obs, n_components), or (n_obs, n_components + 1) with noise
+            Each row sums to one; with noise, the last column is the noise's.
         """
         params, Z = self._scoring(X)
+        if self.noise_weight is not None:
+            resp = noise.responsibilities(params, *self._noise_terms(), jnp.asarray(Z))
+            return np.asarray(resp, np.float64)
         if np.isnan(Z).any():
             Z, observed = _masked(Z)
             logits = jnp.log(params.weights) + missing.observed_log_density(params, Z, observed)
             return np.asarray(jax.nn.softmax(logits, axis=1), np.float64)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
+
+    def _noise_terms(self) -> tuple[float, float]:
+        return self.noise_weight, float(np.log(self.noise_volume))
 
     def _scoring(self, X):
         """Parameters and data in the coordinates the fit ran in, in float64."""
@@ -134,6 +150,11 @@ class EMResult:
             ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation);
             ``attrs`` hold ``inference="em"``, the model and the fit's convergence.
         """
+        if self.noise_weight is not None:
+            raise NotImplementedError(
+                "to_inference_data does not yet hold a noise component; use params, noise_weight "
+                "and log_prob of the EMResult, or fit without noise."
+            )
         if feature_names is None and self.feature_names is not None:
             feature_names = list(self.feature_names)
         attrs = {

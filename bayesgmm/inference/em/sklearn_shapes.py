@@ -9,6 +9,8 @@ covariances. The precision Cholesky factor of a full covariance follows scikit-l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
@@ -19,9 +21,27 @@ from bayesgmm import densities
 from bayesgmm._jit import jit
 from bayesgmm.params import GMMParams
 
+if TYPE_CHECKING:
+    from bayesgmm.inference.em.result import EMResult
+
 #: Jitted densities, so that predictions do not dispatch op by op.
 log_prob = jit(densities.log_prob)
 responsibilities = jit(densities.responsibilities)
+
+
+def fitted_attributes(res: EMResult, covariance_type: str) -> dict:
+    """Return the fitted attributes of a ``GaussianMixture`` (``weights_``, ...) from its EM result."""
+    weights, means = np.asarray(res.params.weights), np.asarray(res.params.means)
+    precisions_cholesky = sklearn_precisions_cholesky(res.params, covariance_type)
+    return {
+        "weights_": weights, "means_": means,
+        "covariances_": sklearn_covariances(res.params, covariance_type),
+        "precisions_cholesky_": precisions_cholesky,
+        "precisions_": sklearn_precisions(precisions_cholesky, covariance_type),
+        "converged_": res.converged, "n_iter_": res.n_iter, "lower_bound_": res.lower_bound,
+        "lower_bounds_": [float(v) for v in res.lower_bounds],
+        "noise_weight_": res.noise_weight, "noise_volume_": res.noise_volume,
+    }  # fmt: skip
 
 
 def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
