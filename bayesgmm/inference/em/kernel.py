@@ -213,7 +213,9 @@ def params_from_resp(
         rw_blocks, _ = to_blocks(rw, w, data.F_blocks.shape[-1])
         S = centred_stats_from_resp(data.F_blocks, rw_blocks, centre, sklearn_layout(covariance_type))
         return m_step(S, reg_covar, covariance_type, None, None, centre)
-    return m_step(features(Z, sklearn_layout(covariance_type)).T @ rw, reg_covar, covariance_type, None, data.second)
+    return m_step(
+        features(Z, sklearn_layout(covariance_type)).T @ rw, reg_covar, covariance_type, None, data.second
+    )
 
 
 class EMState(NamedTuple):

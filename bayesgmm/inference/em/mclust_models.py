@@ -13,8 +13,9 @@ The others share ``full``'s statistics and E-step; their M-step maps each compon
 covariances maximising ``Q = -1/2 sum_k [n_k log det(Sigma_k) + tr(W_k Sigma_k^{-1})]`` under
 the model's constraint. Seven have closed forms (Celeux & Govaert 1995). VEI, VEE and VEV
 alternate between the common shape (and orientation) and the volumes; EVE and VVE alternate
-between the shapes and the common orientation, which takes a majorise-minimise step (Browne &
-McNicholas 2014). Each alternation, started from the previous EM iteration's covariances,
+between the shapes and the common orientation (Browne & McNicholas 2014), which here takes a
+sweep of exact plane rotations (Flury 1984) in place of their majorise-minimise step, for it
+converges in far fewer steps. Each alternation, started from the previous EM iteration's covariances,
 never decreases ``Q``, so EM with a few of them per iteration is an ECM algorithm and still
 never decreases the likelihood (Meng & Rubin 1993).
 """
@@ -25,7 +26,22 @@ import jax
 import jax.numpy as jnp
 
 #: mclust's model names, in mclust's order.
-MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+MCLUST_MODELS = (
+    "EII",
+    "VII",
+    "EEI",
+    "VEI",
+    "EVI",
+    "VVI",
+    "EEE",
+    "VEE",
+    "EVE",
+    "VVE",
+    "EEV",
+    "VEV",
+    "EVV",
+    "VVV",
+)
 #: The mclust models scikit-learn has, by scikit-learn's name.
 SKLEARN_NAMES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
 #: Every ``covariance_type`` of the EM path.
@@ -145,7 +161,7 @@ def _iterate(update, x0):
 
 
 def _closed_form(name, nk, W):
-    """The seven closed-form M-steps (Celeux & Govaert 1995, Table 1)."""
+    """Compute the seven closed-form M-steps (Celeux & Govaert 1995, Table 1)."""
     d = W.shape[-1]
     n = jnp.sum(nk)
     eye = jnp.eye(d, dtype=W.dtype)
@@ -216,17 +232,26 @@ def _volumes_and_shape(name, nk, W, volume0):
 
 
 def _orientation_step(W, D, p):
-    """One majorise-minimise step of ``min_D sum_k tr(W_k D diag(p_k) D^T)`` over orthogonal ``D``.
+    """One sweep of plane rotations decreasing ``sum_k tr(W_k D diag(p_k) D^T)`` over orthogonal ``D``.
 
-    ``tr(W D P D^T)`` is a quadratic form in ``vec(D)`` whose largest eigenvalue is
-    ``c = max(W's eigenvalues) max(p)``; as ``||D||`` is fixed on orthogonal matrices, the
-    quadratic majoriser with curvature ``c`` is minimised by maximising ``tr(D^T G)``,
-    ``G = sum_k (c_k D - W_k D P_k)``: ``D = U V^T`` from ``G``'s SVD (Browne & McNicholas 2014).
+    Rotating columns ``i, j`` of ``D`` by ``t`` changes the objective by
+    ``A cos 2t + B sin 2t`` plus a constant, ``A = 1/2 sum_k (p_ki - p_kj)(a_k - b_k)`` and
+    ``B = sum_k (p_ki - p_kj) c_k`` (``a, b, c`` the entries of the columns' 2 x 2 block of
+    ``D^T W_k D``), so each rotation is an exact minimisation in its plane, as in Flury's
+    (1984) algorithm for common principal components; a sweep never increases the objective.
     """
-    c = jnp.linalg.eigvalsh(W)[:, -1] * jnp.max(p, -1)
-    G = jnp.sum(c[:, None, None] * D - jnp.einsum("kij,jl,kl->kil", W, D, p), 0)
-    U, _, Vt = jnp.linalg.svd(G)
-    return U @ Vt
+    rows, cols = jnp.triu_indices(D.shape[-1], 1)
+
+    def rotate(m, D):
+        i, j = rows[m], cols[m]
+        di, dj = D[:, i], D[:, j]
+        a, b, c = (jnp.einsum("i,kij,j->k", x, W, y) for x, y in ((di, di), (dj, dj), (di, dj)))
+        dp = p[:, i] - p[:, j]
+        t = 0.5 * jnp.arctan2(-jnp.sum(dp * c), -0.5 * jnp.sum(dp * (a - b)))
+        cos, sin = jnp.cos(t), jnp.sin(t)
+        return D.at[:, i].set(cos * di + sin * dj).at[:, j].set(cos * dj - sin * di)
+
+    return jax.lax.fori_loop(0, rows.shape[0], rotate, D)
 
 
 def _common_orientation(name, nk, W, D0):

@@ -101,7 +101,9 @@ def m_step(
     if map_prior is None:
         means, cov, weights = xbar, _ml_covariances(nk, scatter, covariance_type), nk / jnp.sum(nk)
         if model != covariance_type:
-            before = None if previous is None else previous.scale_tril @ jnp.swapaxes(previous.scale_tril, -1, -2)
+            before = (
+                None if previous is None else previous.scale_tril @ jnp.swapaxes(previous.scale_tril, -1, -2)
+            )
             cov = mclust_covariances(model, nk, nk[:, None, None] * scatter, before)
     else:
         means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, map_prior)
