@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 import scipy.optimize
 
-from bayesgmm import fit_em, load_dataset
+from bayesgmm import GaussianMixture, fit_em, load_dataset
 from bayesgmm.inference.em.criteria import n_parameters
 from bayesgmm.inference.em.mclust_models import MCLUST_MODELS, mclust_covariances
 
@@ -216,3 +216,15 @@ def test_bad_names_and_unsupported_options_say_what_to_do(datasets):
         fit_em(X, 2, "XYZ")
     with pytest.raises(ValueError, match="prior"):
         fit_em(X, 2, "EVE", prior="default")
+
+
+def test_gaussian_mixture_takes_mclust_names(datasets):
+    X = datasets["iris"]
+    gm = GaussianMixture(
+        3, covariance_type="VEV", n_init=N_INIT, tol=1e-10, max_iter=2000, random_state=0
+    ).fit(X)
+    assert gm.covariances_.shape == (3, 4, 4)
+    assert _holds("VEV", gm.covariances_, rtol=1e-6)
+    # mclust's BIC has the other sign: 2 log L - n_parameters log(n_obs)
+    assert -gm.bic(X) == pytest.approx(ROWS[("iris", "VEV", 3)]["bic"], abs=0.01)
+    assert GaussianMixture(2, covariance_type="VVI", random_state=0).fit(X).covariances_.shape == (2, 4)

@@ -28,7 +28,7 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     Examples
     --------
     >>> n_parameters(2, 2, "full"), n_parameters(2, 2, "VVV"), n_parameters(3, 4, "EVE")
-    (11, 11, 29)
+    (11, 11, 30)
     """
     check_em_covariance_type(covariance_type)
     cov = n_covariance_parameters(covariance_type, n_components, n_features)

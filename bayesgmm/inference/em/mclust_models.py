@@ -119,8 +119,8 @@ def n_covariance_parameters(covariance_type: str, n_components: int, n_features:
 
     Examples
     --------
-    >>> n_covariance_parameters("VEV", 3, 2)
-    6
+    >>> n_covariance_parameters("VEV", 3, 2)  # 3 volumes, 1 shape, 3 angles
+    7
     """
     name = {v: k for k, v in SKLEARN_NAMES.items()}.get(covariance_type, covariance_type)
     K, d = n_components, n_features
@@ -304,8 +304,9 @@ def mclust_covariances(
     >>> ratio = np.diagonal(cov[0]) / np.diagonal(cov[1])  # equal shapes: a constant ratio
     >>> bool(np.isclose(ratio[0], ratio[1])), float(cov[0, 0, 1])
     (True, 0.0)
-    >>> np.round(np.linalg.det(mclust_covariances("EVV", np.array([2.0, 2.0]), W)), 4).tolist()
-    [0.8839, 0.8839]
+    >>> cov = mclust_covariances("EVV", np.array([2.0, 2.0]), W)  # equal volumes: equal determinants
+    >>> np.round(np.linalg.det(cov), 4).tolist()
+    [0.6901, 0.6901]
     """
     if covariance_type in ("VEI", "VEE", "VEV"):
         start = W / nk[:, None, None] if previous is None else previous
