@@ -34,7 +34,7 @@ from bayesgmm._compile_cache import enable_compilation_cache, enable_on_import
 enable_on_import()
 
 from bayesgmm import plots
-from bayesgmm.compare import compare_n_components
+from bayesgmm.compare import compare_n_components, criteria_table
 from bayesgmm.datasets import load_dataset
 from bayesgmm.elpd import loo, waic
 from bayesgmm.estimators.bayesian_gmm import BayesianGMM
@@ -96,6 +96,7 @@ __all__ = [
     "ppc_pvalues",
     "waic",
     "compare_n_components",
+    "criteria_table",
     "induced_prior_n_components",
     "n_components_posterior",
 ]

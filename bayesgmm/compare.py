@@ -55,7 +55,10 @@ def compare_n_components(
     X : array-like, shape (n_obs, n_features)
     ks : iterable of int
         Numbers of components to fit.
-    covariance_types : sequence of {"full", "tied", "diag", "spherical"}
+    covariance_types : sequence of str
+        ``fit_em``'s names: scikit-learn's four, and for EM alone (``inference=None``) also
+        mclust's fourteen models (``"EII"`` ... ``"VVV"``); :func:`criteria_table` lays the
+        result out as mclust's BIC table.
     inference : {None, "nuts", "svi"}
         None compares EM fits only; otherwise each model is also fitted by
         ``fit_nuts`` / ``fit_svi`` (small runs, see ``fit_kwargs``) and compared by LOO.
@@ -266,3 +269,45 @@ def recommend(table: pd.DataFrame) -> dict:
         out["waic"] = table["elpd_waic"].idxmax()
         out["stacking"] = table["stacking_weight"].idxmax()
     return {c: (int(k), cov) for c, (k, cov) in out.items()}
+
+
+def criteria_table(table: pd.DataFrame, criterion: str = "bic", sign: str = "sklearn") -> pd.DataFrame:
+    """Lay one criterion of :func:`compare_n_components` out as n_components x covariance_type.
+
+    With ``sign="mclust"``, BIC and ICL are negated, ``2 log L - n_parameters log(n_obs)``
+    (larger is better), as mclust's ``mclustBIC`` table reports them.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The result of :func:`compare_n_components`.
+    criterion : {"bic", "icl", "aic", "log_likelihood", "n_parameters"}
+    sign : {"sklearn", "mclust"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``n_components``, one column per ``covariance_type``, in the table's order.
+
+    Examples
+    --------
+    >>> from bayesgmm import load_dataset
+    >>> X, _ = load_dataset("faithful")
+    >>> table = compare_n_components(X, [1, 2], ["EII", "VVV"], n_init=2, reg_covar=0.0)
+    >>> wide = criteria_table(table, sign="mclust")
+    >>> list(wide.columns), list(wide.index)
+    (['EII', 'VVV'], [1, 2])
+    >>> wide.round(1).to_numpy().tolist()  # mclust 6.0.0: [[-4024.7, -2607.6], [-3453.0, -2322.2]]
+    [[-4024.7, -2607.6], [-3453.0, -2322.2]]
+    """
+    if criterion not in table or criterion == "recommended_by":
+        raise ValueError(
+            f"criterion must be a column of the table, such as 'bic' or 'icl', got {criterion!r}."
+        )
+    if sign not in ("sklearn", "mclust"):
+        raise ValueError(f"sign must be 'sklearn' or 'mclust', got {sign!r}.")
+    if sign == "mclust" and criterion not in ("bic", "icl"):
+        raise ValueError(f"sign='mclust' applies to 'bic' and 'icl', got criterion={criterion!r}.")
+    wide = table[criterion].unstack("covariance_type")
+    wide = wide[list(dict.fromkeys(table.index.get_level_values("covariance_type")))]
+    return -wide if sign == "mclust" else wide

@@ -35,6 +35,7 @@ import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator
 
+from bayesgmm.inference.em.mclust_models import sklearn_layout
 from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.priors import Priors
 
@@ -194,7 +195,7 @@ def gaussian_mixture_data(estimator: BaseEstimator) -> az.InferenceData:
     >>> dict(gaussian_mixture_data(gm).constant_data["covariances_"].sizes)
     {'component': 2, 'feature': 1}
     """
-    cov_dims = _COVARIANCE_DIMS[estimator.covariance_type]
+    cov_dims = _COVARIANCE_DIMS[sklearn_layout(estimator.covariance_type)]
     dims = {"weights_": ("component",), "means_": ("component", "feature")}
     variables = {name: (dims.get(name, cov_dims), getattr(estimator, name)) for name in EM_ARRAYS}
     variables |= {name: ((), np.asarray(getattr(estimator, name))) for name in EM_SCALARS}

@@ -18,10 +18,9 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import persistence
-from bayesgmm.inference.em import criteria, missing, noise, report
+from bayesgmm.inference.em import criteria, mclust_models, missing, noise, report
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
-from bayesgmm.inference.em.missing import MISSING
 from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.params import GMMParams
 
@@ -55,8 +54,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     weights_ : ndarray, shape (n_components,)
     means_ : ndarray, shape (n_components, n_features)
     covariances_, precisions_, precisions_cholesky_ : ndarray
-        Shape (n_components, D, D) for full, (D, D) for tied, (n_components, D) for diag,
-        (n_components,) for spherical; ``precisions_cholesky_`` follows scikit-learn.
+        Shape (n_components, D, D) for full (and mclust's names, :func:`~bayesgmm.fit_em`, but the
+        aliases VII, VVI, EEE), (D, D) tied, (n_components, D) diag, (n_components,) spherical.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -81,7 +80,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # scikit-learn's constraints and messages; ``prior`` and the noise's are checked by ``fit_em``.
     _parameter_constraints: dict = {
         **_SkGaussianMixture._parameter_constraints,
-        "missing": [StrOptions(set(MISSING))],
+        "missing": [StrOptions(set(missing.MISSING))],
+        "covariance_type": [StrOptions(set(mclust_models.EM_COVARIANCE_TYPES))],
         **dict.fromkeys(("prior", "noise", "noise_volume"), "no_validation"),
     }
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from bayesgmm._validation import check_covariance_type, check_X
+from bayesgmm._validation import check_X
+from bayesgmm.inference.em.mclust_models import check_em_covariance_type, n_covariance_parameters
 from bayesgmm.inference.em.result import EMResult
 
 #: Free parameters a uniform noise component adds, as mclust counts them (``nMclustParams``
@@ -16,7 +17,7 @@ NOISE_PARAMETERS = 2
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    """Count the free parameters as scikit-learn counts them.
+    """Count the free parameters as scikit-learn and mclust (``nMclustParams``) count them.
 
     Parameters
     ----------
@@ -30,15 +31,11 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
 
     Examples
     --------
-    >>> n_parameters(2, 2, "full")
-    11
+    >>> n_parameters(2, 2, "full"), n_parameters(2, 2, "VVV"), n_parameters(3, 4, "EVE")
+    (11, 11, 30)
     """
-    cov = {
-        "full": n_components * n_features * (n_features + 1) / 2,
-        "diag": n_components * n_features,
-        "tied": n_features * (n_features + 1) / 2,
-        "spherical": n_components,
-    }[check_covariance_type(covariance_type)]
+    check_em_covariance_type(covariance_type)
+    cov = n_covariance_parameters(covariance_type, n_components, n_features)
     return int(cov + n_features * n_components + n_components - 1)
 
 

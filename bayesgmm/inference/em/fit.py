@@ -12,11 +12,12 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from bayesgmm._jit import jit
-from bayesgmm._validation import check_covariance_type, check_n_components, check_X, column_names
+from bayesgmm._validation import check_n_components, check_X, column_names
 from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em.init import INIT_PARAMS, check_options, initial_starts, resp_from_start
+from bayesgmm.inference.em.mclust_models import check_em_covariance_type
 from bayesgmm.inference.em.missing import fit_missing
 from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
 from bayesgmm.inference.em.noise import fit_noise
@@ -65,7 +66,11 @@ def fit_em(
     ----------
     X : array, shape (n_obs, n_features)
     n_components : int
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        scikit-learn's "full", "tied", "diag", "spherical", or mclust's models by name (Celeux &
+        Govaert 1995; :mod:`.mclust_models`): "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+        "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV", with VII, VVI, EEE, VVV aliases of
+        spherical, diag, tied, full. The other ten take no ``prior`` or ``missing``.
     n_init : int
         Number of restarts. Restart ``i`` is the same run whatever ``n_init`` is (restarts
         draw their starts one after another), so more restarts never give a lower ``lower_bound``.
@@ -136,6 +141,7 @@ def fit_em(
     ([-1, -1, -1], 0.015)
     """
     if missing != "error" or noise is not None or noise_volume is not None:
+        covariance_type = check_em_covariance_type(covariance_type, missing=missing, noise=noise)
         options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}
         if noise is not None or noise_volume is not None:
             return fit_noise(X, n_components, covariance_type, **options)
@@ -196,8 +202,8 @@ def _program_call(
 ) -> _Call:  # fmt: skip
     """Validate ``fit_em``'s arguments into those of the compiled program."""
     n_components = check_n_components(n_components)
-    covariance_type = check_covariance_type(covariance_type)
     dtype = check_options(init_params, dtype, n_init, max_iter, tol, reg_covar)
+    covariance_type = check_em_covariance_type(covariance_type, prior=prior)
     # Validated and centred in float64, then cast: data far from the origin keep their
     # spread in float32 (1e7 + N(0, 1) cast first has a handful of distinct values).
     X = check_X(X, n_components, dtype=np.float64)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayesgmm.inference.em.mclust_models import sklearn_layout
 from bayesgmm.inference.em.mstep import EMPrior, log_prior, m_step
 from bayesgmm.inference.em.shards import over_shards
 from bayesgmm.inference.em.stats import (
@@ -93,6 +94,7 @@ def em_data(Z: jnp.ndarray, w: jnp.ndarray, covariance_type: str, block_size: in
     -------
     EMData
     """
+    covariance_type = sklearn_layout(covariance_type)
     if _is_centred(Z):
         return EMData(*to_blocks(Z, w, block_size), None)
     F_blocks, w_blocks = to_blocks(features(Z, covariance_type), w, block_size)
@@ -129,7 +131,8 @@ def data_stats(
         ``centred_stats``'s (float32).
     """
     centred = _is_centred(data.F_blocks)
-    one_pass = partial(centred_stats if centred else sufficient_stats, covariance_type=covariance_type)
+    layout = sklearn_layout(covariance_type)
+    one_pass = partial(centred_stats if centred else sufficient_stats, covariance_type=layout)
     S, log_lik = over_shards(one_pass, n_shards, (True, True))(params, data.F_blocks, data.w_blocks)
     return S, log_lik, params.means if centred else None
 
@@ -158,6 +161,7 @@ def final_e_step(
         ``argmax_k p(k | x_i)`` for every row, the padding rows included.
     """
     centred = _is_centred(data.F_blocks)
+    covariance_type = sklearn_layout(covariance_type)
     CT = None if centred else coefficients(params, covariance_type).T
     centred_of = centred_logits(params) if centred else None
 
@@ -207,9 +211,11 @@ def params_from_resp(
         nk = jnp.sum(rw, axis=0) + 10 * jnp.finfo(Z.dtype).eps
         centre = (rw.T @ Z) / nk[:, None]
         rw_blocks, _ = to_blocks(rw, w, data.F_blocks.shape[-1])
-        S = centred_stats_from_resp(data.F_blocks, rw_blocks, centre, covariance_type)
+        S = centred_stats_from_resp(data.F_blocks, rw_blocks, centre, sklearn_layout(covariance_type))
         return m_step(S, reg_covar, covariance_type, None, None, centre)
-    return m_step(features(Z, covariance_type).T @ rw, reg_covar, covariance_type, None, data.second)
+    return m_step(
+        features(Z, sklearn_layout(covariance_type)).T @ rw, reg_covar, covariance_type, None, data.second
+    )
 
 
 class EMState(NamedTuple):
@@ -270,7 +276,7 @@ def step(
     """
     S, log_lik, centre = data_stats(state.params, data, covariance_type, n_shards)
     lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / jnp.sum(data.w_blocks)
-    new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, data.second, centre)
+    new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, data.second, centre, state.params)
     ok = ok & jnp.isfinite(lower_bound)
     params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, state.params)
     converged = ok & (jnp.abs(lower_bound - state.lower_bound) < tol)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bayesgmm.inference.em.mclust_models import mclust_covariances, sklearn_layout
 from bayesgmm.inference.em.stats import precisions
 from bayesgmm.params import GMMParams
 
@@ -55,6 +56,7 @@ def m_step(
     map_prior: EMPrior | None = None,
     second: jnp.ndarray | None = None,
     centre: jnp.ndarray | None = None,
+    previous: GMMParams | None = None,
 ) -> tuple[GMMParams, jnp.ndarray]:
     """Compute new parameters from the sufficient statistics ``S = F.T @ (w * resp)``.
 
@@ -75,6 +77,10 @@ def m_step(
     centre : array, shape (n_components, n_features), optional
         The point each component's sums and second moments in ``S`` are taken about
         (``stats.centred_stats``); None for the moment expansion's statistics of ``x``.
+    previous : GMMParams, optional
+        The parameters ``S`` was computed at, where mclust's iterative models (VEI, VEE,
+        EVE, VVE, VEV) start their M-step (``mclust_models``); mclust's other names take
+        ``full``'s statistics and need none.
 
     Returns
     -------
@@ -82,6 +88,7 @@ def m_step(
     ok : bool scalar
         False when a covariance is not positive definite (or not finite).
     """
+    model, covariance_type = covariance_type, sklearn_layout(covariance_type)
     eps = jnp.finfo(S.dtype).eps
     n_stats = S.shape[0]
     layout = "full" if covariance_type == "tied" and second is None else covariance_type
@@ -93,6 +100,11 @@ def m_step(
     scatter = _scatter(S, nk, rel, covariance_type, second)
     if map_prior is None:
         means, cov, weights = xbar, _ml_covariances(nk, scatter, covariance_type), nk / jnp.sum(nk)
+        if model != covariance_type:
+            before = (
+                None if previous is None else previous.scale_tril @ jnp.swapaxes(previous.scale_tril, -1, -2)
+            )
+            cov = mclust_covariances(model, nk, nk[:, None, None] * scatter, before)
     else:
         means, cov, weights = _map_update(nk, xbar, scatter, covariance_type, map_prior)
     scale_tril = _factor(cov, reg_covar, covariance_type, S.shape[1], n_features)

@@ -19,6 +19,7 @@ from sklearn.utils import check_array
 
 from bayesgmm import densities
 from bayesgmm._jit import jit
+from bayesgmm.inference.em.mclust_models import sklearn_layout
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def sklearn_covariances(params: GMMParams, covariance_type: str) -> np.ndarray:
     ndarray
         (n_components, D, D) full, (D, D) tied, (n_components, D) diag, (n_components,) spherical.
     """
+    covariance_type = sklearn_layout(covariance_type)
     tril = np.asarray(params.scale_tril)  # on the host: a few small products
     cov = tril @ np.swapaxes(tril, -1, -2)
     if covariance_type == "full":
@@ -80,6 +82,7 @@ def sklearn_precisions_cholesky(params: GMMParams, covariance_type: str) -> np.n
     ndarray
         Shaped as ``sklearn_covariances``; upper triangular ``inv(L).T`` for full and tied.
     """
+    covariance_type = sklearn_layout(covariance_type)
     L = np.asarray(params.scale_tril)
     if covariance_type in ("diag", "spherical"):
         inv_sd = 1.0 / np.diagonal(L, axis1=-2, axis2=-1)
@@ -102,6 +105,7 @@ def sklearn_precisions(precisions_cholesky: np.ndarray, covariance_type: str) ->
     -------
     ndarray, the shape of ``precisions_cholesky``
     """
+    covariance_type = sklearn_layout(covariance_type)
     P = precisions_cholesky
     if covariance_type in ("diag", "spherical"):
         return P**2
@@ -124,6 +128,7 @@ def scale_tril_from_precisions(
     -------
     ndarray, shape (n_components, n_features, n_features)
     """
+    covariance_type = sklearn_layout(covariance_type)
     prec = np.asarray(precisions, dtype=np.float64)
     if covariance_type in ("diag", "spherical"):
         if covariance_type == "spherical":
@@ -160,6 +165,7 @@ def check_init(
     weights, means, precisions : arrays or None
         As given (float64, or float32 if given so), None where not given.
     """
+    covariance_type = sklearn_layout(covariance_type)
     if weights is not None:
         weights = _check_weights(weights, n_components)
     if means is not None:
@@ -199,6 +205,7 @@ def starting_values(
     scale_tril : ndarray, shape (n_components, n_features, n_features), or None
         Cholesky factors of the covariances.
     """
+    covariance_type = sklearn_layout(covariance_type)
     n_features = len(shift)
     weights0, means0, precisions0 = check_init(
         weights_init, means_init, precisions_init, n_components, n_features, covariance_type
@@ -265,6 +272,7 @@ def params_from_sklearn(
 
     The inverse of :func:`sklearn_precisions_cholesky`; shapes as in scikit-learn.
     """
+    covariance_type = sklearn_layout(covariance_type)
     P = np.asarray(precisions_cholesky)
     means = np.asarray(means)
     n_components, n_features = means.shape
