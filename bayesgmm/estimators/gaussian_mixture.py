@@ -18,15 +18,15 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import persistence
+from bayesgmm.estimators.imputation import ConditionalMeanImputer
 from bayesgmm.inference.em import criteria, missing
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
-from bayesgmm.inference.em.missing import MISSING
 from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.params import GMMParams
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, with scikit-learn's parameters, attributes and meaning.
 
     Parameters are those of :class:`sklearn.mixture.GaussianMixture` (``n_components``,
@@ -40,7 +40,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         With ``"marginalize"``, NaN are values missing at random: ``fit`` maximises the
         likelihood of the observed values (see :func:`bayesgmm.fit_em`) and ``predict``,
         ``predict_proba`` and ``score_samples`` take rows with NaN, scored by the exact
-        marginal density of their observed coordinates.
+        marginal density of their observed coordinates; ``impute`` fills in conditional means.
 
     Differences: restarts run in one compiled program (so ``random_state`` gives other starts
     than scikit-learn's; restart ``i`` is the same whatever ``n_init`` is), ``fit`` takes
@@ -78,7 +78,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     _parameter_constraints: dict = {
         **_SkGaussianMixture._parameter_constraints,
         "prior": "no_validation",
-        "missing": [StrOptions(set(MISSING))],
+        "missing": [StrOptions(set(missing.MISSING))],
     }
 
     def __init__(
