@@ -167,7 +167,7 @@ def fit_nuts(
     >>> import numpy as np
     >>> X_gaps = X.copy()
     >>> X_gaps[::5, 1] = np.nan
-    >>> idata = fit_nuts(X_gaps, 2, num_warmup=200, num_samples=100, num_chains=1, seed=0,
+    >>> idata = fit_nuts(X_gaps, 2, num_warmup=300, num_samples=400, num_chains=1, seed=0,
     ...                  missing="marginalize")
     >>> bool(np.isfinite(idata.log_likelihood["X"]).all())
     True
