@@ -45,7 +45,7 @@ from bayesgmm.inference.nuts import fit_nuts
 from bayesgmm.inference.svi.fit import fit_svi
 from bayesgmm.params import GMMParams
 from bayesgmm.persistence import load
-from bayesgmm.posterior import params_from_idata
+from bayesgmm.posterior import impute, params_from_idata
 from bayesgmm.posterior.assignments import (
     coclustering_matrix,
     membership_probabilities,
@@ -82,6 +82,7 @@ __all__ = [
     "SwitchingReport",
     "best_partition",
     "coclustering_matrix",
+    "impute",
     "fit_problems",
     "label_switching_report",
     "membership_probabilities",

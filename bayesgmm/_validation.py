@@ -93,9 +93,11 @@ def as_key(seed) -> jax.Array:
 def standardize(X: np.ndarray):
     """Return ``(Z, loc, scale)`` with ``Z = (X - loc) / scale`` per feature.
 
-    A constant feature gets scale 1 so nothing is divided by zero.
+    A constant feature gets scale 1 so nothing is divided by zero. NaN (missing values)
+    stay NaN; ``loc`` and ``scale`` are then the moments of the observed values.
     """
-    loc = X.mean(axis=0)
-    scale = X.std(axis=0)
+    nan = np.isnan(X).any()
+    loc = np.nanmean(X, axis=0) if nan else X.mean(axis=0)
+    scale = np.nanstd(X, axis=0) if nan else X.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     return (X - loc) / scale, loc, scale

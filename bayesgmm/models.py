@@ -15,7 +15,7 @@ import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints
 
-from bayesgmm import densities
+from bayesgmm import densities, incomplete
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
 
@@ -70,6 +70,10 @@ class MixtureLikelihood(dist.Distribution):
     normal does one triangular solve per observation and component, which is much slower
     on CPU than one matrix product.
 
+    With ``missing=True``, NaN in a row marks missing coordinates and the row's density is
+    the exact marginal of its observed ones (``incomplete.observed_log_density``, one
+    masked formula for every pattern); without, the complete-data program is unchanged.
+
     Examples
     --------
     >>> import jax.numpy as jnp
@@ -79,9 +83,12 @@ class MixtureLikelihood(dist.Distribution):
     """
 
     support = constraints.real_vector
+    pytree_data_fields = ("params", "log_weights")
+    pytree_aux_fields = ("missing",)
 
-    def __init__(self, params: GMMParams, log_weights: jax.Array | None = None):
+    def __init__(self, params: GMMParams, log_weights: jax.Array | None = None, missing: bool = False):
         self.params = params
+        self.missing = missing
         # Given by models whose weights can underflow (the sparse prior's): log(0) would
         # make the gradient NaN.
         self.log_weights = jnp.log(params.weights) if log_weights is None else log_weights
@@ -90,6 +97,10 @@ class MixtureLikelihood(dist.Distribution):
     def log_prob(self, value: jax.Array) -> jax.Array:
         """Log density of each row of ``value``, shape ``value.shape[:-1]``."""
         flat = jnp.reshape(value, (-1, value.shape[-1]))
+        if self.missing:
+            observed = ~jnp.isnan(flat)
+            dens = incomplete.observed_log_density(self.params, jnp.where(observed, flat, 0.0), observed)
+            return logsumexp(self.log_weights + dens, axis=-1).reshape(value.shape[:-1])
         # The models see standardised data, where the expanded form's rounding is far below
         # any statistical error, and it needs one matrix product instead of a solve per row.
         joint = self.log_weights + densities.component_log_prob_expanded(self.params, flat)
@@ -198,6 +209,7 @@ def gmm_model(
     priors: Priors | None = None,
     subsample_size: int | None = None,
     weight_prior: str = "dirichlet",
+    missing: str = "error",
 ) -> None:
     """Finite Gaussian mixture with Dirichlet weights and LKJ covariance priors.
 
@@ -226,6 +238,9 @@ def gmm_model(
         ``"dp"``: a Dirichlet process truncated at ``n_components`` components,
         ``sticks`` ~ Beta(1, ``concentration``), ``concentration`` ~
         Gamma(``priors.dp_shape``, ``priors.dp_rate``); ``weights`` is deterministic.
+    missing : {"error", "marginalize"}
+        With ``"marginalize"``, NaN in ``Z`` are values missing at random: each row's
+        likelihood is the exact marginal density of its observed coordinates.
 
     Notes
     -----
@@ -252,7 +267,7 @@ def gmm_model(
     scale_tril = numpyro.deterministic(
         "scale_tril", _sample_scale_tril(covariance_type, n_components, n_features, priors)
     )
-    mixture = MixtureLikelihood(GMMParams(weights, means, scale_tril), log_weights)
+    mixture = MixtureLikelihood(GMMParams(weights, means, scale_tril), log_weights, missing == "marginalize")
     with numpyro.plate("obs", n_obs, subsample_size=subsample_size) as idx:
         drawn_here = Z is not None and subsample_size is not None and Z.shape[0] == n_obs
         batch = Z[idx] if drawn_here else Z

@@ -14,7 +14,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import densities, persistence
 from bayesgmm._validation import COVARIANCE_TYPES, as_key, check_X
+from bayesgmm.inference.em.missing import MISSING, check_incomplete
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.imputation import impute_from_params
 from bayesgmm.posterior.predictive import log_predictive_density, mean_responsibilities
 from bayesgmm.posterior.relabel import relabel
 from bayesgmm.priors import Priors
@@ -50,6 +52,11 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         Further keyword arguments for ``fit_nuts`` or ``fit_svi``.
     random_state : int, numpy Generator or None
     progress_bar : bool, default False
+    missing : {"error", "marginalize"}, default "error"
+        With ``"marginalize"``, NaN are values missing at random: the likelihood is that of
+        each row's observed values (see ``fit_nuts``), ``predict``, ``predict_proba``,
+        ``score`` and ``score_samples`` take rows with NaN (given their observed values),
+        and ``impute`` draws the missing values, one completed data set per posterior draw.
 
     Attributes
     ----------
@@ -87,6 +94,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         "inference_kwargs": [dict, None],
         "random_state": ["random_state", np.random.Generator, jax.Array],
         "progress_bar": ["boolean"],
+        "missing": [StrOptions(set(MISSING))],
     }
 
     def __init__(
@@ -102,6 +110,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         inference_kwargs: dict | None = None,
         random_state: Seed = None,
         progress_bar: bool = False,
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -114,6 +123,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.inference_kwargs = inference_kwargs
         self.random_state = random_state
         self.progress_bar = progress_bar
+        self.missing = missing
 
     def _fit_idata(self, X, feature_names):
         common = dict(
@@ -122,6 +132,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             seed=self.random_state,
             progress_bar=self.progress_bar,
             feature_names=feature_names,
+            missing=self.missing,
             **(self.inference_kwargs or {}),
         )
         if self.inference == "nuts":
@@ -220,7 +231,18 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         that are not finite or too few observations.
         """
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
-        return check_X(X, self.n_components if reset else None)
+        if self.missing == "error" or not np.isnan(X).any():
+            return check_X(X, self.n_components if reset else None)
+        if reset:
+            return check_incomplete(X, self.n_components)[0]
+        check_X(np.where(np.isnan(X), 0.0, X))  # what check_X says of anything but NaN
+        empty = np.flatnonzero(np.isnan(X).all(axis=1))
+        if empty.size:
+            raise ValueError(
+                f"X has {empty.size} row(s) with every value missing (first: {empty[:5].tolist()}); "
+                "such a row carries no information: drop it."
+            )
+        return X
 
     def _check_X(self, X):
         check_is_fitted(self, "idata_")
@@ -243,6 +265,43 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     def score(self, X: ArrayLike, y: None = None) -> float:
         """Mean log posterior predictive density per observation."""
         return float(self.score_samples(X).mean())
+
+    def impute(self, X: ArrayLike, n_draws: int | None = None, random_state: Seed = None) -> np.ndarray:
+        """Draw the missing values (NaN) of ``X`` once per posterior draw (multiple imputation).
+
+        For each posterior draw, each row's component is drawn given its observed values
+        and the draw's parameters, then its missing values from that component's Gaussian
+        conditional on the observed ones (:func:`bayesgmm.posterior.imputation.impute_from_params`).
+        Needs ``missing="marginalize"``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features)
+            Not modified; observed values are returned exactly.
+        n_draws : int, optional
+            Posterior draws used (at random); all by default.
+        random_state : int, numpy Generator or JAX key, optional
+            The estimator's ``random_state`` by default.
+
+        Returns
+        -------
+        ndarray, shape (n_draws, n_obs, n_features)
+            Averaged over the first axis, an estimate of ``E[x_mis | x_obs, data]``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import BayesianGMM, load_dataset
+        >>> X, _ = load_dataset("faithful")
+        >>> X[:3, 1] = np.nan
+        >>> gmm = BayesianGMM(2, inference="svi", num_samples=100, num_chains=1, random_state=0,
+        ...                   missing="marginalize").fit(X)
+        >>> gmm.impute(X, n_draws=50).shape
+        (50, 272, 2)
+        """
+        X = self._check_X(X)
+        seed = as_key(self.random_state if random_state is None else random_state)
+        return impute_from_params(self._params, X, n_draws, seed)
 
     def sample(self, n_samples: int = 1, random_state: Seed = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the posterior predictive distribution.

@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import persistence
+from bayesgmm.estimators.imputation import ConditionalMeanImputer
 from bayesgmm.inference.em import criteria, mclust_models, missing, noise, report
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
@@ -25,7 +26,7 @@ from bayesgmm.inference.em.mstep import EMPrior
 from bayesgmm.params import GMMParams
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM, with scikit-learn's parameters, attributes and meaning.
 
     Parameters are those of :class:`sklearn.mixture.GaussianMixture` (``n_components``,
@@ -39,7 +40,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         With ``"marginalize"``, NaN are values missing at random: ``fit`` maximises the
         likelihood of the observed values (see :func:`bayesgmm.fit_em`) and ``predict``,
         ``predict_proba`` and ``score_samples`` take rows with NaN, scored by the exact
-        marginal density of their observed coordinates.
+        marginal density of their observed coordinates; ``impute`` fills in conditional means.
     noise : {None, "uniform"}, default None; noise_volume : float, optional
         mclust's uniform noise component and its volume (:func:`bayesgmm.fit_em`): ``predict`` gives
         -1 for noise, ``predict_proba`` has the noise last, ``weights_`` sum to ``1 - noise_weight_``.
@@ -230,8 +231,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         persistence.save_model(self, persistence.gaussian_mixture_data(self), path)
 
     def _set_fitted(self, idata):
-        for name, value in persistence.gaussian_mixture_attributes(idata).items():
-            setattr(self, name, value)
+        self.__dict__.update(persistence.gaussian_mixture_attributes(idata))
 
     def _params(self) -> GMMParams:
         """Return the current attributes as GMMParams (so edits to the attributes are honoured)."""

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm import densities
+from bayesgmm import densities, incomplete
 from bayesgmm.params import GMMParams
 
 #: Dims of every posterior variable after ``chain`` and ``draw``.
@@ -68,6 +68,8 @@ def pointwise_log_likelihood(params: GMMParams, X: np.ndarray, batch_size: int =
     params : GMMParams
         Draws with leaves shaped (*batch, n_components, ...).
     X : array, shape (n_obs, n_features)
+        NaN marks a missing value: that row's density is the marginal of its observed
+        values (the observed-data likelihood).
     batch_size : int
         Draws evaluated at a time: memory stays ``O(batch_size * n_obs * n_components)``
         whatever the number of draws.
@@ -76,8 +78,9 @@ def pointwise_log_likelihood(params: GMMParams, X: np.ndarray, batch_size: int =
     -------
     ndarray, shape (*batch, n_obs)
     """
+    log_prob = incomplete.log_prob_nan if np.isnan(X).any() else densities.log_prob
     X = jnp.asarray(X, dtype=params.means.dtype)
-    return np.asarray(densities.over_draws(densities.log_prob, params, X, batch_size=batch_size))
+    return np.asarray(densities.over_draws(log_prob, params, X, batch_size=batch_size))
 
 
 def predictive_draws(params: GMMParams, key: jax.Array, n_obs: int) -> np.ndarray:

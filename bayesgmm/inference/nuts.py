@@ -80,6 +80,7 @@ def fit_nuts(
     posterior_predictive: bool = False,
     progress_bar: bool = False,
     feature_names: list[str] | None = None,
+    missing: str = "error",
 ) -> az.InferenceData:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -124,6 +125,14 @@ def fit_nuts(
         One bar per chain. A fit with bars compiles its sampler anew (numpyro draws them
         while it traces the sampling loop); without, refits reuse it.
     feature_names : sequence of str, optional
+    missing : {"error", "marginalize"}, default "error"
+        What NaN in ``X`` mean: an error, or values missing at random, whose likelihood is
+        the exact marginal over them (each row's density is that of its observed
+        coordinates; ``models.MixtureLikelihood``). The data are standardised with their
+        observed values, the chains start at EM optima for incomplete data
+        (``fit_em(missing="marginalize")``), ``observed_data`` keeps the NaN and
+        ``log_likelihood`` holds each row's observed-data log-likelihood. A row or column
+        with every value missing is refused. ``BayesianGMM.impute`` draws the missing values.
 
     Warns
     -----
@@ -152,6 +161,16 @@ def fit_nuts(
     ('chain', 'draw', 'component', 'feature')
     >>> idata.posterior.sizes["draw"], idata.attrs["n_starts"]
     (400, 1)
+
+    With missing values:
+
+    >>> import numpy as np
+    >>> X_gaps = X.copy()
+    >>> X_gaps[::5, 1] = np.nan
+    >>> idata = fit_nuts(X_gaps, 2, num_warmup=300, num_samples=400, num_chains=1, seed=0,
+    ...                  missing="marginalize")
+    >>> bool(np.isfinite(idata.log_likelihood["X"]).all())
+    True
     """
     if init not in ("em", "em-best", "prior"):
         raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")
@@ -164,6 +183,7 @@ def fit_nuts(
         feature_names=feature_names,
         seed=seed,
         key_names=("init", "mcmc", "prior", "idata"),
+        missing=missing,
     )
     settings = dict(
         num_warmup=num_warmup,

@@ -23,6 +23,7 @@ from numpy.typing import DTypeLike
 from numpyro.infer import Predictive
 
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
+from bayesgmm.inference.em.missing import MISSING, check_incomplete
 from bayesgmm.inference.idata import build_inference_data
 from bayesgmm.models import WEIGHT_SITES, gmm_model, params_from_sites
 from bayesgmm.params import GMMParams
@@ -46,6 +47,8 @@ class Loaded:
         Number of rows of the data.
     extra : object
         What the fit's loader adds (the standardised rows, minibatch sources, ...).
+    incomplete : bool
+        Whether the data hold missing values (NaN, with ``missing="marginalize"``).
     """
 
     X_obs: np.ndarray
@@ -53,6 +56,7 @@ class Loaded:
     scale: np.ndarray
     n_obs: int
     extra: object = None
+    incomplete: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class FitSetup:
         }
 
 
-def load_in_memory(X: Any, n_components: int, keys: dict) -> Loaded:
+def load_in_memory(X: Any, n_components: int, keys: dict, missing: str = "error") -> Loaded:
     """Check ``X`` (held in memory) and standardise it; ``extra`` is the standardised data.
 
     Standardised in float64: data far from the origin keep their spread in float32 too.
@@ -103,6 +107,9 @@ def load_in_memory(X: Any, n_components: int, keys: dict) -> Loaded:
     n_components : int
     keys : dict
         Unused; the signature of every loader.
+    missing : {"error", "marginalize"}
+        With ``"marginalize"``, NaN are missing values (kept as NaN in the standardised
+        data, which are standardised with the observed values).
 
     Returns
     -------
@@ -113,9 +120,25 @@ def load_in_memory(X: Any, n_components: int, keys: dict) -> Loaded:
     >>> load_in_memory(np.array([[1.0], [3.0]]), 1, {}).extra.ravel().tolist()
     [-1.0, 1.0]
     """
-    X = check_X(X, n_components, dtype=np.float64)
+    X = check_data(X, n_components, missing)
     Z, loc, scale = standardize(X)
-    return Loaded(X, loc, scale, X.shape[0], Z)
+    return Loaded(X, loc, scale, X.shape[0], Z, incomplete=bool(np.isnan(X).any()))
+
+
+def check_data(X: Any, n_components: int, missing: str) -> np.ndarray:
+    """Return ``X`` checked as a float64 array, NaN kept where values are missing.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``missing``; as ``check_X`` does (NaN included) with ``missing="error"``;
+        with ``"marginalize"``, for a row or column with every value missing.
+    """
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}.")
+    if missing == "error":
+        return check_X(X, n_components, dtype=np.float64)
+    return check_incomplete(X, n_components)[0]
 
 
 def prepare(
@@ -129,6 +152,7 @@ def prepare(
     seed: Seed,
     key_names: Sequence[str],
     load: Callable[..., Loaded] = load_in_memory,
+    missing: str = "error",
 ) -> FitSetup:
     """Validate a fit's arguments, split its seed and load its data.
 
@@ -146,7 +170,10 @@ def prepare(
     key_names : sequence of str
         Names of the keys the seed is split into, in order.
     load : callable
-        ``load(X, n_components, keys) -> Loaded``; ``load_in_memory`` by default.
+        ``load(X, n_components, keys, missing) -> Loaded``; ``load_in_memory`` by default.
+    missing : {"error", "marginalize"}
+        What NaN in ``X`` mean (see ``check_data``). The model marginalises missing values
+        only when the data hold some: complete data run the complete-data programs.
 
     Returns
     -------
@@ -162,7 +189,7 @@ def prepare(
     # Unpacked on the host: op by op on the device, each slice would compile a program.
     split = np.asarray(jax.random.split(as_key(seed), len(key_names)))
     keys = dict(zip(key_names, split, strict=True))
-    data = load(X, n_components, keys)
+    data = load(X, n_components, keys, missing)
     model_kwargs = dict(
         n_components=n_components,
         n_features=int(data.loc.shape[0]),
@@ -170,6 +197,8 @@ def prepare(
         priors=priors,
         weight_prior=weight_prior,
     )
+    if data.incomplete:
+        model_kwargs["missing"] = "marginalize"
     return FitSetup(
         n_components, covariance_type, weight_prior, priors, feature_names, keys, data, model_kwargs
     )

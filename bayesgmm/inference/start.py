@@ -183,19 +183,25 @@ def _good_em(Z, n_components, covariance_type, n_init, rng):
     from sklearn.cluster import kmeans_plusplus
 
     from bayesgmm.inference.em.fit import fit_em
+    from bayesgmm.inference.em.missing import hot_deck
 
     fits, error = [], None
+    incomplete = bool(np.isnan(Z).any())
     for _ in range(n_init):
-        _, idx = kmeans_plusplus(Z, n_components, random_state=rng)
+        # k-means++ needs every value: with missing ones, it seeds on a random completion,
+        # and EM for incomplete data fits the observed values from there.
+        seeding = hot_deck(Z, ~np.isnan(Z), rng) if incomplete else Z
+        _, idx = kmeans_plusplus(seeding, n_components, random_state=rng)
+        options = _seeded_start(seeding[idx], covariance_type)
+        if incomplete:
+            options.update(missing="marginalize", seed=rng.randint(2**31 - 1))
         try:
             with warnings.catch_warnings():
                 # A start need not be converged: the sampler or optimiser takes it from there;
                 # runs with empty components are passed over below.
                 warnings.filterwarnings("ignore", message="EM did not converge")
                 warnings.filterwarnings("ignore", message=".*hold no observation")
-                fits.append(
-                    fit_em(Z, n_components, covariance_type, **_seeded_start(Z[idx], covariance_type))
-                )
+                fits.append(fit_em(Z, n_components, covariance_type, **options))
         except ValueError as exc:  # this run collapsed; fit_em says how to avoid it
             error = exc
     # A run that left a component empty has fewer components than asked (and that
@@ -266,6 +272,8 @@ def compile_em_start(
     """
     from bayesgmm.inference.em.fit import lower_em
 
+    if np.isnan(Z).any():  # EM for incomplete data compiles its own program when it runs
+        return []
     return [
         pool.submit(lower_em(Z, k, covariance_type, **_seeded_start(Z[:k], covariance_type)).compile)
         for k in _sizes(n_components, overfitted)

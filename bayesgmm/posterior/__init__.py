@@ -2,6 +2,7 @@
 
 from bayesgmm.posterior.assignments import coclustering_matrix, membership_probabilities, sample_assignments
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.imputation import impute
 from bayesgmm.posterior.partition import BestPartition, best_partition
 from bayesgmm.posterior.relabel import relabel
 from bayesgmm.posterior.summary import summary
@@ -13,6 +14,7 @@ __all__ = [
     "SwitchingReport",
     "best_partition",
     "coclustering_matrix",
+    "impute",
     "label_switching_report",
     "membership_probabilities",
     "relabel",

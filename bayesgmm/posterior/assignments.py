@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from bayesgmm import densities
+from bayesgmm import densities, incomplete
 from bayesgmm._validation import as_key
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
@@ -25,6 +25,11 @@ def _draw_labels(draw, X):
     p, key = draw
     # The joint log density is the unnormalised log responsibility: fine as logits.
     return jax.random.categorical(key, densities.joint_log_prob(p, X), axis=-1)
+
+
+def _draw_labels_nan(draw, X):
+    p, key = draw
+    return jax.random.categorical(key, incomplete.joint_log_prob_nan(p, X), axis=-1)
 
 
 def sample_assignments(
@@ -61,7 +66,9 @@ def sample_assignments(
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
     keys = jax.random.split(as_key(seed), n_chains * n_draws)
     keys = keys.reshape((n_chains, n_draws, *keys.shape[1:]))
-    z = np.asarray(densities.over_draws(_draw_labels, (params, keys), X, n_lead=2, batch_size=batch_size))
+    # Rows with missing values (NaN) are assigned given their observed values.
+    fn = _draw_labels_nan if bool(np.isnan(np.asarray(X)).any()) else _draw_labels
+    z = np.asarray(densities.over_draws(fn, (params, keys), X, n_lead=2, batch_size=batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
     ds = xr.Dataset(

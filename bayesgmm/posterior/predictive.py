@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from bayesgmm import densities
+from bayesgmm import densities, incomplete
 from bayesgmm.params import GMMParams
 
 
@@ -18,6 +18,7 @@ def log_predictive_density(params: GMMParams, X: np.ndarray, batch_size: int = 6
     params : GMMParams
         ``S`` draws with any leading axes, e.g. leaves shaped (n_chains, n_draws, n_components, ...).
     X : array, shape (n_obs, n_features)
+        NaN marks a missing value: that row's density is that of its observed values.
     batch_size : int
         Draws evaluated at a time.
 
@@ -33,7 +34,8 @@ def log_predictive_density(params: GMMParams, X: np.ndarray, batch_size: int = 6
     (2,)
     """
     X = jnp.asarray(X, dtype=params.means.dtype)
-    ll = densities.over_draws(densities.log_prob, params, X, batch_size=batch_size)
+    fn = incomplete.log_prob_nan if bool(jnp.isnan(X).any()) else densities.log_prob
+    ll = densities.over_draws(fn, params, X, batch_size=batch_size)
     ll = ll.reshape(-1, X.shape[0])
     return np.asarray(logsumexp(ll, axis=0) - jnp.log(ll.shape[0]))
 
@@ -48,6 +50,7 @@ def mean_responsibilities(params: GMMParams, X: np.ndarray, batch_size: int = 64
     params : GMMParams
         Draws with any leading axes, e.g. leaves shaped (n_chains, n_draws, n_components, ...).
     X : array, shape (n_obs, n_features)
+        NaN marks a missing value: that row's probabilities are given its observed values.
     batch_size : int
         Draws evaluated at a time.
 
@@ -63,5 +66,6 @@ def mean_responsibilities(params: GMMParams, X: np.ndarray, batch_size: int = 64
     [[0.5, 0.5]]
     """
     X = jnp.asarray(X, dtype=params.means.dtype)
-    resp = densities.over_draws(densities.responsibilities, params, X, batch_size=batch_size)
+    fn = incomplete.responsibilities_nan if bool(jnp.isnan(X).any()) else densities.responsibilities
+    resp = densities.over_draws(fn, params, X, batch_size=batch_size)
     return np.asarray(resp.reshape(-1, *resp.shape[-2:]).mean(axis=0))

@@ -48,7 +48,7 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import densities
+from bayesgmm import densities, incomplete
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.sticks import rebreak_sticks
 
@@ -86,7 +86,9 @@ def draw_responsibilities(
     """
     params = params_from_idata(idata, group)
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
-    return np.asarray(densities.over_draws(densities.responsibilities, params, X, batch_size=batch_size))
+    # Rows with missing values (NaN): the responsibilities given their observed values.
+    fn = incomplete.responsibilities_nan if bool(jnp.isnan(X).any()) else densities.responsibilities
+    return np.asarray(densities.over_draws(fn, params, X, batch_size=batch_size))
 
 
 def hungarian(cost: np.ndarray) -> np.ndarray:

@@ -7,13 +7,8 @@ Ghahramani & Jordan 1994) takes, for each row and component, the conditional mea
 covariance ``C``, and uses ``E[x] = x_hat`` and ``E[x x^T] = x_hat x_hat^T + C`` in the
 M-step's sufficient statistics. Each iteration cannot lower the observed-data likelihood.
 
-Every row is handled by one masked formula, so that the cost stays vectorised whatever
-the missingness patterns: with ``m`` the row's observed mask, the covariance
-``S' = (m m^T) * S + diag(1 - m)`` and the mean and data zeroed where missing, the
-Gaussian density of ``S'`` is that of the observed block times a standard normal density
-at zero for each missing coordinate, and ``v = S'^{-1} (x - mu)`` is
-``S_oo^{-1} (x_o - mu_o)`` on the observed coordinates and zero elsewhere, so that
-``x_hat = mu + S v`` and ``C = S - S ((m m^T) * S'^{-1}) S``.
+The masked formula that handles every missingness pattern at once, and the densities
+and conditional moments, are in :mod:`bayesgmm.incomplete`.
 """
 
 from __future__ import annotations
@@ -25,14 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesgmm.incomplete import conditional_moments, log_likelihood_rows, observed_log_density
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
     from bayesgmm.inference.em.result import EMResult
-
-_LOG_2PI = float(np.log(2 * np.pi))
 
 
 class MissingEMState(NamedTuple):
@@ -47,87 +41,6 @@ class MissingEMState(NamedTuple):
     previous: jnp.ndarray
     n_iter: jnp.ndarray
     history: jnp.ndarray
-
-
-def _masked(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray):
-    """Per row and component: the Cholesky factor of ``S'``, the centred data and ``S``.
-
-    Shapes (n_obs, n_components, n_features, n_features), (n_obs, n_components, n_features)
-    and (n_components, n_features, n_features).
-    """
-    m = observed.astype(X.dtype)
-    cov = params.covariances
-    both = m[:, None, :, None] * m[:, None, None, :]
-    eye = jnp.eye(X.shape[1], dtype=X.dtype)
-    masked_cov = both * cov[None] + (1 - m)[:, None, :, None] * eye
-    diff = (jnp.where(observed, X, 0.0)[:, None, :] - params.means[None]) * m[:, None, :]
-    return jnp.linalg.cholesky(masked_cov), diff, cov
-
-
-def observed_log_density(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray) -> jnp.ndarray:
-    """Log density of each row's observed coordinates under each component.
-
-    Parameters
-    ----------
-    params : GMMParams
-    X : array, shape (n_obs, n_features)
-        Values where ``observed``; anything (NaN) elsewhere.
-    observed : bool array, shape (n_obs, n_features)
-
-    Returns
-    -------
-    array, shape (n_obs, n_components)
-        ``log N(x_o | mu_o, S_oo)``, the weights not included.
-
-    Examples
-    --------
-    >>> import jax.numpy as jnp
-    >>> from bayesgmm.params import GMMParams
-    >>> p = GMMParams(jnp.ones(1), jnp.zeros((1, 2)), 2.0 * jnp.eye(2)[None])
-    >>> X = jnp.array([[0.0, jnp.nan]])
-    >>> float(observed_log_density(p, X, ~jnp.isnan(X))[0, 0])  # N(0 | 0, 4) in one dimension
-    -1.612085713764618
-    """
-    L, diff, _ = _masked(params, X, observed)
-    white = jax.scipy.linalg.solve_triangular(L, diff[..., None], lower=True)[..., 0]
-    log_det = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
-    n_seen = observed.sum(axis=1, dtype=X.dtype)[:, None]
-    return -0.5 * jnp.sum(white**2, axis=-1) - log_det - 0.5 * n_seen * _LOG_2PI
-
-
-def conditional_moments(
-    params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Conditional mean and covariance of each row given its observed coordinates.
-
-    Parameters
-    ----------
-    params : GMMParams
-    X : array, shape (n_obs, n_features)
-    observed : bool array, shape (n_obs, n_features)
-
-    Returns
-    -------
-    x_hat : array, shape (n_obs, n_components, n_features)
-        The observed values, and ``E[x_m | x_o, component]`` where missing.
-    C : array, shape (n_obs, n_components, n_features, n_features)
-        ``Cov[x | x_o, component]``: zero but on the missing block.
-    """
-    L, diff, cov = _masked(params, X, observed)
-    v = jax.scipy.linalg.cho_solve((L, True), diff[..., None])[..., 0]
-    x_hat = params.means[None] + jnp.einsum("kij,nkj->nki", cov, v)
-    eye = jnp.broadcast_to(jnp.eye(X.shape[1], dtype=X.dtype), L.shape)
-    inv = jax.scipy.linalg.cho_solve((L, True), eye)
-    m = observed.astype(X.dtype)
-    inv_oo = inv * (m[:, None, :, None] * m[:, None, None, :])
-    C = cov[None] - jnp.einsum("kij,nkjl,klm->nkim", cov, inv_oo, cov)
-    return x_hat, C
-
-
-def log_likelihood_rows(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray) -> jnp.ndarray:
-    """Observed-data log-likelihood of each row, shape (n_obs,)."""
-    logits = jnp.log(params.weights) + observed_log_density(params, X, observed)
-    return jax.nn.logsumexp(logits, axis=1)
 
 
 def m_step(
@@ -251,8 +164,10 @@ def check_incomplete(X: ArrayLike, n_components: int) -> tuple[np.ndarray, np.nd
     return np.where(observed, X, np.nan), observed
 
 
-def _hot_deck(X, observed, rng) -> np.ndarray:
-    """Each missing cell replaced by a random observed value of its column: a start, not an estimate.
+def hot_deck(X: np.ndarray, observed: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Return a copy of ``X`` with each missing cell a random observed value of its column.
+
+    A start, not an estimate.
 
     Random rather than mean imputation, because rows sharing one imputed value are tied
     values on which a starting EM component can collapse.
@@ -300,7 +215,7 @@ def fit_missing(
     names = column_names(X)
     X, observed = check_incomplete(X, n_components)
     rng = _numpy_rng(options["seed"])
-    start = fit_em(_hot_deck(X, observed, rng), n_components, covariance_type, **{**options, "seed": rng})
+    start = fit_em(hot_deck(X, observed, rng), n_components, covariance_type, **{**options, "seed": rng})
     w = np.ones(len(X)) if options["sample_weight"] is None else np.asarray(options["sample_weight"], float)
     params = GMMParams(*(jnp.asarray(a, jnp.float64) for a in start.params))
     max_iter = int(options["max_iter"])

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
+from bayesgmm import incomplete
 from bayesgmm.inference.em import missing, noise
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.idata import point_inference_data
@@ -116,6 +117,37 @@ class EMResult:
 
     def _noise_terms(self) -> tuple[float, float]:
         return self.noise_weight, float(np.log(self.noise_volume))
+
+    def impute(self, X: ArrayLike | None = None) -> np.ndarray:
+        """Return a copy of ``X`` with each missing value (NaN) replaced by ``E[x_mis | x_obs]``.
+
+        The components' conditional means weighted by each row's responsibilities given its
+        observed values (:func:`bayesgmm.incomplete.conditional_mean`).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_obs, n_features), optional
+            The fit's data by default. Not modified; observed values are returned exactly.
+
+        Returns
+        -------
+        ndarray, shape (n_obs, n_features)
+
+        Examples
+        --------
+        >>> from bayesgmm import fit_em, load_dataset
+        >>> X, _ = load_dataset("faithful")
+        >>> X[:3, 1] = np.nan
+        >>> res = fit_em(X, 2, seed=0, missing="marginalize")
+        >>> res.impute()[:3, 1].round(1)
+        array([76.1, 53. , 74.6])
+        """
+        X = np.array(self.X if X is None else X, np.float64)
+        params, Z = self._scoring(X)
+        params = GMMParams(*(jnp.asarray(a, jnp.float64) for a in params))
+        mean = np.asarray(incomplete.conditional_mean(params, jnp.asarray(Z)))
+        shift = 0.0 if self.shift is None else self.shift
+        return np.where(np.isnan(X), mean + shift, X)
 
     def _scoring(self, X):
         """Parameters and data in the coordinates the fit ran in, in float64."""

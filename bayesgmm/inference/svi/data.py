@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import DTypeLike
 
-from bayesgmm._validation import check_X, standardize
-from bayesgmm.inference.prepare import Loaded
+from bayesgmm._validation import standardize
+from bayesgmm.inference.prepare import Loaded, check_data
 from bayesgmm.inference.svi.config import DEFAULT_BATCH_SIZE, ROW_INDEX, Batching
 from bayesgmm.sources import as_source, observed_rows, row_blocks, streaming_moments
 
@@ -60,6 +60,7 @@ def load_rows(
     X: Any,
     n_components: int,
     keys: dict,
+    missing: str = "error",
     *,
     batch_size: int | None,
     chunk_size: int,
@@ -74,6 +75,8 @@ def load_rows(
     n_components : int
     keys : dict
         Its ``"rng"`` key seeds the host's row draws.
+    missing : {"error", "marginalize"}
+        As in ``fit_svi``; only in-memory arrays may hold missing values.
     batch_size, chunk_size, init_rows, max_observed : int
         As in ``fit_svi``.
 
@@ -82,10 +85,16 @@ def load_rows(
     Loaded
     """
     rng = np.random.default_rng(keys["rng"])
+    if is_stream(X) and missing != "error":
+        raise ValueError(
+            "missing='marginalize' needs X in memory: a memmap or chunk callable is streamed, and "
+            "its standardisation and EM start do not handle missing values. Load the rows as an "
+            "array (batch_size still fits minibatches)."
+        )
     if is_stream(X):
         loaded = _streamed(X, n_components, rng, batch_size, chunk_size, init_rows, max_observed)
     else:
-        loaded = _in_memory(X, n_components, rng, batch_size, init_rows, max_observed)
+        loaded = _in_memory(X, n_components, rng, batch_size, init_rows, max_observed, missing)
     batching = loaded.extra.batching
     if batching.mode == "index" and batching.n_obs > np.iinfo(ROW_INDEX).max:
         raise ValueError(
@@ -108,15 +117,16 @@ def _streamed(X, n_components, rng, batch_size, chunk_size, init_rows, max_obser
     return Loaded(X_obs, loc, scale, n_obs, rows)
 
 
-def _in_memory(X, n_components, rng, batch_size, init_rows, max_observed) -> Loaded:
-    X = check_X(X, n_components, dtype=np.float64)
+def _in_memory(X, n_components, rng, batch_size, init_rows, max_observed, missing) -> Loaded:
+    X = check_data(X, n_components, missing)
     Z, loc, scale = standardize(X)
     n_obs = X.shape[0]
     batch_size = None if batch_size is None else min(batch_size, n_obs)
     Z_init = Z if n_obs <= init_rows else Z[rng.choice(n_obs, init_rows, replace=False)]
     X_obs = X if n_obs <= max_observed else X[np.sort(rng.choice(n_obs, max_observed, replace=False))]
     batching = Batching("full" if batch_size is None else "index", batch_size, n_obs)
-    return Loaded(X_obs, loc, scale, n_obs, SVIRows(batching, Z_init, Z, None, rng))
+    rows = SVIRows(batching, Z_init, Z, None, rng)
+    return Loaded(X_obs, loc, scale, n_obs, rows, incomplete=bool(np.isnan(X).any()))
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ def fit_svi(
     progress_bar: bool = False,
     feature_names: list[str] | None = None,
     num_restarts: int | None = None,
+    missing: str = "error",
 ) -> az.InferenceData:
     """Approximate the posterior of a Gaussian mixture by SVI.
 
@@ -143,6 +144,10 @@ def fit_svi(
         As in ``fit_nuts``.
     num_restarts : int, optional
         Deprecated alias of ``n_init``.
+    missing : {"error", "marginalize"}, default "error"
+        As in ``fit_nuts``: with ``"marginalize"``, NaN are values missing at random and
+        the likelihood is that of the observed values. In-memory arrays only (full batch
+        or ``batch_size``); a memmap or chunk callable is refused.
 
     Warns
     -----
@@ -200,7 +205,9 @@ def fit_svi(
         max_observed=max_observed,
     )
     names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names)
-    setup = prepare(X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, **names)
+    setup = prepare(
+        X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, missing=missing, **names
+    )
     clock.lap("data")
     return _fit(setup, settings, clock)
 
