@@ -8,14 +8,19 @@ import json
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.optimize
 
-from bayesgmm import GaussianMixture, fit_em, load_dataset
+from bayesgmm import GaussianMixture, compare_n_components, criteria_table, fit_em, load_dataset
+from bayesgmm.inference.em import mclust_models
 from bayesgmm.inference.em.criteria import n_parameters
-from bayesgmm.inference.em.mclust_models import MCLUST_MODELS, mclust_covariances
+from bayesgmm.inference.em.mclust_models import MCLUST_MODELS
+
+# One compiled M-step per model, as EM runs it.
+mclust_covariances = jax.jit(mclust_models.mclust_covariances, static_argnums=0)
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "mclust_bic.json").read_text())
 ROWS = {(r["dataset"], r["model"], r["n_components"]): r for r in REFERENCE["results"]}
@@ -221,10 +226,23 @@ def test_bad_names_and_unsupported_options_say_what_to_do(datasets):
 def test_gaussian_mixture_takes_mclust_names(datasets):
     X = datasets["iris"]
     gm = GaussianMixture(
-        3, covariance_type="VEV", n_init=N_INIT, tol=1e-10, max_iter=2000, random_state=0
+        3, covariance_type="VEV", n_init=N_INIT, tol=1e-10, max_iter=2000, reg_covar=0.0, random_state=0
     ).fit(X)
     assert gm.covariances_.shape == (3, 4, 4)
     assert _holds("VEV", gm.covariances_, rtol=1e-6)
     # mclust's BIC has the other sign: 2 log L - n_parameters log(n_obs)
     assert -gm.bic(X) == pytest.approx(ROWS[("iris", "VEV", 3)]["bic"], abs=0.01)
     assert GaussianMixture(2, covariance_type="VVI", random_state=0).fit(X).covariances_.shape == (2, 4)
+
+
+def test_criteria_table_is_mclusts_bic_table(datasets):
+    X = datasets["faithful"]
+    models = ["EII", "VEV"]
+    table = compare_n_components(X, [1, 2], models, n_init=N_INIT, reg_covar=0.0)
+    wide = criteria_table(table, "bic", sign="mclust")
+    assert list(wide.columns) == models and list(wide.index) == [1, 2]
+    expected = [[ROWS[("faithful", m, k)]["bic"] for m in models] for k in (1, 2)]
+    # compare_n_components runs EM at its default tol (1e-3 per observation)
+    np.testing.assert_allclose(wide.to_numpy(), expected, atol=1.0)
+    with pytest.raises(ValueError, match="bic"):
+        criteria_table(table, "aic", sign="mclust")
