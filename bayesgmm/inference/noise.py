@@ -9,19 +9,15 @@ is unit-free.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from bayesgmm.inference.em.noise import bounding_box_volume, check_noise
 from bayesgmm.params import GMMParams
 
-__all__ = [
-    "bounding_box_volume",
-    "check_bayes_noise",
-    "check_noise_outputs",
-    "noise_em_start",
-    "noise_sites",
-    "standardized_log_density",
-]
+if TYPE_CHECKING:
+    from bayesgmm.inference.prepare import FitSetup
 
 # Noise weights handed to a sampler must lie strictly inside (0, 1).
 _MIN_NOISE = 1e-3
@@ -53,7 +49,7 @@ def check_bayes_noise(noise: str | None, noise_volume: float | None, missing: st
         )
 
 
-def check_noise_outputs(setup, prior_draws: int, posterior_predictive: bool) -> None:
+def check_noise_outputs(setup: FitSetup, prior_draws: int, posterior_predictive: bool) -> None:
     """Refuse the predictive groups of a fit with noise, before it runs.
 
     Raises

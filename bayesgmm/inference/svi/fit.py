@@ -220,19 +220,9 @@ def fit_svi(
         init_rows=init_rows,
         max_observed=max_observed,
     )
-    names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names)
-    setup = prepare(
-        X,
-        n_components,
-        covariance_type,
-        seed=seed,
-        key_names=_KEYS,
-        load=load,
-        missing=missing,
-        **names,
-        noise=noise,
-        noise_volume=noise_volume,
-    )
+    names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names, missing=missing)
+    names.update(noise=noise, noise_volume=noise_volume)
+    setup = prepare(X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, **names)
     check_noise_outputs(setup, prior_draws, posterior_predictive)
     clock.lap("data")
     return _fit(setup, settings, clock)
