@@ -84,7 +84,7 @@ def noise_responsibilities(
     --------
     >>> p = GMMParams(jnp.full((1, 1), 0.5), jnp.zeros((1, 1, 1)), jnp.ones((1, 1, 1, 1)))
     >>> noise_responsibilities(p, np.log([0.5 / 10.0]), np.array([[0.0], [8.0]])).round(3).tolist()
-    [[[0.889, 0.111], [0.0, 1.0]]]
+    [[[0.8, 0.2], [0.0, 1.0]]]
     """
     return _lifted(_responsibilities, params, log_noise, X, batch_size)
 
