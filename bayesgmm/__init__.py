@@ -53,6 +53,7 @@ from bayesgmm.posterior.assignments import (
 )
 from bayesgmm.posterior.diagnostics import DiagnosticsWarning, fit_problems
 from bayesgmm.posterior.n_components import induced_prior_n_components, n_components_posterior
+from bayesgmm.posterior.noise import noise_probability
 from bayesgmm.posterior.partition import BestPartition, best_partition
 from bayesgmm.posterior.relabel import relabel
 from bayesgmm.posterior.summary import summary
@@ -86,6 +87,7 @@ __all__ = [
     "fit_problems",
     "label_switching_report",
     "membership_probabilities",
+    "noise_probability",
     "relabel",
     "sample_assignments",
     "summary",

@@ -83,15 +83,24 @@ class MixtureLikelihood(dist.Distribution):
     """
 
     support = constraints.real_vector
-    pytree_data_fields = ("params", "log_weights")
+    pytree_data_fields = ("params", "log_weights", "log_noise")
     pytree_aux_fields = ("missing",)
 
-    def __init__(self, params: GMMParams, log_weights: jax.Array | None = None, missing: bool = False):
+    def __init__(
+        self,
+        params: GMMParams,
+        log_weights: jax.Array | None = None,
+        missing: bool = False,
+        log_noise: jax.Array | None = None,
+    ):
         self.params = params
         self.missing = missing
         # Given by models whose weights can underflow (the sparse prior's): log(0) would
         # make the gradient NaN.
         self.log_weights = jnp.log(params.weights) if log_weights is None else log_weights
+        # ``log pi_0 - log V`` of a uniform noise component, one more column of the joint
+        # densities; None leaves the noise-free program as it is.
+        self.log_noise = log_noise
         super().__init__(batch_shape=(), event_shape=(params.n_features,))
 
     def log_prob(self, value: jax.Array) -> jax.Array:
@@ -104,6 +113,9 @@ class MixtureLikelihood(dist.Distribution):
         # The models see standardised data, where the expanded form's rounding is far below
         # any statistical error, and it needs one matrix product instead of a solve per row.
         joint = self.log_weights + densities.component_log_prob_expanded(self.params, flat)
+        if self.log_noise is not None:
+            noise = jnp.broadcast_to(self.log_noise, joint.shape[:-1])[..., None]
+            joint = jnp.concatenate([joint, noise], axis=-1)
         return logsumexp(joint, axis=-1).reshape(value.shape[:-1])
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
@@ -191,6 +203,8 @@ def hyper_draws(sites: dict, weight_prior: str) -> dict:
     """
     if weight_prior == "sparse":
         return {"weight_concentration": sites["weight_concentration"]}
+    if "noise_weight" in sites:
+        return {"noise_weight": sites["noise_weight"], **hyper_draws(_without_noise(sites), weight_prior)}
     if weight_prior == "dp":
         out = {"concentration": sites["concentration"], "stick_remainder": sites["weights"][..., -1]}
         if "sticks" in sites:
@@ -210,6 +224,7 @@ def gmm_model(
     subsample_size: int | None = None,
     weight_prior: str = "dirichlet",
     missing: str = "error",
+    noise_log_density: float | None = None,
 ) -> None:
     """Finite Gaussian mixture with Dirichlet weights and LKJ covariance priors.
 
@@ -241,6 +256,16 @@ def gmm_model(
     missing : {"error", "marginalize"}
         With ``"marginalize"``, NaN in ``Z`` are values missing at random: each row's
         likelihood is the exact marginal density of its observed coordinates.
+    noise_log_density : float, optional
+        ``-log V`` of a uniform noise component of hypervolume ``V`` in the standardised
+        coordinates (the user's volume divided by the product of the feature scales), as
+        mclust's noise: each row's density is ``pi_0 / V + sum_k pi_k N(z | mu_k, Sigma_k)``.
+        ``noise_weight`` ``pi_0`` ~ Beta(``priors.noise_concentration``,
+        ``n_components * priors.weight_concentration``) and the Gaussians' shares
+        ``weights / (1 - pi_0)`` ~ Dirichlet(``priors.weight_concentration``): together
+        exactly Dirichlet(alpha, ..., alpha, ``noise_concentration``) over the
+        ``n_components + 1`` weights. The site ``weights`` then holds the shares
+        (``params_from_sites`` gives the ``pi_k``). Only with ``weight_prior="dirichlet"``.
 
     Notes
     -----
@@ -260,6 +285,9 @@ def gmm_model(
     priors = Priors() if priors is None else priors
     n_obs = Z.shape[0] if n_obs is None else n_obs
     weights, log_weights = _sample_weights(weight_prior, n_components, priors)
+    log_noise = None
+    if noise_log_density is not None:
+        weights, log_weights, log_noise = _noise_weights(weights, n_components, priors, noise_log_density)
     means = numpyro.sample(
         "means",
         dist.Normal(priors.mean_loc, priors.mean_scale).expand([n_components, n_features]).to_event(2),
@@ -267,13 +295,38 @@ def gmm_model(
     scale_tril = numpyro.deterministic(
         "scale_tril", _sample_scale_tril(covariance_type, n_components, n_features, priors)
     )
-    mixture = MixtureLikelihood(GMMParams(weights, means, scale_tril), log_weights, missing == "marginalize")
+    params = GMMParams(weights, means, scale_tril)
+    mixture = MixtureLikelihood(params, log_weights, missing == "marginalize", log_noise)
     with numpyro.plate("obs", n_obs, subsample_size=subsample_size) as idx:
         drawn_here = Z is not None and subsample_size is not None and Z.shape[0] == n_obs
         batch = Z[idx] if drawn_here else Z
         numpyro.sample("Z", mixture, obs=batch)
 
 
+def _without_noise(sites: dict) -> dict:
+    return {k: v for k, v in sites.items() if k != "noise_weight"}
+
+
+def _noise_weights(shares, n_components: int, priors: Priors, noise_log_density: float):
+    """Sample ``noise_weight`` and return the Gaussian weights, their logs and ``log pi_0 - log V``.
+
+    Dirichlet(alpha, ..., alpha, beta) over K + 1 weights is the noise weight
+    ~ Beta(beta, K alpha) times independent Dirichlet(alpha) shares of the rest.
+    """
+    noise_weight = numpyro.sample(
+        "noise_weight", dist.Beta(priors.noise_concentration, n_components * priors.weight_concentration)
+    )
+    log_weights = jnp.log(shares) + jnp.log1p(-noise_weight)
+    return jnp.exp(log_weights), log_weights, jnp.log(noise_weight) + noise_log_density
+
+
 def params_from_sites(sites: dict) -> GMMParams:
-    """GMMParams (standardised units) from one draw of the model's sites."""
-    return GMMParams(sites["weights"], sites["means"], sites["scale_tril"])
+    """GMMParams (standardised units) from one draw of the model's sites.
+
+    With a noise component (``noise_weight`` among the sites), the weights are the
+    Gaussians' ``pi_k``, which sum to ``1 - noise_weight``.
+    """
+    weights = sites["weights"]
+    if "noise_weight" in sites:
+        weights = weights * (1.0 - sites["noise_weight"][..., None])
+    return GMMParams(weights, sites["means"], sites["scale_tril"])

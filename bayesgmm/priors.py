@@ -54,6 +54,13 @@ class Priors:
         Gamma(shape, rate) hyperprior on the concentration alpha of the truncated
         Dirichlet process, ``weight_prior="dp"``: the choice of Escobar & West
         (1995) for the galaxy data, mean 0.5, 95% in about (0.06, 1.4).
+    noise_concentration : float, default 0.2
+        Concentration of the noise weight in the Dirichlet prior over the
+        ``n_components + 1`` weights of a fit with ``noise="uniform"``
+        (Dirichlet(``weight_concentration``, ..., ``noise_concentration``)). Below 1 it
+        favours a small noise weight without forbidding a large one: with three
+        components and the default ``weight_concentration`` the noise weight is
+        Beta(0.2, 3): mean 0.06, median 0.008, 95% below 0.32.
 
     Notes
     -----
@@ -76,6 +83,7 @@ class Priors:
     sparse_rate: float = 1000.0
     dp_shape: float = 2.0
     dp_rate: float = 4.0
+    noise_concentration: float = 0.2
 
     def __post_init__(self) -> None:
         """Refuse values that are not positive and finite.
@@ -84,7 +92,7 @@ class Priors:
         while it transforms a ``Priors``; it checks no such thing.
         """
         positive = ("weight_concentration", "mean_scale", "scale_loc", "scale_scale", "lkj_concentration")
-        for name in (*positive, "sparse_shape", "sparse_rate", "dp_shape", "dp_rate"):
+        for name in (*positive, "sparse_shape", "sparse_rate", "dp_shape", "dp_rate", "noise_concentration"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes, bool)):
                 raise TypeError(f"Priors.{name} must be a number, got {value!r}.")

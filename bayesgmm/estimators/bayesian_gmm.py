@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from numbers import Integral
+from numbers import Integral, Real
 from typing import TYPE_CHECKING
 
 import jax
@@ -17,6 +17,12 @@ from bayesgmm._validation import COVARIANCE_TYPES, as_key, check_X
 from bayesgmm.inference.em.missing import MISSING, check_incomplete
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.imputation import impute_from_params
+from bayesgmm.posterior.noise import (
+    has_noise,
+    log_noise_draws,
+    log_predictive_density_noise,
+    mean_noise_responsibilities,
+)
 from bayesgmm.posterior.predictive import log_predictive_density, mean_responsibilities
 from bayesgmm.posterior.relabel import relabel
 from bayesgmm.priors import Priors
@@ -57,6 +63,11 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         each row's observed values (see ``fit_nuts``), ``predict``, ``predict_proba``,
         ``score`` and ``score_samples`` take rows with NaN (given their observed values),
         and ``impute`` draws the missing values, one completed data set per posterior draw.
+    noise : {None, "uniform"}, default None; noise_volume : float, optional
+        mclust's uniform noise component for scattered outliers, and its hypervolume in the
+        units of ``X`` (the data's bounding box by default), as in ``fit_nuts``: ``predict``
+        gives -1 for rows most probably noise, ``predict_proba`` has the noise last and
+        ``score_samples`` includes the noise term; ``weights_`` sum to ``1 - noise_weight_``.
 
     Attributes
     ----------
@@ -66,6 +77,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     weights_ : ndarray, shape (n_components,)
         Posterior means, in the units of ``X``; so are ``means_`` (n_components,
         n_features) and ``covariances_`` (n_components, n_features, n_features).
+    noise_weight_, noise_volume_ : float or None
+        Posterior mean of the noise weight and the noise's hypervolume (None without ``noise``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` had column names, all strings. Predicting on other columns, or on
@@ -79,6 +92,15 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     >>> gmm.means_.round(1)
     array([[ 4.3, 80. ],
            [ 2. , 54.5]])
+
+    With a noise component, gross outliers are labelled -1:
+
+    >>> import numpy as np
+    >>> X_out = np.vstack([X, [[0.0, 150.0], [7.0, 10.0]]])
+    >>> noisy = BayesianGMM(2, inference="svi", num_samples=100, num_chains=1, random_state=0,
+    ...                     noise="uniform").fit(X_out)
+    >>> noisy.predict(X_out)[-2:].tolist(), noisy.predict_proba(X_out).shape
+    ([-1, -1], (274, 3))
     """
 
     # Checked by scikit-learn's own validation in ``fit``, with its error messages.
@@ -95,6 +117,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         "random_state": ["random_state", np.random.Generator, jax.Array],
         "progress_bar": ["boolean"],
         "missing": [StrOptions(set(MISSING))],
+        "noise": [StrOptions({"uniform"}), None],
+        "noise_volume": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -111,6 +135,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         random_state: Seed = None,
         progress_bar: bool = False,
         missing: str = "error",
+        noise: str | None = None,
+        noise_volume: float | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -124,6 +150,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.progress_bar = progress_bar
         self.missing = missing
+        self.noise = noise
+        self.noise_volume = noise_volume
 
     def _fit_idata(self, X, feature_names):
         common = dict(
@@ -133,6 +161,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             progress_bar=self.progress_bar,
             feature_names=feature_names,
             missing=self.missing,
+            noise=self.noise,
+            noise_volume=self.noise_volume,
             **(self.inference_kwargs or {}),
         )
         if self.inference == "nuts":
@@ -196,6 +226,10 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.weights_ = post["weights"].mean(("chain", "draw")).values
         self.means_ = post["means"].mean(("chain", "draw")).values
         self.covariances_ = post["covariances"].mean(("chain", "draw")).values
+        noisy = has_noise(idata)
+        self._log_noise = log_noise_draws(idata) if noisy else None
+        self.noise_weight_ = float(post["noise_weight"].mean()) if noisy else None
+        self.noise_volume_ = float(idata.attrs["noise_volume"]) if noisy else None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one netCDF file; :func:`bayesgmm.load` reads it back.
@@ -249,17 +283,31 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         return self._validate(X, reset=False)
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
-        """Posterior-averaged membership probabilities, shape (n_obs, n_components)."""
+        """Posterior-averaged membership probabilities, shape (n_obs, n_components).
+
+        With ``noise``, shape (n_obs, n_components + 1): the noise's column is last.
+        """
         X = self._check_X(X)  # before reading any fitted attribute: NotFittedError first
+        if self._log_noise is not None:
+            return mean_noise_responsibilities(self._params, self._log_noise, X)
         return mean_responsibilities(self._params, X)
 
     def predict(self, X: ArrayLike) -> np.ndarray:
-        """Most probable component of each observation, shape (n_obs,)."""
-        return self.predict_proba(X).argmax(axis=1)
+        """Most probable component of each observation, shape (n_obs,); -1 for noise."""
+        resp = self.predict_proba(X)
+        labels = resp.argmax(axis=1)
+        if self._log_noise is not None:
+            labels = np.where(labels == resp.shape[1] - 1, -1, labels)
+        return labels
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
-        """Log posterior predictive density of each observation, shape (n_obs,)."""
+        """Log posterior predictive density of each observation, shape (n_obs,).
+
+        With ``noise``, the mixture's density includes the noise term.
+        """
         X = self._check_X(X)
+        if self._log_noise is not None:
+            return log_predictive_density_noise(self._params, self._log_noise, X)
         return log_predictive_density(self._params, X)
 
     def score(self, X: ArrayLike, y: None = None) -> float:
@@ -313,6 +361,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             The component each sample came from, in the relabelled labelling.
         """
         check_is_fitted(self, "idata_")
+        if self._log_noise is not None:
+            raise NotImplementedError("sample does not draw from a noise component; fit without noise.")
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
         key_draw, key_x = jax.random.split(

@@ -29,6 +29,8 @@ PARAM_DIMS = {
     "concentration": [],
     "stick_remainder": [],
     "sticks": ["stick"],
+    # The uniform noise component's weight (fits with noise="uniform").
+    "noise_weight": [],
 }
 #: Dims of the data and the standardisation; ``log_likelihood``'s ``X`` is one density per
 #: observation (the features are joint), so it has dims ``obs`` only.
@@ -178,6 +180,7 @@ def build_inference_data(
     attrs: dict | None = None,
     hyper_draws: dict | None = None,
     log_likelihood: bool = True,
+    noise_volume: float | None = None,
 ) -> az.InferenceData:
     """Assemble the InferenceData of a Bayesian mixture fit.
 
@@ -207,6 +210,10 @@ def build_inference_data(
         (the weight prior's hyperparameters, see ``models.hyper_draws``).
     log_likelihood : bool
         Add the ``log_likelihood`` group (one density per draw and observation).
+    noise_volume : float, optional
+        Hypervolume (user's units) of a uniform noise component whose weight is
+        ``hyper_draws["noise_weight"]``: the log-likelihood then includes its term
+        ``noise_weight / noise_volume`` (``std_params``' weights sum to ``1 - noise_weight``).
 
     Returns
     -------
@@ -227,6 +234,9 @@ def build_inference_data(
         groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
     groups.update(_predictive_groups(post, prior_std_params, loc, scale, key, n_obs, posterior_predictive))
     log_lik = pointwise_log_likelihood(post, X) if log_likelihood else None
+    if log_lik is not None and noise_volume is not None:
+        log_noise = np.log(hyper["noise_weight"]) - np.log(noise_volume)
+        log_lik = np.logaddexp(log_lik, log_noise[..., None])
     coords = _coords(post.n_components, n_obs, n_features, feature_names, hyper)
     return _assemble(groups, log_lik, coords, attrs)
 

@@ -15,6 +15,7 @@ from numpyro.infer import MCMC, NUTS
 
 from bayesgmm._cache import ProgramCache
 from bayesgmm.inference.chains import ChainsOverDevices
+from bayesgmm.inference.noise import check_noise_outputs, noise_em_start, noise_sites
 from bayesgmm.inference.prepare import FitSetup, finish, prepare, traced_in
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import gmm_model, hyper_draws, params_from_sites
@@ -81,6 +82,8 @@ def fit_nuts(
     progress_bar: bool = False,
     feature_names: list[str] | None = None,
     missing: str = "error",
+    noise: str | None = None,
+    noise_volume: float | None = None,
 ) -> az.InferenceData:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -133,6 +136,19 @@ def fit_nuts(
         (``fit_em(missing="marginalize")``), ``observed_data`` keeps the NaN and
         ``log_likelihood`` holds each row's observed-data log-likelihood. A row or column
         with every value missing is refused. ``BayesianGMM.impute`` draws the missing values.
+    noise : {None, "uniform"}, default None
+        ``"uniform"`` adds mclust's uniform noise component for scattered outliers, as
+        ``fit_em(noise="uniform")``: density ``1 / noise_volume`` with weight
+        ``noise_weight`` ~ the last coordinate of Dirichlet(``weight_concentration``, ...,
+        ``priors.noise_concentration``) (see ``models.gmm_model``). The chains start at
+        EM's noise fit; the posterior gains ``noise_weight`` (dims chain, draw), ``weights``
+        sum to ``1 - noise_weight`` and ``log_likelihood`` includes the noise term. The
+        component is never relabelled. Needs ``weight_prior="dirichlet"``, complete data,
+        ``prior_draws=0`` and no ``posterior_predictive``.
+    noise_volume : float, optional
+        Hypervolume of the noise's support in the units of ``X``; the data's bounding box
+        by default. The model uses ``noise_volume / prod(scale)`` on standardised data.
+        Recorded in ``attrs["noise_volume"]``.
 
     Warns
     -----
@@ -171,6 +187,14 @@ def fit_nuts(
     ...                  missing="marginalize")
     >>> bool(np.isfinite(idata.log_likelihood["X"]).all())
     True
+
+    With a uniform noise component for three gross outliers:
+
+    >>> X_out = np.vstack([X, [[0.0, 150.0], [7.0, 10.0], [0.5, 20.0]]])
+    >>> idata = fit_nuts(X_out, 2, num_warmup=300, num_samples=300, num_chains=1, seed=0,
+    ...                  noise="uniform")
+    >>> float(idata.posterior["noise_weight"].mean()) < 0.05
+    True
     """
     if init not in ("em", "em-best", "prior"):
         raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")
@@ -184,7 +208,10 @@ def fit_nuts(
         seed=seed,
         key_names=("init", "mcmc", "prior", "idata"),
         missing=missing,
+        noise=noise,
+        noise_volume=noise_volume,
     )
+    check_noise_outputs(setup, prior_draws, posterior_predictive)
     settings = dict(
         num_warmup=num_warmup,
         num_samples=num_samples,
@@ -288,6 +315,8 @@ def _init_params(setup: FitSetup, init: str, num_chains: int) -> tuple[dict | No
     if init == "prior":
         return None, 0
     Z = setup.data.extra
+    if "noise_log_density" in setup.model_kwargs:
+        return _noise_init_params(setup, num_chains), 1
     starts = em_starts(
         Z,
         setup.n_components,
@@ -302,3 +331,16 @@ def _init_params(setup: FitSetup, init: str, num_chains: int) -> tuple[dict | No
     if num_chains == 1:
         init_params = {k: v[0] for k, v in init_params.items()}
     return init_params, len(starts)
+
+
+def _noise_init_params(setup: FitSetup, num_chains: int) -> dict:
+    """Unconstrained chain starts around EM's best fit with uniform noise (one optimum)."""
+    seed = int(jax.random.randint(setup.keys["init"], (), 0, 2**30))
+    log_density = setup.model_kwargs["noise_log_density"]
+    params, noise_weight = noise_em_start(
+        setup.data.extra, setup.n_components, setup.covariance_type, seed, log_density
+    )
+    sites = {**sites_from_params(params, setup.covariance_type), **noise_sites(params, noise_weight)}
+    Z = {"Z": jnp.asarray(setup.data.extra)}
+    init_params = chain_init_params(setup.model, Z, [sites], num_chains, setup.keys["init"])
+    return {k: v[0] for k, v in init_params.items()} if num_chains == 1 else init_params

@@ -25,6 +25,7 @@ from numpyro.infer import Predictive
 from bayesgmm._validation import as_key, check_covariance_type, check_n_components, check_X, standardize
 from bayesgmm.inference.em.missing import MISSING, check_incomplete
 from bayesgmm.inference.idata import build_inference_data
+from bayesgmm.inference.noise import check_bayes_noise, standardized_log_density
 from bayesgmm.models import WEIGHT_SITES, gmm_model, params_from_sites
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
@@ -64,7 +65,9 @@ class FitSetup:
     """The validated settings, keys, data and model of one fit.
 
     ``keys`` maps the names given to ``prepare`` to independent keys, unpacked on the
-    host (numpy arrays of shape (2,)).
+    host (numpy arrays of shape (2,)). ``noise_volume`` is the uniform noise component's
+    hypervolume in the user's units (None without noise); the model's
+    ``noise_log_density`` is its log density in standardised units.
     """
 
     n_components: int
@@ -75,6 +78,7 @@ class FitSetup:
     keys: dict
     data: Loaded
     model_kwargs: dict = field(default_factory=dict)
+    noise_volume: float | None = None
 
     @property
     def n_features(self) -> int:
@@ -87,13 +91,16 @@ class FitSetup:
         return partial(gmm_model, **self.model_kwargs)
 
     def base_attrs(self) -> dict:
-        """Return the ``attrs`` every fit records: the model's settings and priors."""
-        return {
+        """Return the ``attrs`` every fit records: the model's settings and priors (and noise)."""
+        attrs = {
             "n_components": self.n_components,
             "covariance_type": self.covariance_type,
             "weight_prior": self.weight_prior,
             "priors": json.dumps(self.priors.to_dict()),
         }
+        if self.noise_volume is not None:
+            attrs.update(noise="uniform", noise_volume=self.noise_volume)
+        return attrs
 
 
 def load_in_memory(X: Any, n_components: int, keys: dict, missing: str = "error") -> Loaded:
@@ -153,6 +160,8 @@ def prepare(
     key_names: Sequence[str],
     load: Callable[..., Loaded] = load_in_memory,
     missing: str = "error",
+    noise: str | None = None,
+    noise_volume: float | None = None,
 ) -> FitSetup:
     """Validate a fit's arguments, split its seed and load its data.
 
@@ -174,6 +183,10 @@ def prepare(
     missing : {"error", "marginalize"}
         What NaN in ``X`` mean (see ``check_data``). The model marginalises missing values
         only when the data hold some: complete data run the complete-data programs.
+    noise : {None, "uniform"}
+        Add a uniform noise component (``models.gmm_model``'s ``noise_log_density``).
+    noise_volume : float, optional
+        Its hypervolume in the user's units; the bounding box of the stored rows by default.
 
     Returns
     -------
@@ -183,6 +196,7 @@ def prepare(
     covariance_type = check_covariance_type(covariance_type)
     if weight_prior not in WEIGHT_SITES:
         raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
+    check_bayes_noise(noise, noise_volume, missing, weight_prior)
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
     priors = Priors() if priors is None else priors
@@ -199,8 +213,12 @@ def prepare(
     )
     if data.incomplete:
         model_kwargs["missing"] = "marginalize"
+    volume = None
+    if noise is not None:
+        volume, log_density = standardized_log_density(data.X_obs, data.scale, noise_volume)
+        model_kwargs["noise_log_density"] = log_density
     return FitSetup(
-        n_components, covariance_type, weight_prior, priors, feature_names, keys, data, model_kwargs
+        n_components, covariance_type, weight_prior, priors, feature_names, keys, data, model_kwargs, volume
     )
 
 
@@ -301,6 +319,7 @@ def finish(
             attrs=attrs,
             hyper_draws=hyper,
             log_likelihood=log_likelihood,
+            noise_volume=setup.noise_volume,
         )
     if extend is not None:
         extend(idata)

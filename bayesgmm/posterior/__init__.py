@@ -3,6 +3,7 @@
 from bayesgmm.posterior.assignments import coclustering_matrix, membership_probabilities, sample_assignments
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.imputation import impute
+from bayesgmm.posterior.noise import noise_probability
 from bayesgmm.posterior.partition import BestPartition, best_partition
 from bayesgmm.posterior.relabel import relabel
 from bayesgmm.posterior.summary import summary
@@ -17,6 +18,7 @@ __all__ = [
     "impute",
     "label_switching_report",
     "membership_probabilities",
+    "noise_probability",
     "relabel",
     "sample_assignments",
     "summary",

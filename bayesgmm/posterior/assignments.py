@@ -18,6 +18,7 @@ import xarray as xr
 from bayesgmm import densities, incomplete
 from bayesgmm._validation import as_key
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.noise import draw_noise_responsibilities, has_noise, log_noise_draws
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
 
 
@@ -30,6 +31,14 @@ def _draw_labels(draw, X):
 def _draw_labels_nan(draw, X):
     p, key = draw
     return jax.random.categorical(key, incomplete.joint_log_prob_nan(p, X), axis=-1)
+
+
+def _draw_labels_noise(draw, X):
+    p, key, log_noise = draw
+    gauss = densities.joint_log_prob(p, X)
+    joint = jnp.concatenate([gauss, jnp.broadcast_to(log_noise, gauss.shape[:-1])[:, None]], axis=1)
+    z = jax.random.categorical(key, joint, axis=-1)
+    return jnp.where(z == gauss.shape[-1], -1, z)
 
 
 def sample_assignments(
@@ -50,7 +59,8 @@ def sample_assignments(
     arviz.InferenceData
         A new object with the group ``assignments`` holding ``assignments``
         (chain, draw, obs), integer component labels in the posterior's labelling,
-        and the input's other groups and ``attrs``.
+        and the input's other groups and ``attrs``. With a noise component
+        (``noise="uniform"``), -1 marks a row drawn into the noise.
 
     Examples
     --------
@@ -68,7 +78,10 @@ def sample_assignments(
     keys = keys.reshape((n_chains, n_draws, *keys.shape[1:]))
     # Rows with missing values (NaN) are assigned given their observed values.
     fn = _draw_labels_nan if bool(np.isnan(np.asarray(X)).any()) else _draw_labels
-    z = np.asarray(densities.over_draws(fn, (params, keys), X, n_lead=2, batch_size=batch_size))
+    draws = (params, keys)
+    if has_noise(idata):
+        fn, draws = _draw_labels_noise, (*draws, jnp.asarray(log_noise_draws(idata), params.means.dtype))
+    z = np.asarray(densities.over_draws(fn, draws, X, n_lead=2, batch_size=batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
     ds = xr.Dataset(
@@ -106,6 +119,10 @@ def membership_probabilities(idata: az.InferenceData, ci: float = 0.94, method: 
         ``p(z_i = k | X)`` and interval bounds; ``entropy`` (obs, nats) and
         ``uncertainty`` (obs, mclust's ``1 - max_k mean``), both of the mean
         probabilities. ``attrs["relabel_method"]`` says how draws were aligned.
+        With a noise component (``noise="uniform"``) also ``noise`` (obs), the posterior
+        probability that the row is noise (:func:`bayesgmm.posterior.noise.noise_probability`):
+        ``mean`` then sums over components to ``1 - noise``, and ``entropy`` and
+        ``uncertainty`` count the noise as one more column.
 
     Examples
     --------
@@ -120,20 +137,24 @@ def membership_probabilities(idata: az.InferenceData, ci: float = 0.94, method: 
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci}.")
     idata = _relabelled(idata, method)
-    resp = draw_responsibilities(idata)
+    noisy = has_noise(idata)
+    resp = draw_noise_responsibilities(idata) if noisy else draw_responsibilities(idata)
     resp = resp.reshape(-1, *resp.shape[2:])
-    mean = resp.mean(axis=0)
+    full = resp.mean(axis=0)
     lower, upper = np.quantile(resp, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
-    safe = np.clip(mean, 1e-300, None)
+    n_components = idata.posterior.sizes["component"]
+    safe = np.clip(full, 1e-300, None)
     dims = ("obs", "component")
     coords = {"obs": idata.observed_data["obs"].values, "component": idata.posterior["component"].values}
+    extra = {"noise": ("obs", full[:, -1])} if noisy else {}
     return xr.Dataset(
         {
-            "mean": (dims, mean),
-            "lower": (dims, lower),
-            "upper": (dims, upper),
-            "entropy": ("obs", -np.sum(mean * np.log(safe), axis=-1)),
-            "uncertainty": ("obs", 1.0 - mean.max(axis=-1)),
+            "mean": (dims, full[:, :n_components]),
+            "lower": (dims, lower[:, :n_components]),
+            "upper": (dims, upper[:, :n_components]),
+            "entropy": ("obs", -np.sum(full * np.log(safe), axis=-1)),
+            "uncertainty": ("obs", 1.0 - full.max(axis=-1)),
+            **extra,
         },
         coords=coords,
         attrs={"ci": ci, "relabel_method": idata.posterior.attrs["relabel_method"]},

@@ -50,6 +50,7 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import densities, incomplete
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.noise import draw_noise_responsibilities, has_noise
 from bayesgmm.posterior.sticks import rebreak_sticks
 
 METHODS = ("ordering", "ecr", "stephens")
@@ -75,6 +76,9 @@ def draw_responsibilities(
     Returns
     -------
     ndarray, shape (n_chains, n_draws, n_obs, n_components)
+        With a noise component (``noise="uniform"``), the Gaussians' columns of the
+        responsibilities with the noise (``posterior.noise``): a row sums to one minus
+        its noise responsibility.
 
     Examples
     --------
@@ -84,6 +88,8 @@ def draw_responsibilities(
     >>> draw_responsibilities(idata).shape  # (chain, draw, obs, component)
     (1, 1000, 272, 2)
     """
+    if has_noise(idata, group):
+        return draw_noise_responsibilities(idata, group)[..., :-1]
     params = params_from_idata(idata, group)
     X = jnp.asarray(idata.observed_data["X"].transpose("obs", "feature").values, dtype=params.means.dtype)
     # Rows with missing values (NaN): the responsibilities given their observed values.

@@ -22,6 +22,7 @@ import optax
 import xarray as xr
 from numpy.typing import DTypeLike
 
+from bayesgmm.inference.noise import check_noise_outputs
 from bayesgmm.inference.prepare import FitSetup, finish, prepare
 from bayesgmm.inference.svi.cache import PROGRAMS, program_key
 from bayesgmm.inference.svi.config import Objective, Output, Schedule, SVISettings, default_optimizer
@@ -70,6 +71,8 @@ def fit_svi(
     feature_names: list[str] | None = None,
     num_restarts: int | None = None,
     missing: str = "error",
+    noise: str | None = None,
+    noise_volume: float | None = None,
 ) -> az.InferenceData:
     """Approximate the posterior of a Gaussian mixture by SVI.
 
@@ -148,6 +151,11 @@ def fit_svi(
         As in ``fit_nuts``: with ``"marginalize"``, NaN are values missing at random and
         the likelihood is that of the observed values. In-memory arrays only (full batch
         or ``batch_size``); a memmap or chunk callable is refused.
+    noise : {None, "uniform"}, default None; noise_volume : float, optional
+        A uniform noise component, as in ``fit_nuts`` (the posterior gains
+        ``noise_weight``); the guide starts at EM's noise fit on ``init_rows`` rows. The
+        default volume is that of the bounding box of the rows kept for
+        ``observed_data`` (all rows, up to ``max_observed``).
 
     Warns
     -----
@@ -184,6 +192,14 @@ def fit_svi(
     >>> import json
     >>> [k < 0.7 for k in json.loads(idata.attrs["pareto_k"])]
     [True]
+
+    With a uniform noise component:
+
+    >>> import numpy as np
+    >>> X_out = np.vstack([X, [[0.0, 150.0], [7.0, 10.0], [0.5, 20.0]]])
+    >>> idata = fit_svi(X_out, 2, num_samples=100, seed=0, noise="uniform")
+    >>> idata.posterior["noise_weight"].dims, float(idata.posterior["noise_weight"].mean()) < 0.05
+    (('chain', 'draw'), True)
     """
     settings = SVISettings(
         Objective(guide, num_particles, renyi_alpha),
@@ -204,10 +220,10 @@ def fit_svi(
         init_rows=init_rows,
         max_observed=max_observed,
     )
-    names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names)
-    setup = prepare(
-        X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, missing=missing, **names
-    )
+    names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names, missing=missing)
+    names.update(noise=noise, noise_volume=noise_volume)
+    setup = prepare(X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, **names)
+    check_noise_outputs(setup, prior_draws, posterior_predictive)
     clock.lap("data")
     return _fit(setup, settings, clock)
 
@@ -288,6 +304,8 @@ def _site_names(setup: FitSetup) -> list:
     """Return the sites the draws return: the parameters and the weight prior's sites."""
     names = ["means", "scale_tril", *LATENT_SITES[setup.covariance_type], *WEIGHT_SITES[setup.weight_prior]]
     names = [n for n in names if n != "corr_cholesky" or setup.n_features > 1]
+    if setup.noise_volume is not None:
+        names.append("noise_weight")
     return ["weights", *(n for n in names if n not in ("weights", "sticks") or setup.n_components > 1)]
 
 

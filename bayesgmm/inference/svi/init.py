@@ -17,6 +17,7 @@ import numpy as np
 from numpyro.infer.svi import SVIState
 
 from bayesgmm._jit import compile_pool
+from bayesgmm.inference.noise import noise_em_start, noise_sites
 from bayesgmm.inference.prepare import FitSetup, traced_in
 from bayesgmm.inference.start import compile_em_start, em_start, sites_from_params
 from bayesgmm.inference.svi.config import SVISettings
@@ -91,7 +92,8 @@ def _compile(prog: Program, setup: FitSetup, settings: SVISettings, pool: Execut
     """
     rows, dtype, chunk_size = setup.data.extra, settings.dtype, settings.schedule.chunk_size
     futures = {"em": []}
-    if settings.init == "em":  # in float64, whatever the dtype
+    # In float64, whatever the dtype; EM with noise compiles as it runs.
+    if settings.init == "em" and setup.noise_volume is None:
         overfitted = setup.weight_prior != "dirichlet"
         Z, n_components, covariance_type = rows.Z_init, setup.n_components, setup.covariance_type
         futures["em"] = compile_em_start(Z, n_components, covariance_type, pool, overfitted)
@@ -113,6 +115,10 @@ def _em_sites(setup: FitSetup) -> dict:
     overfitted = setup.weight_prior != "dirichlet"
     seed = int(setup.keys["init"][-1] % 2**30)
     Z = setup.data.extra.Z_init
+    if setup.noise_volume is not None:
+        log_density = setup.model_kwargs["noise_log_density"]
+        params, noise_weight = noise_em_start(Z, setup.n_components, setup.covariance_type, seed, log_density)
+        return {**sites_from_params(params, setup.covariance_type), **noise_sites(params, noise_weight)}
     start = em_start(Z, setup.n_components, setup.covariance_type, seed=seed, overfitted=overfitted)
     return sites_from_params(start, setup.covariance_type, setup.weight_prior, setup.priors)
 
@@ -131,6 +137,8 @@ def _site_types(setup: FitSetup, settings: SVISettings) -> dict | None:
         np.broadcast_to(np.eye(n_features), (n_components, n_features, n_features)),
     )
     sites = sites_from_params(uniform, setup.covariance_type, setup.weight_prior, setup.priors)
+    if setup.noise_volume is not None:
+        sites.update(noise_sites(uniform, 0.5))
     return {k: jax.ShapeDtypeStruct(np.shape(v), settings.dtype) for k, v in sites.items()}
 
 
