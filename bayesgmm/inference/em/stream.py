@@ -84,7 +84,9 @@ def row_chunks(
         yield rows, None
 
 
-def weighted_mean(source: Source, chunk_size: int, sample_weight: np.ndarray | None):
+def weighted_mean(
+    source: Source, chunk_size: int, sample_weight: np.ndarray | None
+) -> tuple[int, float, np.ndarray]:
     """Make a first pass: the number of rows, total weight and weighted mean (float64).
 
     Returns
