@@ -130,3 +130,11 @@ def test_gaussian_mixture_fits_a_parquet_directory(sources, in_memory, X):
     assert gm.n_features_in_ == 3 and list(gm.feature_names_in_) == ["x0", "x1", "x2"]
     frame = pd.DataFrame(X, columns=["x0", "x1", "x2"])
     np.testing.assert_array_equal(gm.predict(frame), in_memory["full"].labels)
+
+
+def test_chunks_spread_over_devices_give_the_same_fit(sources, in_memory):
+    # Four blocks a chunk: spread over the local devices when there are two (shards.over_shards).
+    res = fit_em(
+        sources["memmap"](), 3, "full", seed=0, tol=1e-6, max_iter=40, chunk_size=2048, block_size=512
+    )
+    _assert_same(in_memory["full"], res)

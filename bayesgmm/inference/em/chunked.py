@@ -256,11 +256,25 @@ def _final_pass(params, one_pass, n_obs):
     return float(log_lik), labels
 
 
+def chunk_shards(chunk_size: int, block_size: int) -> int:
+    """Return over how many local devices a chunk's blocks are spread (``shards.over_shards``).
+
+    All of them when the chunk's blocks split evenly with at least two each, else one.
+
+    Examples
+    --------
+    >>> chunk_shards(1000, 4096)
+    1
+    """
+    n_blocks, n_devices = -(-chunk_size // min(block_size, chunk_size)), jax.local_device_count()
+    return n_devices if n_blocks % n_devices == 0 and n_blocks >= 2 * n_devices else 1
+
+
 @partial(jit, static_argnames=("covariance_type", "block_size"))
 def _chunk_stats(params, Z, w, covariance_type, block_size):
     """``(S, log_lik, second)`` of one chunk: the fused E-step and statistics of in-memory EM."""
     data = em.em_data(Z, w, covariance_type, block_size)
-    S, log_lik, _ = em.data_stats(params, data, covariance_type)
+    S, log_lik, _ = em.data_stats(params, data, covariance_type, chunk_shards(Z.shape[0], block_size))
     second = data.second if data.second is not None else jnp.zeros(1, Z.dtype)
     return (S, log_lik, second), None
 
@@ -268,7 +282,8 @@ def _chunk_stats(params, Z, w, covariance_type, block_size):
 @partial(jit, static_argnames=("covariance_type", "block_size"))
 def _chunk_labels(params, Z, w, covariance_type, block_size):
     """``log_lik`` and the labels of one chunk's rows (padding included)."""
-    log_lik, labels = em.final_e_step(params, em.em_data(Z, w, covariance_type, block_size), covariance_type)
+    data = em.em_data(Z, w, covariance_type, block_size)
+    log_lik, labels = em.final_e_step(params, data, covariance_type, chunk_shards(Z.shape[0], block_size))
     return log_lik, labels
 
 
