@@ -136,7 +136,7 @@ def fit_em_chunked(
 
     consts = (dtype.type(total_weight), dtype.type(tol), dtype.type(reg_covar))
     states = [
-        _iterate(em.init_state(p, initial_lower_bound, max(int(max_iter), 1)), one_pass, consts,
+        _iterate(em.init_state(p, initial_lower_bound, _bucket_history(int(max_iter))), one_pass, consts,
                  covariance_type, int(max_iter), progress_bar)
         for p in starts
     ]  # fmt: skip
@@ -191,6 +191,11 @@ def _check_weight_shape(source, sample_weight):
     return sample_weight
 
 
+def _bucket_history(max_iter):
+    """Return the lower-bound history length: a power of two, so ``_update`` compiles once per bucket."""
+    return max(8, 1 << (max_iter - 1).bit_length()) if max_iter > 0 else 8
+
+
 def _iterate(state, one_pass, consts, covariance_type, max_iter, show):
     """Run EM iterations, one streamed pass each, until convergence, ``max_iter`` or a collapse."""
     total_weight, tol, reg_covar = consts
@@ -211,7 +216,7 @@ def _iterate(state, one_pass, consts, covariance_type, max_iter, show):
 def _starts(source, n_obs, shift, n_components, covariance_type, chunk_size, sample_weight, seed, n_init,
             options, n_sub):  # fmt: skip
     """Centred starting parameters of each restart, from ``fit_em(max_iter=0)`` on a uniform subsample."""
-    from bayesgmm.inference.em.fit import fit_em
+    from bayesgmm.inference.em.fit import fit_em  # fit imports this module
 
     rs = random_state(seed)
     keep = min(1.0, n_sub / n_obs)
