@@ -1,13 +1,16 @@
 """Data that do not fit in memory: streaming moments and random minibatches.
 
-A *source* is an in-memory array, a ``numpy.memmap`` or a callable that returns a
+A *source* is an in-memory array, a ``numpy.memmap``, a callable that returns a
 fresh iterable of row chunks each time it is called (one call = one pass over the
-data). Nothing here holds more than one chunk of the raw data at a time.
+data), or a Parquet file or directory of Parquet files (read by record batches). Nothing
+here holds more than one chunk of the raw data at a time.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -33,10 +36,10 @@ class ArraySource:
         self.X = X
         self.n_obs, self.n_features = X.shape
 
-    def chunks(self) -> Iterator[np.ndarray]:
-        """Yield the rows ``READ_ROWS`` at a time, each chunk shape (n_rows, n_features)."""
-        for start in range(0, self.n_obs, READ_ROWS):
-            yield _check_chunk(self.X[start : start + READ_ROWS], self.n_features)
+    def chunks(self, n_rows: int = READ_ROWS) -> Iterator[np.ndarray]:
+        """Yield the rows ``n_rows`` at a time, each chunk shape (n_rows, n_features) (the last shorter)."""
+        for start in range(0, self.n_obs, n_rows):
+            yield _check_chunk(self.X[start : start + n_rows], self.n_features)
 
     def sample_rows(self, rng: np.random.Generator, n_rows: int) -> np.ndarray:
         """Draw ``n_rows`` rows uniformly with replacement, shape (n_rows, n_features)."""
@@ -61,8 +64,11 @@ class ChunkSource:
         self.make_chunks = make_chunks
         self.n_obs, self.n_features = None, None
 
-    def chunks(self) -> Iterator[np.ndarray]:
-        """Yield the chunks of one pass, each shape (n_rows, n_features), checked."""
+    def chunks(self, n_rows: int | None = None) -> Iterator[np.ndarray]:
+        """Yield the chunks of one pass, each shape (n_rows, n_features), checked.
+
+        ``n_rows`` is ignored: the chunks are the callable's.
+        """
         for chunk in self.make_chunks():
             chunk = np.asarray(chunk, dtype=np.float64)
             chunk = chunk[:, None] if chunk.ndim == 1 else chunk
@@ -71,10 +77,81 @@ class ChunkSource:
             yield _check_chunk(chunk, self.n_features)
 
 
-def as_source(X: np.ndarray | Callable[[], Iterable]) -> ArraySource | ChunkSource:
-    """Wrap ``X`` (array, memmap or chunk callable) as a source."""
+class ParquetSource:
+    """Rows of a Parquet file, or of the ``*.parquet`` files of a directory in name order.
+
+    Every column is a feature and must be numeric; a null is a missing value and fails
+    the check of its chunk. Only one record batch is read into memory at a time.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.parquet`` file or a directory of them.
+
+    Examples
+    --------
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> path = Path(tempfile.mkdtemp()) / "x.parquet"
+    >>> pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]}), path)
+    >>> source = ParquetSource(path)
+    >>> source.n_obs, [c.shape for c in source.chunks(2)]
+    (3, [(2, 2), (1, 2)])
+    """
+
+    random_access = False
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        self.files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        if not self.files:
+            raise ValueError(f"The directory {path} holds no *.parquet files.")
+        metas = [pq.ParquetFile(f).metadata for f in self.files]
+        schema = pq.ParquetFile(self.files[0]).schema_arrow
+        bad = [f.name for f in schema if not (f.type.num_fields == 0 and _is_numeric(f.type))]
+        if bad:
+            raise ValueError(f"Every Parquet column must be numeric; drop or encode the columns {bad}.")
+        self.columns = schema.names
+        self.n_obs, self.n_features = sum(m.num_rows for m in metas), len(self.columns)
+
+    def chunks(self, n_rows: int = READ_ROWS) -> Iterator[np.ndarray]:
+        """Yield record batches of at most ``n_rows`` rows as arrays (n_rows, n_features), checked."""
+        import pyarrow.parquet as pq
+
+        for f in self.files:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=n_rows, columns=self.columns):
+                cols = [c.to_numpy(zero_copy_only=False).astype(np.float64) for c in batch.columns]
+                yield _check_chunk(np.column_stack(cols), self.n_features)
+
+
+def _is_numeric(arrow_type) -> bool:
+    import pyarrow.types as pt
+
+    return pt.is_integer(arrow_type) or pt.is_floating(arrow_type)
+
+
+def is_parquet(X: object) -> bool:
+    """Return whether ``X`` names a Parquet file (``.parquet``) or a directory.
+
+    Examples
+    --------
+    >>> is_parquet("rows.parquet"), is_parquet(np.zeros((2, 2)))
+    (True, False)
+    """
+    if not isinstance(X, (str, os.PathLike)):
+        return False
+    return Path(X).suffix == ".parquet" or Path(X).is_dir()
+
+
+def as_source(
+    X: np.ndarray | Callable[[], Iterable] | str | os.PathLike,
+) -> ArraySource | ChunkSource | ParquetSource:
+    """Wrap ``X`` (array, memmap, chunk callable, Parquet file or directory) as a source."""
     if callable(X):
         return ChunkSource(X)
+    if is_parquet(X):
+        return ParquetSource(X)
     if hasattr(X, "to_numpy"):
         X = X.to_numpy()
     return ArraySource(X if isinstance(X, np.ndarray) else np.asarray(X))

@@ -21,9 +21,10 @@
 #   loads the data whole: each chunk of optimisation steps reads its random minibatches from
 #   the source.
 # - **EM in memory**: `fit_em` works on an array in memory, in blocks of rows
-#   (`block_size`), and is fast on millions of rows. **Out-of-core EM does not exist yet**:
-#   `fit_em` reads its whole input into memory (a memmap included), so the data must fit in
-#   memory for EM.
+#   (`block_size`), and is fast on millions of rows.
+# - **Exact EM out of core**: given a memmap, a chunk callable or a Parquet file or directory,
+#   `fit_em` streams the rows in chunks of `chunk_size` rows at every iteration, so memory is a
+#   few chunks whatever the number of rows; from the same start it gives in-memory EM's fit.
 # - NUTS needs the full data at every gradient step; it is for data sets that fit in memory
 #   and that it can go through thousands of times.
 #
@@ -143,9 +144,8 @@ compare(bayesgmm.summary(svi_chunks, var_names=["weights", "means"])).round(3)
 # ## EM in memory
 # `fit_em` takes the rows in memory. 2 million rows of 2 features are 32 MB, which is fine;
 # it runs its E- and M-steps over blocks of `block_size` rows, so that the responsibilities of
-# all rows are never held at once, but the data themselves are. (Passing the memmap would read
-# it whole.) For data larger than memory, use minibatch SVI as above, or EM on a random
-# subset of rows.
+# all rows are never held at once, but the data themselves are. For data larger than memory,
+# stream them (next section) or use minibatch SVI as above.
 #
 # `tol` is scikit-learn's: EM stops when the mean log-likelihood per row improves by less. Its
 # default, `1e-3`, stops a fit of millions of rows after a few iterations, while the
@@ -167,6 +167,24 @@ pd.DataFrame(
     },
     index=compare(bayesgmm.summary(svi, var_names=["weights", "means"])).index,
 ).round(3)
+
+# %% [markdown]
+# ## Exact EM out of core
+# Given the memmap itself, `fit_em` streams it: each iteration reads the file in chunks of
+# `chunk_size` rows (the next chunk is read in a background thread while the current one is
+# computed), sums each chunk's sufficient statistics and then runs the M-step, so only a few
+# chunks are in memory at a time. The start is k-means on a uniform random subsample of about
+# 100,000 rows; `labels` are computed chunk by chunk in a last pass. A chunk callable or a
+# Parquet file or directory (read by record batches) streams the same way. From the same start
+# the fit is in-memory EM's to rounding; here the starts differ when there are more rows than
+# the subsample (in-memory k-means sees all rows), yet both fits reach the same optimum.
+
+# %%
+start = time.perf_counter()
+em_disk = bayesgmm.fit_em(X_disk, 3, n_init=3, tol=1e-6, seed=0, chunk_size=CHUNK)
+print(f"streamed EM: {time.perf_counter() - start:.1f} s, {em_disk.n_iter} iterations")
+per_row = em_disk.log_likelihood / N_OBS, em.log_likelihood / N_OBS
+print("log-likelihood per row: streamed {:.6f}, in memory {:.6f}".format(*per_row))
 
 # %% [markdown]
 # The SVI fit's ellipses on a random subset of the rows (the ones kept in `observed_data`):

@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import persistence
+from bayesgmm.estimators._fit_data import fit_data, fit_dtype, streamed_features
 from bayesgmm.estimators.imputation import ConditionalMeanImputer
 from bayesgmm.inference.em import criteria, mclust_models, missing, noise, report
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
@@ -44,6 +45,8 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
     noise : {None, "uniform"}, default None; noise_volume : float, optional
         mclust's uniform noise component and its volume (:func:`bayesgmm.fit_em`): ``predict`` gives
         -1 for noise, ``predict_proba`` has the noise last, ``weights_`` sum to ``1 - noise_weight_``.
+    chunk_size : int, optional
+        Rows per chunk to stream ``X`` in (:func:`bayesgmm.fit_em`); memmaps, callables, Parquet always are.
 
     Differences: restarts run in one compiled program (so ``random_state`` gives other starts
     than scikit-learn's; restart ``i`` is the same whatever ``n_init`` is), ``fit`` takes
@@ -83,7 +86,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
         **_SkGaussianMixture._parameter_constraints,
         "missing": [StrOptions(set(missing.MISSING))],
         "covariance_type": [StrOptions(set(mclust_models.EM_COVARIANCE_TYPES))],
-        **dict.fromkeys(("prior", "noise", "noise_volume"), "no_validation"),
+        **dict.fromkeys(("prior", "noise", "noise_volume", "chunk_size"), "no_validation"),
     }
 
     def __init__(
@@ -107,6 +110,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
         missing: str = "error",
         noise: str | None = None,
         noise_volume: float | None = None,
+        chunk_size: int | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -124,7 +128,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
         self.verbose_interval = verbose_interval
         self.prior = prior
         self.missing = missing
-        self.noise, self.noise_volume = noise, noise_volume
+        self.noise, self.noise_volume, self.chunk_size = noise, noise_volume, chunk_size
 
     def fit(self, X: ArrayLike, y: None = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
         """Estimate the parameters by EM.
@@ -162,12 +166,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
             The most probable component of each observation.
         """
         self._validate_params()
-        X = validate_data(self, X, ensure_min_samples=2, **self._accepted())
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-            )
+        X = fit_data(self, X)
         warm = self.warm_start and hasattr(self, "converged_")
         init = (self.weights_, self.means_, self.precisions_) if warm else (
             self.weights_init, self.means_init, self.precisions_init
@@ -180,12 +179,13 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
                 n_init=1 if warm else self.n_init, init_params=self.init_params,
                 max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
                 sample_weight=sample_weight, prior=self.prior, seed=check_random_state(self.random_state),
-                dtype=X.dtype if self.noise is None else np.float64,  # EM with noise runs in float64
+                dtype=fit_dtype(X, self.noise),
                 weights_init=init[0], means_init=init[1], precisions_init=init[2],
                 initial_lower_bound=self.lower_bound_ if warm else -np.inf, missing=self.missing,
-                noise=self.noise, noise_volume=self.noise_volume,
+                noise=self.noise, noise_volume=self.noise_volume, chunk_size=self.chunk_size,
             )  # fmt: skip
         self._set_result(res)
+        streamed_features(self, X, res)
         if self.verbose:
             report.print_history(self)
         if not self.converged_ and self.max_iter > 0:

@@ -15,6 +15,7 @@ from bayesgmm._jit import jit
 from bayesgmm._validation import check_n_components, check_X, column_names
 from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
+from bayesgmm.inference.em.chunked import fit_em_chunked, is_streamed
 from bayesgmm.inference.em.criteria import aic, bic, icl, n_parameters
 from bayesgmm.inference.em.init import INIT_PARAMS, check_options, initial_starts, resp_from_start
 from bayesgmm.inference.em.mclust_models import check_em_covariance_type
@@ -54,6 +55,8 @@ def fit_em(
     missing: str = "error",
     noise: str | None = None,
     noise_volume: float | None = None,
+    chunk_size: int | None = None,
+    progress_bar: bool = False,
 ) -> EMResult:
     """Fit a Gaussian mixture by EM (maximum likelihood, or MAP with ``prior``).
 
@@ -105,6 +108,13 @@ def fit_em(
         Hypervolume of the noise's support; by default that of the bounding box of the rows
         with positive weight.
 
+    chunk_size : int, optional
+        Stream the rows in chunks of this many (exact EM out of core, :mod:`.chunked`). A
+        ``numpy.memmap``, a callable returning an iterable of row chunks, or a Parquet file or
+        directory ``X`` is always streamed (65536 rows by default); an array only with ``chunk_size``.
+    progress_bar : bool
+        Streamed fits only: show a bar over the iterations.
+
     Returns
     -------
     EMResult
@@ -140,9 +150,13 @@ def fit_em(
     >>> noisy.labels[-3:].tolist(), round(noisy.noise_weight, 3)
     ([-1, -1, -1], 0.015)
     """
+    if is_streamed(X, chunk_size):
+        options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}
+        return fit_em_chunked(X, n_components, covariance_type, **options)
     if missing != "error" or noise is not None or noise_volume is not None:
         covariance_type = check_em_covariance_type(covariance_type, missing=missing, noise=noise)
         options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}
+        del options["chunk_size"], options["progress_bar"]
         if noise is not None or noise_volume is not None:
             return fit_noise(X, n_components, covariance_type, **options)
         return fit_missing(X, n_components, covariance_type, options.pop("missing"), **options)
@@ -273,6 +287,8 @@ def lower_em(
         raise ValueError("lower_em lowers the plain EM program; noise='uniform' has its own.")
     if bound.arguments.pop("missing") != "error":
         raise ValueError("lower_em lowers the program for complete data; missing='marginalize' has its own.")
+    if bound.arguments.pop("chunk_size") is not None or bound.arguments.pop("progress_bar"):
+        raise ValueError("lower_em lowers the in-memory EM program; a streamed fit compiles per chunk.")
     call = _program_call(**bound.arguments)
     return _fit_program.lower(*_restart_args(call, 0), **_restart_static(call))
 

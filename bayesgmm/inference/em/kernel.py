@@ -53,6 +53,7 @@ __all__ = [
     "params_from_resp",
     "run_em",
     "step",
+    "update",
     "sufficient_stats",
 ]
 
@@ -275,8 +276,39 @@ def step(
     EMState
     """
     S, log_lik, centre = data_stats(state.params, data, covariance_type, n_shards)
-    lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / jnp.sum(data.w_blocks)
-    new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, data.second, centre, state.params)
+    stats = (S, log_lik, centre, data.second, jnp.sum(data.w_blocks))
+    return update(state, stats, tol, reg_covar, map_prior, covariance_type)
+
+
+def update(
+    state: EMState,
+    stats: tuple,
+    tol: float | jnp.ndarray,
+    reg_covar: float | jnp.ndarray,
+    map_prior: EMPrior | None,
+    covariance_type: str,
+) -> EMState:
+    """Finish an EM iteration from the statistics of its pass over the data: the M-step (pure).
+
+    ``step`` is ``data_stats`` then ``update``; a pass that streams the data in chunks
+    (``chunked``) sums the statistics of its chunks and calls ``update`` the same way.
+
+    Parameters
+    ----------
+    state : EMState
+    stats : tuple
+        ``(S, log_lik, centre)`` of ``data_stats`` at ``state.params``, then ``second``
+        (``EMData.second``) and the total weight of the data.
+    tol, reg_covar, map_prior, covariance_type
+        As for ``step``.
+
+    Returns
+    -------
+    EMState
+    """
+    S, log_lik, centre, second, total_weight = stats
+    lower_bound = (log_lik + log_prior(state.params, covariance_type, map_prior)) / total_weight
+    new_params, ok = m_step(S, reg_covar, covariance_type, map_prior, second, centre, state.params)
     ok = ok & jnp.isfinite(lower_bound)
     params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, state.params)
     converged = ok & (jnp.abs(lower_bound - state.lower_bound) < tol)
