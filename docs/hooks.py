@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 GALLERY_OUT = ROOT / "build" / "docs-gallery"
 NAV_BEFORE = "API reference"
+CELL_TIMEOUT_S = 900
 
 log = logging.getLogger("mkdocs.hooks.bayesgmm")
 
@@ -56,6 +57,9 @@ def _preprocess_in_notebooks(self, nb, resources=None, km=None):
     mkdocs-jupyter gives nbconvert no path, so kernels would start wherever mkdocs runs and a
     notebook's relative paths would point elsewhere than in the tests and in Jupyter.
     """
+    # A cell that never returns fails the build rather than holding it until CI's limit.
+    if self.timeout is None:
+        self.timeout = CELL_TIMEOUT_S
     resources = {} if resources is None else resources
     metadata = resources.setdefault("metadata", {})
     if not metadata.get("path"):
