@@ -25,6 +25,55 @@ from bayesgmm.params import GMMParams
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
+# jaxlib's CPU LAPACK kernels split a large batch of factorisations into tasks on XLA's
+# intra-op thread pool and wait for them from a thread of that same pool; with every worker
+# waiting, none runs the tasks and the program never returns (seen with jaxlib 0.10.2 on
+# imputations over many posterior draws). These batches are of small matrices, one per row
+# and component, so plain element-wise JAX, unrolled over the features, does them instead.
+
+
+def _cholesky(A: jnp.ndarray) -> jnp.ndarray:
+    """Lower Cholesky factor of each matrix in ``A``, shape (..., n_features, n_features)."""
+    n = A.shape[-1]
+    rows = jnp.arange(n)
+    cols: list[jnp.ndarray] = []
+    for j in range(n):
+        s = A[..., :, j]
+        for col in cols:
+            s = s - col * col[..., j : j + 1]
+        d = jnp.sqrt(s[..., j : j + 1])
+        cols.append(jnp.where(rows > j, s / d, jnp.where(rows == j, d, 0.0)))
+    return jnp.stack(cols, axis=-1)
+
+
+def _solve_lower(L: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """``L^{-1} b`` for lower-triangular ``L`` (..., n, n) and ``b`` (..., n, m)."""
+    out: list[jnp.ndarray] = []
+    for i in range(L.shape[-1]):
+        acc = b[..., i, :]
+        for k, row in enumerate(out):
+            acc = acc - L[..., i, k, None] * row
+        out.append(acc / L[..., i, i, None])
+    return jnp.stack(out, axis=-2)
+
+
+def _solve_upper_t(L: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """``L^{-T} b`` for lower-triangular ``L`` (..., n, n) and ``b`` (..., n, m)."""
+    n = L.shape[-1]
+    out: list = [None] * n
+    for i in reversed(range(n)):
+        acc = b[..., i, :]
+        for k in range(i + 1, n):
+            acc = acc - L[..., k, i, None] * out[k]
+        out[i] = acc / L[..., i, i, None]
+    return jnp.stack(out, axis=-2)
+
+
+def _cho_solve(L: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """``(L L^T)^{-1} b`` for ``b`` shaped (..., n, m)."""
+    return _solve_upper_t(L, _solve_lower(L, b))
+
+
 def _masked(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray):
     """Per row and component: the Cholesky factor of ``S'``, the centred data and ``S``.
 
@@ -37,7 +86,7 @@ def _masked(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray):
     eye = jnp.eye(X.shape[1], dtype=X.dtype)
     masked_cov = both * cov[None] + (1 - m)[:, None, :, None] * eye
     diff = (jnp.where(observed, X, 0.0)[:, None, :] - params.means[None]) * m[:, None, :]
-    return jnp.linalg.cholesky(masked_cov), diff, cov
+    return _cholesky(masked_cov), diff, cov
 
 
 def observed_log_density(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarray) -> jnp.ndarray:
@@ -64,7 +113,7 @@ def observed_log_density(params: GMMParams, X: jnp.ndarray, observed: jnp.ndarra
     -1.612085713764618
     """
     L, diff, _ = _masked(params, X, observed)
-    white = jax.scipy.linalg.solve_triangular(L, diff[..., None], lower=True)[..., 0]
+    white = _solve_lower(L, diff[..., None])[..., 0]
     log_det = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     n_seen = observed.sum(axis=1, dtype=X.dtype)[:, None]
     return -0.5 * jnp.sum(white**2, axis=-1) - log_det - 0.5 * n_seen * _LOG_2PI
@@ -89,10 +138,10 @@ def conditional_moments(
         ``Cov[x | x_o, component]``: zero but on the missing block.
     """
     L, diff, cov = _masked(params, X, observed)
-    v = jax.scipy.linalg.cho_solve((L, True), diff[..., None])[..., 0]
+    v = _cho_solve(L, diff[..., None])[..., 0]
     x_hat = params.means[None] + jnp.einsum("kij,nkj->nki", cov, v)
     eye = jnp.broadcast_to(jnp.eye(X.shape[1], dtype=X.dtype), L.shape)
-    inv = jax.scipy.linalg.cho_solve((L, True), eye)
+    inv = _cho_solve(L, eye)
     m = observed.astype(X.dtype)
     inv_oo = inv * (m[:, None, :, None] * m[:, None, None, :])
     C = cov[None] - jnp.einsum("kij,nkjl,klm->nkim", cov, inv_oo, cov)
@@ -207,6 +256,6 @@ def impute_draw(params: GMMParams, key: jax.Array, X: jnp.ndarray) -> jnp.ndarra
     mean, cov = x_hat[rows, labels], C[rows, labels]
     # C is zero on the observed block: a unit diagonal there makes it positive definite
     # without touching the missing block's factor.
-    factor = jnp.linalg.cholesky(cov + jax.vmap(jnp.diag)(observed.astype(X.dtype)))
+    factor = _cholesky(cov + jax.vmap(jnp.diag)(observed.astype(X.dtype)))
     eps = jax.random.normal(key_x, X.shape, dtype=X.dtype)
     return jnp.where(observed, X, mean + jnp.einsum("nij,nj->ni", factor, eps))

@@ -1,6 +1,8 @@
 """Missing values (at random) in the Bayesian fits, and imputations, against scipy oracles."""
 
 import itertools
+import subprocess
+import sys
 
 import arviz as az
 import jax.numpy as jnp
@@ -260,3 +262,36 @@ def test_missing_marginalize_on_complete_data_runs_the_complete_model():
         key_names=("a",), missing="marginalize",
     )  # fmt: skip
     assert "missing" not in setup.model_kwargs
+
+
+def test_batched_factorisations_match_lapack():
+    # incomplete.py factorises its batches itself (jaxlib's batched LAPACK kernels deadlock on
+    # large batches): the factors and solves must be LAPACK's.
+    from bayesgmm.incomplete import _cho_solve, _cholesky, _solve_lower
+
+    rng = np.random.default_rng(3)
+    G = rng.normal(size=(7, 3, 5, 5))
+    A = G @ np.swapaxes(G, -1, -2) + 0.1 * np.eye(5)
+    b = rng.normal(size=(7, 3, 5, 2))
+    L = np.asarray(_cholesky(jnp.asarray(A)))
+    np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(_solve_lower(jnp.asarray(L), jnp.asarray(b)), np.linalg.solve(L, b), rtol=1e-9)
+    np.testing.assert_allclose(_cho_solve(jnp.asarray(L), jnp.asarray(b)), np.linalg.solve(A, b), rtol=1e-9)
+
+
+def test_imputations_over_many_draws_return():
+    # 1000 draws of 150 rows made jaxlib's batched Cholesky deadlock; in a subprocess, so that
+    # a regression fails on the timeout instead of holding the suite.
+    code = """
+import numpy as np, jax.numpy as jnp
+from bayesgmm.params import GMMParams
+from bayesgmm.posterior.imputation import impute_from_params
+rng = np.random.default_rng(0)
+X = rng.normal(size=(150, 4)); X[rng.random(X.shape) < 0.1] = np.nan
+n = 1000
+p = GMMParams(jnp.full((1, n, 3), 1 / 3), jnp.asarray(rng.normal(size=(1, n, 3, 4))),
+              jnp.broadcast_to(jnp.eye(4), (1, n, 3, 4, 4)))
+out = impute_from_params(p, X)
+assert out.shape == (n, 150, 4) and np.isfinite(out).all()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
