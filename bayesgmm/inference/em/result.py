@@ -122,7 +122,8 @@ class EMResult:
         """Return a copy of ``X`` with each missing value (NaN) replaced by ``E[x_mis | x_obs]``.
 
         The components' conditional means weighted by each row's responsibilities given its
-        observed values (:func:`bayesgmm.incomplete.conditional_mean`).
+        observed values (:func:`bayesgmm.incomplete.conditional_mean`). A fit with a noise
+        component refuses rows with NaN (``ValueError``), as ``log_prob`` does.
 
         Parameters
         ----------
@@ -152,6 +153,14 @@ class EMResult:
     def _scoring(self, X):
         """Parameters and data in the coordinates the fit ran in, in float64."""
         X = np.asarray(X, np.float64)
+        if self.noise_weight is not None and np.isnan(X).any():
+            # The noise's density is 1 / V over a box that is not kept per coordinate (a
+            # given ``noise_volume`` has none), so it has no marginal over observed values.
+            raise ValueError(
+                "X contains NaN, but this fit has a noise component, which cannot score rows "
+                "with missing values; impute or drop those rows, or fit without noise and "
+                "missing='marginalize'."
+            )
         if self.centred_means is None:
             return self.params, X
         p = self.params
