@@ -201,10 +201,10 @@ def hyper_draws(sites: dict, weight_prior: str) -> dict:
     in the last stick, which the truncation gives to the last component); nothing for
     ``dirichlet``.
     """
-    if weight_prior == "sparse":
-        return {"weight_concentration": sites["weight_concentration"]}
     if "noise_weight" in sites:
         return {"noise_weight": sites["noise_weight"], **hyper_draws(_without_noise(sites), weight_prior)}
+    if weight_prior == "sparse":
+        return {"weight_concentration": sites["weight_concentration"]}
     if weight_prior == "dp":
         out = {"concentration": sites["concentration"], "stick_remainder": sites["weights"][..., -1]}
         if "sticks" in sites:
@@ -265,7 +265,8 @@ def gmm_model(
         ``weights / (1 - pi_0)`` ~ Dirichlet(``priors.weight_concentration``): together
         exactly Dirichlet(alpha, ..., alpha, ``noise_concentration``) over the
         ``n_components + 1`` weights. The site ``weights`` then holds the shares
-        (``params_from_sites`` gives the ``pi_k``). Only with ``weight_prior="dirichlet"``.
+        (``params_from_sites`` gives the ``pi_k``). With ``weight_prior="sparse"`` or
+        ``"dp"`` the shares follow that prior and ``pi_0`` the same Beta law.
 
     Notes
     -----
@@ -287,7 +288,9 @@ def gmm_model(
     weights, log_weights = _sample_weights(weight_prior, n_components, priors)
     log_noise = None
     if noise_log_density is not None:
-        weights, log_weights, log_noise = _noise_weights(weights, n_components, priors, noise_log_density)
+        weights, log_weights, log_noise = _noise_weights(
+            weights, log_weights, n_components, priors, noise_log_density
+        )
     means = numpyro.sample(
         "means",
         dist.Normal(priors.mean_loc, priors.mean_scale).expand([n_components, n_features]).to_event(2),
@@ -307,16 +310,20 @@ def _without_noise(sites: dict) -> dict:
     return {k: v for k, v in sites.items() if k != "noise_weight"}
 
 
-def _noise_weights(shares, n_components: int, priors: Priors, noise_log_density: float):
+def _noise_weights(shares, log_shares, n_components: int, priors: Priors, noise_log_density: float):
     """Sample ``noise_weight`` and return the Gaussian weights, their logs and ``log pi_0 - log V``.
 
     Dirichlet(alpha, ..., alpha, beta) over K + 1 weights is the noise weight
-    ~ Beta(beta, K alpha) times independent Dirichlet(alpha) shares of the rest.
+    ~ Beta(beta, K alpha) times independent Dirichlet(alpha) shares of the rest. Under the
+    sparse and dp priors the shares follow that prior instead and ``noise_weight`` keeps
+    the same Beta law, independent of them. ``log_shares`` (None: ``log(shares)``) keeps
+    the sparse prior's small shares from underflowing.
     """
     noise_weight = numpyro.sample(
         "noise_weight", dist.Beta(priors.noise_concentration, n_components * priors.weight_concentration)
     )
-    log_weights = jnp.log(shares) + jnp.log1p(-noise_weight)
+    log_shares = jnp.log(shares) if log_shares is None else log_shares
+    log_weights = log_shares + jnp.log1p(-noise_weight)
     return jnp.exp(log_weights), log_weights, jnp.log(noise_weight) + noise_log_density
 
 

@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from sklearn.utils._param_validation import InvalidParameterError
 
-from bayesgmm import BayesianGMM, fit_nuts, fit_svi, load, membership_probabilities
+from bayesgmm import BayesianGMM, fit_nuts, fit_svi, load, membership_probabilities, n_components_posterior
 from bayesgmm.models import gmm_model
 from bayesgmm.posterior.noise import noise_probability
 from bayesgmm.priors import Priors
@@ -175,7 +175,6 @@ def test_save_load_round_trip(contaminated, noisy_gmm):
         ({"noise": "uniform", "noise_volume": 0.0}, "positive finite"),
         ({"noise": "uniform", "noise_volume": -1.0}, "positive finite"),
         ({"noise_volume": 3.0}, "only used with noise='uniform'"),
-        ({"noise": "uniform", "weight_prior": "sparse"}, "needs weight_prior='dirichlet'"),
         ({"noise": "uniform", "prior_draws": 10}, "not available with noise='uniform'"),
         ({"noise": "uniform", "posterior_predictive": True}, "not available with noise='uniform'"),
     ],
@@ -211,3 +210,19 @@ def test_noise_free_programs_unchanged():
     )
     assert "noise_weight" not in trace
     assert trace["Z"]["fn"].base_dist.log_noise is None
+
+
+@pytest.mark.parametrize("weight_prior", ["sparse", "dp"])
+def test_overfitted_noise_fit_finds_three_clusters_and_the_outliers(contaminated, weight_prior):
+    """Six components under the sparse / dp prior with noise: three occupied, outliers labelled -1."""
+    gmm = BayesianGMM(
+        6, inference="svi", weight_prior=weight_prior, noise="uniform", num_samples=200, random_state=0
+    ).fit(contaminated)
+    labels = gmm.predict(contaminated)
+    assert np.mean(labels[-N_OUTLIERS:] == -1) >= 5 / 6
+    assert np.mean(labels[:-N_OUTLIERS] == -1) <= 0.01
+    assert gmm.weights_.sum() + gmm.noise_weight_ == pytest.approx(1.0, abs=1e-12)
+    k_plus = n_components_posterior(gmm.idata_)
+    # The noise is not a cluster: rows drawn into it never count as an occupied component.
+    assert k_plus.attrs["mode"] == 3, k_plus
+    assert k_plus.loc[3, "probability"] > 0.5

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bayesgmm.inference.em.noise import bounding_box_volume, check_noise
+from bayesgmm.inference.start import sites_from_params
 from bayesgmm.params import GMMParams
+from bayesgmm.priors import Priors
 
 if TYPE_CHECKING:
     from bayesgmm.inference.prepare import FitSetup
@@ -23,30 +25,24 @@ if TYPE_CHECKING:
 _MIN_NOISE = 1e-3
 
 
-def check_bayes_noise(noise: str | None, noise_volume: float | None, missing: str, weight_prior: str) -> None:
+def check_bayes_noise(noise: str | None, noise_volume: float | None, missing: str) -> None:
     """Check ``noise`` and ``noise_volume`` of ``fit_nuts`` / ``fit_svi``.
 
     Raises
     ------
     ValueError
         As ``fit_em``'s check says (a ``noise`` other than None or ``"uniform"``, a
-        ``noise_volume`` that is not a positive finite number, noise with missing values),
-        and for noise with a weight prior other than ``"dirichlet"``.
+        ``noise_volume`` that is not a positive finite number, noise with missing values).
 
     Examples
     --------
-    >>> check_bayes_noise("uniform", None, "error", "dirichlet")
-    >>> check_bayes_noise("bogus", None, "error", "dirichlet")
+    >>> check_bayes_noise("uniform", None, "error")
+    >>> check_bayes_noise("bogus", None, "error")
     Traceback (most recent call last):
     ...
     ValueError: noise must be one of (None, 'uniform'), got 'bogus'.
     """
     check_noise(noise, noise_volume, missing)
-    if noise is not None and weight_prior != "dirichlet":
-        raise ValueError(
-            f"noise='uniform' needs weight_prior='dirichlet', got {weight_prior!r}: the sparse and dp "
-            "weight priors have no noise component yet; fit with the Dirichlet prior."
-        )
 
 
 def check_noise_outputs(setup: FitSetup, prior_draws: int, posterior_predictive: bool) -> None:
@@ -125,14 +121,26 @@ def noise_em_start(
     return GMMParams(weights, np.asarray(fit.params.means), np.asarray(fit.params.scale_tril)), noise_weight
 
 
-def noise_sites(params: GMMParams, noise_weight: float) -> dict:
-    """Return the model's weight sites under noise: the Gaussians' shares and ``noise_weight``.
+def noise_sites(
+    params: GMMParams,
+    noise_weight: float,
+    covariance_type: str,
+    weight_prior: str = "dirichlet",
+    priors: Priors | None = None,
+) -> dict:
+    """Return the model's latent sites under noise: those of the Gaussians' shares and ``noise_weight``.
+
+    ``params.weights`` are the Gaussians' ``pi_k``, summing to ``1 - noise_weight``; the
+    weight prior's sites (``start.sites_from_params``) are those of their shares.
 
     Examples
     --------
     >>> p = GMMParams(np.array([0.45, 0.45]), np.zeros((2, 1)), np.ones((2, 1, 1)))
-    >>> {k: np.round(v, 2).tolist() for k, v in noise_sites(p, 0.1).items()}
-    {'weights': [0.5, 0.5], 'noise_weight': 0.1}
+    >>> sites = noise_sites(p, 0.1, "diag")
+    >>> sites["weights"].tolist(), float(sites["noise_weight"])
+    ([0.5, 0.5], 0.1)
     """
     weights = np.asarray(params.weights, np.float64)
-    return {"weights": weights / weights.sum(), "noise_weight": np.asarray(noise_weight, np.float64)}
+    shares = GMMParams(weights / weights.sum(), params.means, params.scale_tril)
+    sites = sites_from_params(shares, covariance_type, weight_prior, priors)
+    return {**sites, "noise_weight": np.asarray(noise_weight, np.float64)}

@@ -143,8 +143,10 @@ def fit_nuts(
         ``priors.noise_concentration``) (see ``models.gmm_model``). The chains start at
         EM's noise fit; the posterior gains ``noise_weight`` (dims chain, draw), ``weights``
         sum to ``1 - noise_weight`` and ``log_likelihood`` includes the noise term. The
-        component is never relabelled. Needs ``weight_prior="dirichlet"``, complete data,
-        ``prior_draws=0`` and no ``posterior_predictive``.
+        component is never relabelled. With ``weight_prior="sparse"`` or ``"dp"`` the
+        Gaussians' shares follow that prior and ``noise_weight`` the same Beta law, and
+        rows drawn into the noise never count as occupied components. Needs complete
+        data, ``prior_draws=0`` and no ``posterior_predictive``.
     noise_volume : float, optional
         Hypervolume of the noise's support in the units of ``X``; the data's bounding box
         by default. The model uses ``noise_volume / prod(scale)`` on standardised data.
@@ -340,7 +342,7 @@ def _noise_init_params(setup: FitSetup, num_chains: int) -> dict:
     params, noise_weight = noise_em_start(
         setup.data.extra, setup.n_components, setup.covariance_type, seed, log_density
     )
-    sites = {**sites_from_params(params, setup.covariance_type), **noise_sites(params, noise_weight)}
+    sites = noise_sites(params, noise_weight, setup.covariance_type, setup.weight_prior, setup.priors)
     Z = {"Z": jnp.asarray(setup.data.extra)}
     init_params = chain_init_params(setup.model, Z, [sites], num_chains, setup.keys["init"])
     return {k: v[0] for k, v in init_params.items()} if num_chains == 1 else init_params

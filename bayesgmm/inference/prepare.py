@@ -196,7 +196,7 @@ def prepare(
     covariance_type = check_covariance_type(covariance_type)
     if weight_prior not in WEIGHT_SITES:
         raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
-    check_bayes_noise(noise, noise_volume, missing, weight_prior)
+    check_bayes_noise(noise, noise_volume, missing)
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
     priors = Priors() if priors is None else priors

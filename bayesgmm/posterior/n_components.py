@@ -27,11 +27,13 @@ _N_NODES = 201
 
 
 def occupied_counts(z: np.ndarray) -> np.ndarray:
-    """Count the distinct labels along the last axis.
+    """Count the distinct labels along the last axis, leaving out -1 (the noise component).
 
     Parameters
     ----------
     z : int ndarray, shape (..., n_obs)
+        Component labels; -1 marks a row assigned to a uniform noise component, which is
+        not a cluster and so is not counted.
 
     Returns
     -------
@@ -39,11 +41,13 @@ def occupied_counts(z: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> occupied_counts(np.array([[0, 0, 3], [1, 2, 0]])).tolist()
-    [2, 3]
+    >>> occupied_counts(np.array([[0, 0, 3], [1, 2, 0], [-1, 2, 2]])).tolist()
+    [2, 3, 1]
     """
     # Sorting and counting changes needs O(n_obs) memory per draw, not O(n_obs * n_components).
-    return (np.diff(np.sort(z, axis=-1), axis=-1) != 0).sum(axis=-1) + 1
+    z = np.sort(z, axis=-1)
+    distinct = (np.diff(z, axis=-1) != 0).sum(axis=-1) + 1
+    return distinct - (z[..., 0] < 0)
 
 
 def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -> pd.DataFrame:
@@ -62,8 +66,10 @@ def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -
     Returns
     -------
     pandas.DataFrame
-        Index ``n_occupied`` = 1..n_components; columns ``count`` (draws with that
-        many occupied components) and ``probability`` (``count / n_draws``).
+        Index ``n_occupied`` = 1..n_components (from 0 when, with a noise component, some
+        draw assigns every row to the noise; rows assigned to the noise never count);
+        columns ``count`` (draws with that many occupied components) and ``probability``
+        (``count / n_draws``).
         ``attrs``: ``n_draws``, ``mode``, ``mean``, ``weight_prior`` and, for the dp
         prior, ``stick_remainder_mean`` (posterior mean of the mass in the last stick,
         in the sampler's order also after ``relabel``: see :func:`sampled_stick_remainder`).
@@ -90,8 +96,9 @@ def n_components_posterior(idata: az.InferenceData, seed: int | jax.Array = 0) -
     z = idata.assignments["assignments"].transpose("chain", "draw", "obs").values
     n_components = idata.posterior.sizes["component"]
     k_plus = occupied_counts(z).ravel()
-    counts = np.bincount(k_plus, minlength=n_components + 1)[1:]
-    table = _table(counts)
+    counts = np.bincount(k_plus, minlength=n_components + 1)
+    # Only a noise component can leave a draw with no occupied Gaussian: a row 0 then shows it.
+    table = _table(counts, start=0) if counts[0] else _table(counts[1:])
     table.attrs["weight_prior"] = weight_prior
     if "stick_remainder" in idata.posterior:
         table.attrs["stick_remainder_mean"] = float(sampled_stick_remainder(idata.posterior).mean())
@@ -124,8 +131,8 @@ def sampled_stick_remainder(post: xr.Dataset) -> xr.DataArray:
     return post["stick_remainder"].transpose("chain", "draw").copy(data=value)
 
 
-def _table(counts: np.ndarray) -> pd.DataFrame:
-    index = pd.Index(np.arange(1, len(counts) + 1), name="n_occupied")
+def _table(counts: np.ndarray, start: int = 1) -> pd.DataFrame:
+    index = pd.Index(np.arange(start, start + len(counts)), name="n_occupied")
     n_draws = int(counts.sum())
     table = pd.DataFrame({"count": counts, "probability": counts / n_draws}, index=index)
     table.attrs.update(

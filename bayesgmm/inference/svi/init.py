@@ -118,7 +118,7 @@ def _em_sites(setup: FitSetup) -> dict:
     if setup.noise_volume is not None:
         log_density = setup.model_kwargs["noise_log_density"]
         params, noise_weight = noise_em_start(Z, setup.n_components, setup.covariance_type, seed, log_density)
-        return {**sites_from_params(params, setup.covariance_type), **noise_sites(params, noise_weight)}
+        return noise_sites(params, noise_weight, setup.covariance_type, setup.weight_prior, setup.priors)
     start = em_start(Z, setup.n_components, setup.covariance_type, seed=seed, overfitted=overfitted)
     return sites_from_params(start, setup.covariance_type, setup.weight_prior, setup.priors)
 
@@ -138,7 +138,7 @@ def _site_types(setup: FitSetup, settings: SVISettings) -> dict | None:
     )
     sites = sites_from_params(uniform, setup.covariance_type, setup.weight_prior, setup.priors)
     if setup.noise_volume is not None:
-        sites.update(noise_sites(uniform, 0.5))
+        sites = noise_sites(uniform, 0.5, setup.covariance_type, setup.weight_prior, setup.priors)
     return {k: jax.ShapeDtypeStruct(np.shape(v), settings.dtype) for k, v in sites.items()}
 
 
