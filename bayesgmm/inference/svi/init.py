@@ -136,9 +136,11 @@ def _site_types(setup: FitSetup, settings: SVISettings) -> dict | None:
         np.zeros((n_components, n_features)),
         np.broadcast_to(np.eye(n_features), (n_components, n_features, n_features)),
     )
-    sites = sites_from_params(uniform, setup.covariance_type, setup.weight_prior, setup.priors)
-    if setup.noise_volume is not None:
-        sites = noise_sites(uniform, 0.5, setup.covariance_type, setup.weight_prior, setup.priors)
+    start = (uniform, setup.covariance_type, setup.weight_prior, setup.priors)
+    if setup.noise_volume is None:
+        sites = sites_from_params(*start)
+    else:
+        sites = noise_sites(uniform, 0.5, *start[1:])
     return {k: jax.ShapeDtypeStruct(np.shape(v), settings.dtype) for k, v in sites.items()}
 
 
