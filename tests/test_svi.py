@@ -669,49 +669,61 @@ def test_svi_programs_are_compiled_with_bayesgmm_options(monkeypatch):
     assert np.isfinite(np.asarray(losses)).all()
 
 
-@pytest.mark.parametrize(
-    "dtype, batch_size, stream, init_rows",
-    [(np.float64, None, False, 37), (np.float32, 64, False, 20), (np.float64, 64, True, 200)],
-)
-def test_programs_compiled_ahead_are_the_ones_called(dtype, batch_size, stream, init_rows):
-    # compile_ahead compiles the guide start, chunk and draw programs in other threads from
-    # shapes and types alone, and compile_em_start the EM start's; each must be the program
-    # the fit then calls, or it would be compiled twice. Two fits: every program is compiled
-    # once, in the first.
-    import logging
+_COMPILE_AHEAD = """
+import json, logging, sys
+import jax, numpy as np
+from bayesgmm import fit_svi
 
-    # Five features, which no other test fits: the EM start's program (K=2, padded rows) is
-    # then compiled by no other test in the same worker either.
-    Z = np.column_stack([simulated(n_obs=300), np.random.default_rng(0).normal(size=(300, 3))])
+compiled = []
+
+class Record(logging.Handler):
+    def emit(self, record):
+        message = record.getMessage()
+        if message.startswith("Finished XLA compilation of jit("):
+            compiled.append(message.split("(")[1].split(")")[0])
+
+logger = logging.getLogger("jax")
+logger.addHandler(Record(level=logging.DEBUG))
+logger.setLevel(logging.DEBUG)
+# The threads' compiles are logged only with the global setting (contexts are per thread).
+jax.config.update("jax_log_compiles", True)
+rng = np.random.default_rng(0)
+Z = rng.normal(size=(300, 5))
+Z[rng.random(300) < 0.4, :2] += (3.0, -1.0)
+runs = {}
+# Padded EM start rows 64, 32 and 256: each configuration compiles programs of its own.
+for dtype, batch_size, stream, init_rows in [
+    ("float64", None, False, 37), ("float32", 64, False, 20), ("float64", 64, True, 200)
+]:
     X = (lambda: iter([Z[:150], Z[150:]])) if stream else Z
     kwargs = dict(guide="meanfield", dtype=dtype, batch_size=batch_size, chunk_size=13, max_steps=26)
-    # A configuration no other test compiles (the EM start's rows once padded: 64, 32, 256).
     kwargs.update(num_samples=17, log_likelihood=False, init_rows=init_rows)
-    compiled = []
+    del compiled[:]
+    fit_svi(X, 2, seed=0, **kwargs)
+    first = list(compiled)
+    fit_svi(X, 2, seed=1, **kwargs)
+    runs[f"{dtype}-{batch_size}-{stream}"] = [first, compiled[len(first):]]
+print(json.dumps(runs))
+"""
 
-    class Record(logging.Handler):
-        def emit(self, record):
-            message = record.getMessage()
-            if message.startswith("Finished XLA compilation of jit("):
-                compiled.append(message.split("(")[1].split(")")[0])
 
-    handler, logger = Record(level=logging.DEBUG), logging.getLogger("jax")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    # The threads' compiles are logged only with the global setting (contexts are per thread).
-    jax.config.update("jax_log_compiles", True)
-    try:
-        fit_svi(X, 2, seed=0, **kwargs)
-        first = list(compiled)
-        fit_svi(X, 2, seed=1, **kwargs)
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+def test_programs_compiled_ahead_are_the_ones_called():
+    # compile_ahead compiles the guide start, chunk and draw programs in other threads from
+    # shapes and types alone, and compile_em_start the EM start's; each must be the program
+    # the fit then calls, or it would be compiled twice. Two fits per configuration: every
+    # program is compiled once, in the first. In a fresh process, where no other test can
+    # have compiled one of them before (the EM start's program is shared by every EM fit).
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _COMPILE_AHEAD], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(runs) == 3
     programs = ("batched", "_initial_states", "draw", "_fit_program")
-    assert all(first.count(name) == 1 for name in programs), first
-    assert not set(compiled[len(first) :]) & set(programs), compiled
+    for config, (first, second) in runs.items():
+        assert all(first.count(name) == 1 for name in programs), (config, first)
+        assert not set(second) & set(programs), (config, second)
 
 
 def test_guide_noise_refuses_too_little_noise():
