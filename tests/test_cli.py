@@ -413,3 +413,38 @@ def test_report_of_a_sparse_or_dp_fit_gives_the_posterior_of_occupied_components
     shown = line.split(": ", 1)[1].split(";")[0]
     assert {int(k): float(p) for k, p in (kp.split(": ") for kp in shown.split(", "))} == expected
     assert line.endswith(f"most probable {table.attrs['mode']}")
+
+
+def test_em_fit_takes_mclust_models_and_summary_shows_their_covariances(tmp_path, capsys):
+    path = tmp_path / "vev.nc"
+    status, out, err = run(
+        capsys, "fit", "--inference", "em", "-k", 2, "--covariance-type", "VEV", "--output", path
+    )
+    assert status == 0, err
+    model = load(path)
+    ref = bayesgmm.GaussianMixture(2, covariance_type="VEV", n_init=5, random_state=0).fit(FAITHFUL)
+    assert model.covariance_type == "VEV"
+    np.testing.assert_allclose(model.covariances_, ref.covariances_, rtol=1e-10)
+    status, out, _ = run(capsys, "summary", path)
+    assert status == 0
+    # Each component's full matrix (VEV is stored in scikit-learn's full layout), as pandas prints it.
+    for cov in ref.covariances_:
+        assert all(f"{c:.6f}" in out for c in (cov[0, 0], cov[0, 1], cov[1, 1])), out
+
+
+@pytest.mark.parametrize("inference", ["svi", "nuts"])
+def test_bayesian_fit_refuses_a_model_only_em_fits(capsys, inference):
+    status, _, err = run(capsys, "fit", "--inference", inference, "--covariance-type", "EVV")
+    assert_one_error(status, err, "EVV", inference)
+
+
+def test_unknown_covariance_type_is_a_usage_error(capsys):
+    status, _, err = run(capsys, "fit", "--covariance-type", "XYZ")
+    assert status == 2 and "XYZ" in err and "Traceback" not in err
+
+
+def test_select_k_compares_mclust_models(capsys):
+    status, out, _ = run(capsys, "select-k", "--max-k", 2, "--covariance-type", "EII", "VVV")
+    assert status == 0
+    table = compare_n_components(FAITHFUL, range(1, 3), ("EII", "VVV"))
+    assert table.to_string() in out

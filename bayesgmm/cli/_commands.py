@@ -46,6 +46,15 @@ def _check_fit_args(args: argparse.Namespace) -> None:
             f"--weight-prior {args.weight_prior} needs a Bayesian fit: add --inference nuts or svi, "
             "or drop --weight-prior for EM."
         )
+    if args.inference != "em":
+        from bayesgmm._validation import check_covariance_type
+
+        try:  # the Bayesian fits take fewer covariance models than EM: say so before reading data
+            check_covariance_type(args.covariance_type)
+        except ValueError as err:
+            raise CliError(
+                f"--covariance-type {args.covariance_type} with --inference {args.inference}: {err}"
+            ) from None
     for option, path in (("--output", args.output), ("--memberships", args.memberships)):
         if path is not None:
             check_writable(path, option)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 
 from bayesgmm.cli._errors import CliError
+from bayesgmm.inference.em.mclust_models import EM_COVARIANCE_TYPES
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: What ``--covariance-type`` takes: scikit-learn's four names and mclust's fourteen models.
+#: The Bayesian fits take fewer of them (``_commands._check_fit_args``).
+COVARIANCE_TYPES = EM_COVARIANCE_TYPES
 
 _DESCRIPTION = """Bayesian Gaussian mixtures from the command line: fit, summarise, predict, plot, choose K.
 
@@ -130,7 +133,14 @@ def _add_fit(sub) -> None:
     p = _subparser(sub, "fit", "fit a mixture and print its summary", _FIT_EXAMPLES)
     _add_data(p, required=False)
     p.add_argument("-k", "--n-components", type=positive_int, default=2, help="number of components")
-    p.add_argument("--covariance-type", default="full", choices=COVARIANCE_TYPES, help="covariance model")
+    p.add_argument(
+        "--covariance-type",
+        default="full",
+        choices=COVARIANCE_TYPES,
+        metavar="TYPE",
+        help="covariance model: full, tied, diag, spherical or one of mclust's EII ... VVV (EM takes all "
+        "of them, nuts and svi the Bayesian ones)",
+    )
     p.add_argument(
         "--inference", default="nuts", choices=("nuts", "svi", "em"), help="NUTS, variational or EM"
     )
@@ -173,7 +183,12 @@ def _add_select_k(sub) -> None:
     _add_data(p, required=False)
     p.add_argument("--max-k", type=positive_int, default=7, help="compare K = 1, ..., max-k")
     p.add_argument(
-        "--covariance-type", nargs="+", default=["full"], choices=COVARIANCE_TYPES, help="covariance models"
+        "--covariance-type",
+        nargs="+",
+        default=["full"],
+        choices=COVARIANCE_TYPES,
+        metavar="TYPE",
+        help="covariance models: full, tied, diag, spherical or mclust's EII ... VVV",
     )
     p.add_argument("--n-init", type=positive_int, default=5, help="EM restarts per model")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -90,11 +90,14 @@ def _occupied_line(idata: az.InferenceData) -> str:
 
 
 def _full_covariances(covariances: np.ndarray, covariance_type: str, shape: tuple[int, int]) -> np.ndarray:
-    """scikit-learn's covariance arrays as one (n_features, n_features) matrix per component."""
+    """Return scikit-learn's covariance arrays (any EM type's layout) as one matrix per component."""
     import numpy as np
+
+    from bayesgmm.inference.em.mclust_models import sklearn_layout
 
     n_components, n_features = shape
     cov = np.asarray(covariances, dtype=float)
+    covariance_type = sklearn_layout(covariance_type)
     if covariance_type == "tied":
         return np.broadcast_to(cov, (n_components, n_features, n_features))
     if covariance_type == "diag":
