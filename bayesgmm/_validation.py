@@ -7,7 +7,10 @@ import numbers
 import jax
 import numpy as np
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: The Bayesian fits' covariance types: scikit-learn's four and mclust's EII and EEI.
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical", "EII", "EEI")
+#: mclust's names of scikit-learn's four types, accepted by the Bayesian fits as aliases.
+COVARIANCE_ALIASES = {"VVV": "full", "EEE": "tied", "VVI": "diag", "VII": "spherical"}
 
 
 def column_names(X) -> tuple[str, ...] | None:
@@ -72,9 +75,25 @@ def check_n_components(n_components) -> int:
 
 
 def check_covariance_type(covariance_type) -> str:
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}.")
-    return covariance_type
+    """Return the canonical name of a Bayesian fit's ``covariance_type``.
+
+    mclust's ``VVV``, ``EEE``, ``VVI`` and ``VII`` give scikit-learn's ``full``, ``tied``,
+    ``diag`` and ``spherical``; the other names of ``COVARIANCE_TYPES`` are returned as
+    they are. mclust's other models raise a ``ValueError`` that points to EM.
+    """
+    from bayesgmm.inference.em.mclust_models import MCLUST_MODELS
+
+    if isinstance(covariance_type, str):
+        canonical = COVARIANCE_ALIASES.get(covariance_type, covariance_type)
+        if canonical in COVARIANCE_TYPES:
+            return canonical
+    choices = f"{COVARIANCE_TYPES} (or the aliases {tuple(COVARIANCE_ALIASES)})"
+    if covariance_type in MCLUST_MODELS:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is available by EM only (fit_em or GaussianMixture); "
+            f"the Bayesian fits take {choices}."
+        )
+    raise ValueError(f"covariance_type must be one of {choices}, got {covariance_type!r}.")
 
 
 def as_key(seed) -> jax.Array:

@@ -25,6 +25,8 @@ LATENT_SITES = {
     "tied": ("scales", "corr_cholesky"),
     "diag": ("scales",),
     "spherical": ("scales",),
+    "EII": ("scales",),
+    "EEI": ("scales",),
 }
 
 #: Latent sites each weight prior samples. Under ``dp`` the ``weights`` are a deterministic
@@ -41,8 +43,20 @@ def _scale_prior(priors: Priors):
 
 
 def _sample_scale_tril(covariance_type: str, n_components: int, n_features: int, priors: Priors):
-    """Sample the covariance Cholesky factors, shape (n_components, n_features, n_features)."""
+    """Sample the covariance Cholesky factors, shape (n_components, n_features, n_features).
+
+    The ``scales`` site is a standard deviation: shape (n_components,) for ``spherical``,
+    (n_components, n_features) for ``diag`` and ``full``, (n_features,) for ``tied`` and
+    ``EEI`` (one diagonal shared by every component) and () for ``EII`` (one scalar shared
+    by every component and feature). Shared factors are broadcast over the components, as
+    ``tied``'s is.
+    """
     eye = jnp.eye(n_features)
+    if covariance_type in ("EII", "EEI"):
+        shape = [] if covariance_type == "EII" else [n_features]
+        scales = numpyro.sample("scales", _scale_prior(priors).expand(shape).to_event(len(shape)))
+        scale_tril = jnp.broadcast_to(scales, (n_features,))[:, None] * eye
+        return jnp.broadcast_to(scale_tril, (n_components, n_features, n_features))
     if covariance_type == "spherical":
         scales = numpyro.sample("scales", _scale_prior(priors).expand([n_components]).to_event(1))
         return scales[:, None, None] * eye
@@ -236,7 +250,10 @@ def gmm_model(
     n_obs : int, optional
         Number of observations; defaults to ``len(Z)``. Give it with a minibatch
         ``Z`` of ``subsample_size`` rows to fit the full data set's likelihood.
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : {"full", "tied", "diag", "spherical", "EII", "EEI"}
+        ``EII``: one variance ``s^2 I`` shared by every component; ``EEI``: one diagonal
+        ``diag(s_1^2, ..., s_D^2)`` shared by every component (mclust's names; both in
+        standardised units, see ``_sample_scale_tril``).
     priors : Priors, optional
         Defaults to ``Priors()``.
     subsample_size : int, optional

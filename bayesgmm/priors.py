@@ -31,7 +31,9 @@ class Priors:
         95% of the mass within four data standard deviations of the data mean.
     scale_loc : float, default 0.5
         Median of the log-normal prior on each component standard deviation
-        (per feature for ``full``/``diag``/``tied``, one for ``spherical``).
+        (per feature for ``full``/``diag``/``tied``, one for ``spherical``; one
+        shared by every component and feature for ``EII``, per feature and shared by
+        every component for ``EEI``).
     scale_scale : float, default 1.0
         Log-scale spread of that log-normal prior. With the defaults, 95% of the
         prior mass lies in about (0.07, 3.5) data standard deviations. A

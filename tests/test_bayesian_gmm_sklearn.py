@@ -104,7 +104,7 @@ def test_clone_get_params_set_params():
     "params, words",
     [
         ({"n_components": 0}, "'n_components' parameter of BayesianGMM must be an int in the range [1, inf)"),
-        ({"covariance_type": "VVV"}, "'covariance_type' parameter of BayesianGMM must be a str among"),
+        ({"covariance_type": "XYZ"}, "'covariance_type' parameter of BayesianGMM must be a str among"),
         ({"inference": "gibbs"}, "'inference' parameter of BayesianGMM must be a str among"),
         ({"weight_prior": "pitman-yor"}, "'weight_prior' parameter of BayesianGMM must be a str among"),
         ({"num_chains": 0}, "'num_chains' parameter of BayesianGMM must be an int in the range [1, inf)"),

@@ -13,7 +13,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bayesgmm import densities, persistence
-from bayesgmm._validation import COVARIANCE_TYPES, as_key, check_X
+from bayesgmm._validation import as_key, check_covariance_type, check_X
+from bayesgmm.inference.em.mclust_models import EM_COVARIANCE_TYPES
 from bayesgmm.inference.em.missing import MISSING, check_incomplete
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.imputation import impute_from_params
@@ -42,7 +43,10 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     Parameters
     ----------
     n_components : int, default 2
-    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    covariance_type : {"full", "tied", "diag", "spherical", "EII", "EEI"}, default "full"
+        Or mclust's ``VVV``, ``EEE``, ``VVI``, ``VII`` for the first four; kept as given
+        (``get_params``), while ``idata_.attrs["covariance_type"]`` holds the canonical
+        name. mclust's other models raise a ``ValueError`` (use ``GaussianMixture``).
     inference : {"nuts", "svi"}, default "nuts"
     priors : bayesgmm.Priors, optional
         Weakly informative defaults on the standardised scale.
@@ -106,7 +110,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     # Checked by scikit-learn's own validation in ``fit``, with its error messages.
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        # Every EM name, so that mclust's EM-only models get check_covariance_type's message.
+        "covariance_type": [StrOptions(set(EM_COVARIANCE_TYPES))],
         "inference": [StrOptions(set(_INFERENCE))],
         "priors": [Priors, None],
         "weight_prior": [StrOptions(set(_WEIGHT_PRIORS))],
@@ -154,6 +159,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.noise_volume = noise_volume
 
     def _fit_idata(self, X, feature_names):
+        covariance_type = check_covariance_type(self.covariance_type)
         common = dict(
             priors=self.priors,
             weight_prior=self.weight_prior,
@@ -171,7 +177,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             return fit_nuts(
                 X,
                 self.n_components,
-                self.covariance_type,
+                covariance_type,
                 num_warmup=self.num_warmup,
                 num_samples=self.num_samples,
                 num_chains=self.num_chains,
@@ -182,7 +188,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         return fit_svi(
             X,
             self.n_components,
-            self.covariance_type,
+            covariance_type,
             num_samples=self.num_samples,
             n_init=self.num_chains,
             **common,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bayesgmm.inference.em.noise import bounding_box_volume, check_noise
-from bayesgmm.inference.start import sites_from_params
+from bayesgmm.inference.start import em_start_type, sites_from_params
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
 
@@ -109,7 +109,7 @@ def noise_em_start(
     fit = fit_em(
         Z,
         n_components,
-        covariance_type,
+        em_start_type(covariance_type),
         n_init=n_init,
         seed=seed,
         noise="uniform",

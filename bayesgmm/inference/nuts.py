@@ -96,7 +96,14 @@ def fit_nuts(
     X : array-like, shape (n_obs, n_features)
         A 1-D array is one feature.
     n_components : int
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : {"full", "tied", "diag", "spherical", "EII", "EEI"}
+        Or mclust's names of the first four (``VVV``, ``EEE``, ``VVI``, ``VII``), read
+        as those. ``EII`` is one variance ``s^2 I`` and ``EEI`` one diagonal covariance,
+        both shared by every component (in standardised units; see ``gmm_model``).
+        Whatever the type, ``covariances`` and ``scale_tril`` have dims (component,
+        feature, feature_col), repeated over the components where they are shared;
+        ``attrs["covariance_type"]`` holds the canonical name. mclust's other models
+        are fitted by EM only (``fit_em``).
     priors : Priors, optional
         Defaults to ``Priors()``, weakly informative on the standardised scale.
     weight_prior : {"dirichlet", "sparse", "dp"}

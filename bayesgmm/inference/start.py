@@ -19,6 +19,15 @@ from bayesgmm.priors import Priors
 # Weights handed to a sampler must lie strictly inside the simplex.
 _MIN_WEIGHT = 1e-3
 
+#: The EM fit that starts each Bayesian type whose name EM's every path (missing values,
+#: noise) lacks: its variances are pooled into the shared scales (``sites_from_params``).
+EM_START_TYPES = {"EII": "spherical", "EEI": "diag"}
+
+
+def em_start_type(covariance_type: str) -> str:
+    """Return the EM ``covariance_type`` that starts a Bayesian fit of ``covariance_type``."""
+    return EM_START_TYPES.get(covariance_type, covariance_type)
+
 
 def em_start(
     Z: np.ndarray,
@@ -87,6 +96,7 @@ def em_starts(
     from bayesgmm.inference.em.fit import bic
 
     rng = np.random.RandomState(seed)
+    covariance_type = em_start_type(covariance_type)
     heard = [_heard(_good_em, Z, k, covariance_type, n_init, rng) for k in _sizes(n_components, overfitted)]
     runs = [fits for fits, _ in heard]
     # bic evaluates the log-likelihood again: only when there is a choice.
@@ -274,6 +284,7 @@ def compile_em_start(
 
     if np.isnan(Z).any():  # EM for incomplete data compiles its own program when it runs
         return []
+    covariance_type = em_start_type(covariance_type)
     return [
         pool.submit(lower_em(Z, k, covariance_type, **_seeded_start(Z[:k], covariance_type)).compile)
         for k in _sizes(n_components, overfitted)
@@ -293,7 +304,9 @@ def sites_from_params(
     See ``models.LATENT_SITES`` and ``models.WEIGHT_SITES``. For ``full`` and ``tied``,
     dividing each row of the Cholesky factor by its norm gives the Cholesky factor of the
     correlation matrix, and the row norms are the per-feature standard deviations. ``diag``
-    and ``spherical`` keep only the diagonal (its mean square for ``spherical``). The
+    and ``spherical`` keep only the diagonal (its mean square for ``spherical``); ``EEI``
+    pools the diagonal variances over the components, weighted by the weights, and ``EII``
+    pools their mean over the features too. The
     hyperparameter of a ``sparse`` or ``dp`` weight prior starts at its prior median; for
     ``dp`` the components are sorted by decreasing weight (the order stick-breaking favours)
     and the weights are turned into sticks. Computed with numpy on the host: op by op in
@@ -304,7 +317,11 @@ def sites_from_params(
     L = np.asarray(params.scale_tril)
     row_norms = np.sqrt(np.sum(L * L, axis=-1))
     sites = {"means": np.asarray(params.means)}
-    if covariance_type == "spherical":
+    if covariance_type in EM_START_TYPES:
+        weights = np.asarray(params.weights) / np.sum(params.weights)
+        pooled = weights @ row_norms**2
+        sites["scales"] = np.sqrt(np.mean(pooled) if covariance_type == "EII" else pooled)
+    elif covariance_type == "spherical":
         sites["scales"] = np.sqrt(np.mean(row_norms**2, axis=-1))
     elif covariance_type == "diag":
         sites["scales"] = row_norms

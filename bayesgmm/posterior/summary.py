@@ -40,7 +40,8 @@ def summary(
         ``relabel`` naming the relabelling method (also in ``DataFrame.attrs["relabel_method"]``).
         A covariance matrix is symmetric, so ``covariances`` and ``scale_tril`` show each
         component's lower triangle (cell ``[k, a, b]`` with ``b`` not after ``a``), and
-        only the diagonal for ``diag`` and ``spherical`` fits, whose other cells are zero.
+        only the diagonal for ``diag``, ``spherical``, ``EII`` and ``EEI`` fits, whose other
+        cells are zero.
 
     Examples
     --------
@@ -86,7 +87,7 @@ def _cells_shown(idata: az.InferenceData, var_names: list[str], n_rows: int, kwa
     """
     if "coords" in kwargs or "filter_vars" in kwargs:
         return np.ones(n_rows, bool)
-    diagonal_only = idata.attrs.get("covariance_type") in ("diag", "spherical")
+    diagonal_only = idata.attrs.get("covariance_type") in ("diag", "spherical", "EII", "EEI")
     masks = []
     for name in var_names:
         da = idata.posterior[name]

@@ -86,7 +86,8 @@ def fit_svi(
         chunks (arrays of shape (n_rows, n_features)) on each call; with it, and with
         a memmap, the data are never loaded whole (minibatch SVI).
     n_components : int
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : str
+        As in ``fit_nuts``.
     priors : Priors, optional
     weight_prior : {"dirichlet", "sparse", "dp"}
         As in ``fit_nuts``.
