@@ -160,6 +160,21 @@ def test_the_bayesian_box_is_the_data_bounding_box(svi_idata, bayes_data):
     np.testing.assert_array_equal(svi_idata.attrs["noise_upper"], bayes_data.max(axis=0))
 
 
+def test_the_bayesian_box_with_a_volume_is_scaled_about_the_data_box_centre(bayes_data):
+    from bayesgmm.inference.prepare import prepare
+
+    setup = prepare(
+        bayes_data, 3, "full", priors=None, weight_prior="dirichlet", feature_names=None, seed=0,
+        key_names=("idata",), noise="uniform", noise_volume=37.0,
+    )  # fmt: skip
+    attrs = setup.base_attrs()
+    lower, upper = np.asarray(attrs["noise_lower"]), np.asarray(attrs["noise_upper"])
+    assert attrs["noise_volume"] == 37.0
+    np.testing.assert_allclose(np.prod(upper - lower), 37.0, rtol=1e-12)
+    centre = (bayes_data.min(axis=0) + bayes_data.max(axis=0)) / 2
+    np.testing.assert_allclose((lower + upper) / 2, centre, rtol=1e-12, atol=1e-12)
+
+
 def test_prior_predictive_noise_share_follows_the_beta_prior(svi_idata):
     priors = Priors()
     beta = stats.beta(priors.noise_concentration, 3 * priors.weight_concentration)
