@@ -14,12 +14,11 @@ file's own (root) attributes:
 - ``bayesgmm_n_features_in`` and ``bayesgmm_feature_names_in`` (JSON, ``null`` when the
   training data had no column names).
 
-``BayesianGMM`` stores its ``idata_`` as it is (posterior, standardisation in
-``constant_data``, the fit's attributes), plus the attributes above. ``GaussianMixture``
-stores its fitted arrays (``weights_``, ``means_``, ``covariances_``, ``precisions_``,
-``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``,
-and ``noise_weight_``, ``noise_volume_`` for a fit with noise) as variables of the
-``constant_data`` group; its ``em_result_``, which holds the training data, is not saved.
+``BayesianGMM`` stores its ``idata_`` as it is (posterior, standardisation in ``constant_data``, the
+fit's attributes and the noise's box), plus the attributes above. ``GaussianMixture`` stores its fitted
+arrays (``weights_``, ``means_``, ``covariances_``, ``precisions_``, ``precisions_cholesky_``,
+``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_``; ``noise_weight_``, ``noise_volume_``,
+``noise_lower_``, ``noise_upper_`` with noise) in ``constant_data``; not its ``em_result_`` (the data).
 """
 
 from __future__ import annotations
@@ -55,8 +54,8 @@ ATTR_KEYS = (
 #: The fitted arrays of ``GaussianMixture`` and their dims after ``component``/``feature``.
 EM_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
 EM_SCALARS = {"converged_": bool, "n_iter_": int, "lower_bound_": float}
-#: Saved only for a fit with ``noise="uniform"``; read back as None where absent.
-NOISE_SCALARS = ("noise_weight_", "noise_volume_")
+#: Saved only for a fit with ``noise="uniform"`` (the box: dims feature); None where absent (older files).
+NOISE_SCALARS, NOISE_BOX = ("noise_weight_", "noise_volume_"), ("noise_lower_", "noise_upper_")
 _COVARIANCE_DIMS = {
     "full": ("component", "feature", "feature_col"),
     "tied": ("feature", "feature_col"),
@@ -183,9 +182,9 @@ def gaussian_mixture_data(estimator: BaseEstimator) -> az.InferenceData:
     Returns
     -------
     arviz.InferenceData
-        One group, ``constant_data``: the arrays of ``EM_ARRAYS`` with dims ``component``,
-        ``feature``, ``feature_col`` (by covariance type), the scalars of ``EM_SCALARS``
-        and ``lower_bounds_`` with dim ``iteration``.
+        One group, ``constant_data``: the arrays of ``EM_ARRAYS`` with dims ``component``, ``feature``,
+        ``feature_col`` (by covariance type), the scalars of ``EM_SCALARS``, ``lower_bounds_`` (dim
+        ``iteration``) and with noise ``NOISE_SCALARS`` and the box ``NOISE_BOX`` (dim ``feature``).
 
     Examples
     --------
@@ -202,6 +201,8 @@ def gaussian_mixture_data(estimator: BaseEstimator) -> az.InferenceData:
     variables["lower_bounds_"] = (("iteration",), np.asarray(estimator.lower_bounds_, np.float64))
     if getattr(estimator, "noise_weight_", None) is not None:  # absent: a fit without noise
         variables |= {name: ((), np.float64(getattr(estimator, name))) for name in NOISE_SCALARS}
+        boxes = [name for name in NOISE_BOX if getattr(estimator, name, None) is not None]
+        variables |= {n: (("feature",), np.asarray(getattr(estimator, n), np.float64)) for n in boxes}
     return az.InferenceData(constant_data=xr.Dataset(variables))
 
 
@@ -231,6 +232,7 @@ def gaussian_mixture_attributes(idata: az.InferenceData) -> dict:
     attributes |= {name: kind(ds[name].values.item()) for name, kind in EM_SCALARS.items()}
     attributes["lower_bounds_"] = [float(v) for v in ds["lower_bounds_"].values]
     attributes |= {name: float(ds[name].values) if name in ds else None for name in NOISE_SCALARS}
+    attributes |= {name: ds[name].values if name in ds else None for name in NOISE_BOX}
     return attributes
 
 

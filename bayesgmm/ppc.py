@@ -19,6 +19,10 @@ Layout of the predictive groups (``posterior_predictive`` or ``prior_predictive`
     ``log_likelihood["X_0"]``; adding copies would make ``az.loo(idata)`` ask which
     variable to use.)
 
+``noise``
+    (chain, draw, obs), for a fit with a noise component only: whether each replicate row
+    was drawn from the noise (uniform in the noise's box) rather than from a Gaussian.
+
 For an SVI fit, whose draws come from the guide, ArviZ's LOO-PIT weights would treat
 them as posterior draws: pass the importance-weighted ones,
 ``az.plot_loo_pit(idata, y="X_0", log_weights=bayesgmm.elpd.loo_log_weights(idata))``.
@@ -39,7 +43,9 @@ from scipy.signal import find_peaks
 
 from bayesgmm._validation import as_key
 from bayesgmm.inference.idata import predictive_draws
+from bayesgmm.noise_region import attrs_box, predictive_draws_noise
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.noise import has_noise
 
 KINDS = {"posterior": ("posterior", "posterior_predictive"), "prior": ("prior", "prior_predictive")}
 
@@ -84,7 +90,10 @@ def add_predictive(
     arviz.InferenceData
         A new object with ``posterior_predictive`` (or ``prior_predictive``) holding
         ``X`` (chain, draw, obs, feature), replacing any earlier one; the input's
-        other groups and ``attrs`` are kept.
+        other groups and ``attrs`` are kept. With a noise component, each replicate row
+        is the noise's with the draw's ``noise_weight``, uniform in the noise's box
+        (``attrs["noise_lower"]``, ``attrs["noise_upper"]``), and ``noise`` (chain, draw,
+        obs) says which rows are.
 
     Examples
     --------
@@ -102,12 +111,10 @@ def add_predictive(
         hint = " Fit with prior_draws=N to get prior draws." if kind == "prior" else ""
         raise ValueError(f"idata has no {source!r} group.{hint}")
     observed = idata.observed_data["X"].transpose("obs", "feature")
-    params = params_from_idata(idata, source)
-    reps = predictive_draws(params, as_key(seed), observed.sizes["obs"])
+    data, reps = _replicates(idata, source, as_key(seed), observed.sizes["obs"])
     draws = idata[source]
     coords = {"chain": draws["chain"].values, "draw": draws["draw"].values}
     coords.update({d: observed[d].values for d in ("obs", "feature")})
-    data = {"X": (("chain", "draw", "obs", "feature"), reps)}
     # Shallow copies: the new object shares the arrays but not the groups with the input.
     groups = {g: idata[g].copy() for g in idata.groups()}
     if per_feature:
@@ -117,6 +124,18 @@ def add_predictive(
             groups["observed_data"][name] = observed.isel(feature=j, drop=True)
     groups[target] = xr.Dataset(data, coords=coords, attrs={"kind": kind})
     return az.InferenceData(attrs=dict(idata.attrs), **groups)
+
+
+def _replicates(idata: az.InferenceData, source: str, key: jax.Array, n_obs: int) -> tuple[dict, np.ndarray]:
+    """Return the predictive variables drawn from ``source``'s draws, and the replicates ``X``."""
+    params = params_from_idata(idata, source)
+    if not has_noise(idata, source):
+        reps = predictive_draws(params, key, n_obs)
+        return {"X": (("chain", "draw", "obs", "feature"), reps)}, reps
+    noise_weight = idata[source]["noise_weight"].transpose("chain", "draw").values
+    reps, noise = predictive_draws_noise(params, noise_weight, *attrs_box(idata.attrs), key, n_obs)
+    data = {"X": (("chain", "draw", "obs", "feature"), reps), "noise": (("chain", "draw", "obs"), noise)}
+    return data, reps
 
 
 def count_modes(

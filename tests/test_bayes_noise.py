@@ -175,8 +175,6 @@ def test_save_load_round_trip(contaminated, noisy_gmm):
         ({"noise": "uniform", "noise_volume": 0.0}, "positive finite"),
         ({"noise": "uniform", "noise_volume": -1.0}, "positive finite"),
         ({"noise_volume": 3.0}, "only used with noise='uniform'"),
-        ({"noise": "uniform", "prior_draws": 10}, "not available with noise='uniform'"),
-        ({"noise": "uniform", "posterior_predictive": True}, "not available with noise='uniform'"),
     ],
 )
 @pytest.mark.parametrize("fit", [fit_nuts, fit_svi])
@@ -196,11 +194,6 @@ def test_noise_with_missing_values_is_refused(contaminated):
 def test_estimator_refuses_bad_noise(contaminated, params):
     with pytest.raises(InvalidParameterError, match="noise"):
         BayesianGMM(3, **params).fit(contaminated)
-
-
-def test_estimator_sample_refuses_noise(noisy_gmm):
-    with pytest.raises(NotImplementedError, match="noise"):
-        noisy_gmm.sample(3)
 
 
 def test_noise_free_programs_unchanged():

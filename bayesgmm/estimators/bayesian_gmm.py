@@ -16,6 +16,7 @@ from bayesgmm import densities, persistence
 from bayesgmm._validation import as_key, check_covariance_type, check_X
 from bayesgmm.inference.em.mclust_models import EM_COVARIANCE_TYPES
 from bayesgmm.inference.em.missing import MISSING, check_incomplete
+from bayesgmm.noise_region import attrs_box, sample_with_noise
 from bayesgmm.posterior.draws import params_from_idata
 from bayesgmm.posterior.imputation import impute_from_params
 from bayesgmm.posterior.noise import (
@@ -360,15 +361,19 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     def sample(self, n_samples: int = 1, random_state: Seed = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the posterior predictive distribution.
 
+        Each sample comes from a posterior draw picked at random. With ``noise``, it is the
+        noise's with that draw's ``noise_weight``, uniform in the noise's box
+        (``idata_.attrs["noise_lower"]``, ``["noise_upper"]``), and otherwise drawn from the
+        Gaussians with weights ``pi_k / (1 - noise_weight)``.
+
         Returns
         -------
         X : ndarray, shape (n_samples, n_features)
         labels : ndarray, shape (n_samples,)
-            The component each sample came from, in the relabelled labelling.
+            The component each sample came from, in the relabelled labelling; -1 for noise.
         """
         check_is_fitted(self, "idata_")
-        if self._log_noise is not None:
-            raise NotImplementedError("sample does not draw from a noise component; fit without noise.")
+        box = attrs_box(self.idata_.attrs) if self._log_noise is not None else None
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1, got {n_samples}.")
         key_draw, key_x = jax.random.split(
@@ -378,5 +383,12 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         idx = jax.random.randint(key_draw, (n_samples,), 0, flat.weights.shape[0])
         picked = jax.tree_util.tree_map(lambda a: a[idx], flat)
         keys = jax.random.split(key_x, n_samples)
-        X, labels = jax.vmap(lambda p, k: densities.sample(p, k, 1))(picked, keys)
+        if box is None:
+            X, labels = jax.vmap(lambda p, k: densities.sample(p, k, 1))(picked, keys)
+        else:
+            noise_weight = self.idata_.posterior["noise_weight"].transpose("chain", "draw").values.reshape(-1)
+            picked_weight = noise_weight[np.asarray(idx)]
+            X, labels = jax.vmap(lambda p, w, k: sample_with_noise(p, w, *box, k, 1))(
+                picked, picked_weight, keys
+            )
         return np.asarray(X[:, 0]), np.asarray(labels[:, 0])

@@ -68,7 +68,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
     lower_bounds_ : list of float
     n_features_in_ : int
     feature_names_in_ : ndarray of str
-    noise_weight_, noise_volume_ : float or None (None without ``noise``)
+    noise_weight_, noise_volume_ : float; noise_lower_, noise_upper_ : ndarray (D,) (None without ``noise``)
     em_result_ : EMResult
         The underlying fit (``em_result_.to_inference_data()`` for ArviZ).
 
@@ -341,15 +341,15 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
         X : ndarray, shape (n_samples, n_features)
             Grouped by component, as scikit-learn returns them.
         labels : ndarray of int, shape (n_samples,)
+            With ``noise``: -1 for rows of the noise (uniform in ``[noise_lower_, noise_upper_]``), last.
         """
         check_is_fitted(self)
-        if self._is_noise_fit():
-            raise NotImplementedError("sample does not draw from a noise component; fit without noise.")
         if n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
             )
-        return em_shapes.sample_grouped(self._params(), n_samples, check_random_state(self.random_state))
+        rng = check_random_state(self.random_state)
+        return em_shapes.sample_grouped(self._params(), n_samples, rng, em_shapes.noise_terms(self))
 
     def _n_parameters(self) -> int:
         extra = criteria.NOISE_PARAMETERS if self._is_noise_fit() else 0

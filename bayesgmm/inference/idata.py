@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import densities, incomplete
+from bayesgmm.noise_region import predictive_draws_noise, stored_box
 from bayesgmm.params import GMMParams
 
 #: Dims of every posterior variable after ``chain`` and ``draw``.
@@ -33,8 +34,14 @@ PARAM_DIMS = {
     "noise_weight": [],
 }
 #: Dims of the data and the standardisation; ``log_likelihood``'s ``X`` is one density per
-#: observation (the features are joint), so it has dims ``obs`` only.
-DATA_DIMS = {"X": ["obs", "feature"], "standardize_loc": ["feature"], "standardize_scale": ["feature"]}
+#: observation (the features are joint), so it has dims ``obs`` only. ``noise``: whether a
+#: predictive group's row was drawn from a noise component.
+DATA_DIMS = {
+    "X": ["obs", "feature"],
+    "noise": ["obs"],
+    "standardize_loc": ["feature"],
+    "standardize_scale": ["feature"],
+}
 
 
 def _unstandardize(params: GMMParams, loc: jnp.ndarray, scale: jnp.ndarray) -> GMMParams:
@@ -139,18 +146,30 @@ def _coords(n_components: int, n_obs: int, n_features: int, feature_names, hyper
     return coords
 
 
-def _predictive_groups(post, prior_std_params, loc, scale, key, n_obs, posterior_predictive) -> dict:
-    """``posterior_predictive``, ``prior`` and ``prior_predictive`` groups, as asked."""
+def _replicates(params: GMMParams, hyper: dict, box, key: jax.Array, n_obs: int) -> dict:
+    """Return a predictive group's variables: ``X``, and with noise whether each row is the noise's."""
+    if "noise_weight" not in hyper:
+        return {"X": predictive_draws(params, key, n_obs)}
+    X, noise = predictive_draws_noise(params, hyper["noise_weight"], *stored_box(*box), key, n_obs)
+    return {"X": X, "noise": noise}
+
+
+def _predictive_groups(post, hyper, prior, loc, scale, key, n_obs, posterior_predictive, box) -> dict:
+    """``posterior_predictive``, ``prior`` and ``prior_predictive`` groups, as asked.
+
+    ``prior`` is None or (prior draws in standardised units, their hyperparameters); ``box``
+    is the noise's ``(lower, upper)`` when ``hyper`` holds a ``noise_weight``.
+    """
     groups = {}
-    if not posterior_predictive and prior_std_params is None:
+    if not posterior_predictive and prior is None:
         return groups
     key_post, key_prior = jax.random.split(key)
     if posterior_predictive:
-        groups["posterior_predictive"] = {"X": predictive_draws(post, key_post, n_obs)}
-    if prior_std_params is not None:
-        prior_draws = user_params(prior_std_params, loc, scale)
-        groups["prior"] = _param_dict(prior_draws)
-        groups["prior_predictive"] = {"X": predictive_draws(prior_draws, key_prior, n_obs)}
+        groups["posterior_predictive"] = _replicates(post, hyper, box, key_post, n_obs)
+    if prior is not None:
+        prior_draws, prior_hyper = user_params(prior[0], loc, scale), prior[1]
+        groups["prior"] = {**_param_dict(prior_draws), **prior_hyper}
+        groups["prior_predictive"] = _replicates(prior_draws, prior_hyper, box, key_prior, n_obs)
     return groups
 
 
@@ -181,6 +200,8 @@ def build_inference_data(
     hyper_draws: dict | None = None,
     log_likelihood: bool = True,
     noise_volume: float | None = None,
+    noise_box: tuple[np.ndarray, np.ndarray] | None = None,
+    prior_hyper_draws: dict | None = None,
 ) -> az.InferenceData:
     """Assemble the InferenceData of a Bayesian mixture fit.
 
@@ -214,6 +235,12 @@ def build_inference_data(
         Hypervolume (user's units) of a uniform noise component whose weight is
         ``hyper_draws["noise_weight"]``: the log-likelihood then includes its term
         ``noise_weight / noise_volume`` (``std_params``' weights sum to ``1 - noise_weight``).
+    noise_box : (lower, upper) of arrays shaped (n_features,), optional
+        The noise's region (user's units), from which the predictive groups draw a row
+        with the draw's probability ``noise_weight``; they then hold ``noise`` (chain,
+        draw, obs), whether each replicate row is the noise's. Needed for them with noise.
+    prior_hyper_draws : dict of arrays, optional
+        As ``hyper_draws``, of the prior draws (with noise, their ``noise_weight``).
 
     Returns
     -------
@@ -232,7 +259,9 @@ def build_inference_data(
     }
     if sample_stats is not None:
         groups["sample_stats"] = {k: np.asarray(v) for k, v in sample_stats.items()}
-    groups.update(_predictive_groups(post, prior_std_params, loc, scale, key, n_obs, posterior_predictive))
+    prior = None if prior_std_params is None else (prior_std_params, prior_hyper_draws or {})
+    box = (None, None) if noise_box is None else noise_box
+    groups.update(_predictive_groups(post, hyper, prior, loc, scale, key, n_obs, posterior_predictive, box))
     log_lik = pointwise_log_likelihood(post, X) if log_likelihood else None
     if log_lik is not None and noise_volume is not None:
         log_noise = np.log(hyper["noise_weight"]) - np.log(noise_volume)

@@ -2,14 +2,14 @@
 
 mclust's noise (Banfield & Raftery 1993), as ``fit_em(noise="uniform")`` fits it: a density
 ``1 / V`` over a region of hypervolume ``V`` (the data's bounding box unless given) takes
-the rows no Gaussian explains. The model runs on standardised data ``Z = (X - loc) / scale``,
-where the same region has hypervolume ``V / prod_j scale_j``; the posterior's ``noise_weight``
-is unit-free.
+the rows no Gaussian explains. The region is a box (:func:`bayesgmm.noise_region.noise_box`:
+the data's bounding box, or that box scaled about its centre to the volume given), which the
+fit keeps in ``attrs["noise_lower"]`` and ``attrs["noise_upper"]`` for the predictive draws.
+The model runs on standardised data ``Z = (X - loc) / scale``, where the same region has
+hypervolume ``V / prod_j scale_j``; the posterior's ``noise_weight`` is unit-free.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +17,6 @@ from bayesgmm.inference.em.noise import bounding_box_volume, check_noise
 from bayesgmm.inference.start import em_start_type, sites_from_params
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
-
-if TYPE_CHECKING:
-    from bayesgmm.inference.prepare import FitSetup
 
 # Noise weights handed to a sampler must lie strictly inside (0, 1).
 _MIN_NOISE = 1e-3
@@ -43,22 +40,6 @@ def check_bayes_noise(noise: str | None, noise_volume: float | None, missing: st
     ValueError: noise must be one of (None, 'uniform'), got 'bogus'.
     """
     check_noise(noise, noise_volume, missing)
-
-
-def check_noise_outputs(setup: FitSetup, prior_draws: int, posterior_predictive: bool) -> None:
-    """Refuse the predictive groups of a fit with noise, before it runs.
-
-    Raises
-    ------
-    ValueError
-        With noise and ``prior_draws`` or ``posterior_predictive``: the replicate data
-        would need draws from the noise's region, which the builder does not make.
-    """
-    if setup.noise_volume is not None and (prior_draws or posterior_predictive):
-        raise ValueError(
-            "prior_draws and posterior_predictive are not available with noise='uniform' (the "
-            "noise component has no draws yet); pass prior_draws=0 and posterior_predictive=False."
-        )
 
 
 def standardized_log_density(

@@ -15,7 +15,7 @@ from numpyro.infer import MCMC, NUTS
 
 from bayesgmm._cache import ProgramCache
 from bayesgmm.inference.chains import ChainsOverDevices
-from bayesgmm.inference.noise import check_noise_outputs, noise_em_start, noise_sites
+from bayesgmm.inference.noise import noise_em_start, noise_sites
 from bayesgmm.inference.prepare import FitSetup, finish, prepare, traced_in
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import gmm_model, hyper_draws, params_from_sites
@@ -153,11 +153,16 @@ def fit_nuts(
         component is never relabelled. With ``weight_prior="sparse"`` or ``"dp"`` the
         Gaussians' shares follow that prior and ``noise_weight`` the same Beta law, and
         rows drawn into the noise never count as occupied components. Needs complete
-        data, ``prior_draws=0`` and no ``posterior_predictive``.
+        data. The predictive groups (``prior_draws``, ``posterior_predictive``) draw each
+        replicate row from the noise with the draw's ``noise_weight``, uniform in the
+        noise's box, and mark those rows in ``noise`` (chain, draw, obs); the ``prior``
+        group gains ``noise_weight``.
     noise_volume : float, optional
         Hypervolume of the noise's support in the units of ``X``; the data's bounding box
         by default. The model uses ``noise_volume / prod(scale)`` on standardised data.
-        Recorded in ``attrs["noise_volume"]``.
+        Recorded in ``attrs["noise_volume"]``; the region, the data's bounding box scaled
+        about its centre to that volume (:func:`bayesgmm.noise_region.noise_box`), in
+        ``attrs["noise_lower"]`` and ``attrs["noise_upper"]`` (lists of floats).
 
     Warns
     -----
@@ -220,7 +225,6 @@ def fit_nuts(
         noise=noise,
         noise_volume=noise_volume,
     )
-    check_noise_outputs(setup, prior_draws, posterior_predictive)
     settings = dict(
         num_warmup=num_warmup,
         num_samples=num_samples,

@@ -27,6 +27,7 @@ from bayesgmm.inference.em.missing import MISSING, check_incomplete
 from bayesgmm.inference.idata import build_inference_data
 from bayesgmm.inference.noise import check_bayes_noise, standardized_log_density
 from bayesgmm.models import WEIGHT_SITES, gmm_model, params_from_sites
+from bayesgmm.noise_region import noise_box
 from bayesgmm.params import GMMParams
 from bayesgmm.priors import Priors
 
@@ -66,7 +67,8 @@ class FitSetup:
 
     ``keys`` maps the names given to ``prepare`` to independent keys, unpacked on the
     host (numpy arrays of shape (2,)). ``noise_volume`` is the uniform noise component's
-    hypervolume in the user's units (None without noise); the model's
+    hypervolume in the user's units (None without noise), ``noise_box`` its region
+    ``(lower, upper)`` (:func:`bayesgmm.noise_region.noise_box`); the model's
     ``noise_log_density`` is its log density in standardised units.
     """
 
@@ -79,6 +81,7 @@ class FitSetup:
     data: Loaded
     model_kwargs: dict = field(default_factory=dict)
     noise_volume: float | None = None
+    noise_box: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_features(self) -> int:
@@ -100,6 +103,8 @@ class FitSetup:
         }
         if self.noise_volume is not None:
             attrs.update(noise="uniform", noise_volume=self.noise_volume)
+            # Lists of floats: netCDF attributes, which save and load keep.
+            attrs.update(noise_lower=self.noise_box[0].tolist(), noise_upper=self.noise_box[1].tolist())
         return attrs
 
 
@@ -213,12 +218,22 @@ def prepare(
     )
     if data.incomplete:
         model_kwargs["missing"] = "marginalize"
-    volume = None
+    volume = box = None
     if noise is not None:
         volume, log_density = standardized_log_density(data.X_obs, data.scale, noise_volume)
         model_kwargs["noise_log_density"] = log_density
+        box = noise_box(data.X_obs, noise_volume)
     return FitSetup(
-        n_components, covariance_type, weight_prior, priors, feature_names, keys, data, model_kwargs, volume
+        n_components,
+        covariance_type,
+        weight_prior,
+        priors,
+        feature_names,
+        keys,
+        data,
+        model_kwargs,
+        volume,
+        box,
     )
 
 
@@ -238,7 +253,7 @@ def traced_in(dtype: DTypeLike) -> contextlib.AbstractContextManager:
     return jax.enable_x64(False) if np.dtype(dtype) == np.float32 else contextlib.nullcontext()
 
 
-def prior_params(setup: FitSetup, prior_draws: int) -> GMMParams | None:
+def prior_params(setup: FitSetup, prior_draws: int) -> tuple[GMMParams, dict] | None:
     """Return ``prior_draws`` draws of the prior (leaves shaped (1, prior_draws, ...)), or None.
 
     Parameters
@@ -248,12 +263,15 @@ def prior_params(setup: FitSetup, prior_draws: int) -> GMMParams | None:
 
     Returns
     -------
-    GMMParams or None
+    params : GMMParams
+    hyper : dict
+        With noise, the draws' ``noise_weight`` (shape (1, prior_draws)); else empty.
     """
     if not prior_draws:
         return None
     sites = Predictive(setup.model, num_samples=prior_draws)(setup.keys["prior"], n_obs=1)
-    return jax.tree_util.tree_map(lambda a: a[None], params_from_sites(sites))
+    hyper = {"noise_weight": np.asarray(sites["noise_weight"])[None]} if "noise_weight" in sites else {}
+    return jax.tree_util.tree_map(lambda a: a[None], params_from_sites(sites)), hyper
 
 
 def finish(
@@ -303,6 +321,7 @@ def finish(
     arviz.InferenceData
     """
     data = setup.data
+    prior = prior_params(setup, prior_draws) or (None, None)
     with warnings.catch_warnings():
         if short_chains:
             warnings.filterwarnings("ignore", message="More chains")
@@ -313,13 +332,15 @@ def finish(
             data.scale.astype(dtype, copy=False),
             key=setup.keys["idata"],
             sample_stats=sample_stats,
-            prior_std_params=prior_params(setup, prior_draws),
+            prior_std_params=prior[0],
+            prior_hyper_draws=prior[1],
             posterior_predictive=posterior_predictive,
             feature_names=setup.feature_names,
             attrs=attrs,
             hyper_draws=hyper,
             log_likelihood=log_likelihood,
             noise_volume=setup.noise_volume,
+            noise_box=setup.noise_box,
         )
     if extend is not None:
         extend(idata)

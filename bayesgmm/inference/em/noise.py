@@ -5,7 +5,10 @@ The mixture is ``pi_0 / V + sum_k pi_k N(x | mu_k, Sigma_k)`` with ``pi_0 + sum_
 over a region of hypervolume ``V`` takes the observations that no Gaussian component
 explains. ``V`` is the volume of the data's bounding box unless given (mclust's ``hypvol``
 takes the smaller of that box and the box of the principal-component scores; pass mclust's
-value as ``noise_volume`` to fit its model).
+value as ``noise_volume`` to fit its model). The region itself is a box
+(:func:`bayesgmm.noise_region.noise_box`): the data's bounding box, or with ``noise_volume``
+that box scaled about its centre by one factor in every feature to the volume given; the
+result keeps it (``noise_lower``, ``noise_upper``) to draw the noise's rows from.
 
 The E-step adds ``log pi_0 - log V`` as one more column of the joint log densities; the
 M-step takes the noise weight as the mean noise responsibility and gives the Gaussian
@@ -36,6 +39,7 @@ from bayesgmm.inference.em import report
 from bayesgmm.inference.em.init import INIT_PARAMS, resp_from_start
 from bayesgmm.inference.em.mstep import m_step
 from bayesgmm.inference.em.stats import features
+from bayesgmm.noise_region import noise_box
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
@@ -263,7 +267,8 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     Returns
     -------
     EMResult
-        With ``noise_weight`` and ``noise_volume``; ``params.weights`` sum to
+        With ``noise_weight``, ``noise_volume`` and the region's box ``noise_lower``,
+        ``noise_upper`` (shape (n_features,)); ``params.weights`` sum to
         ``1 - noise_weight``; ``labels`` are -1 for rows most probably noise.
 
     Examples
@@ -289,6 +294,7 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     call = em_fit._program_call(X, n_components, covariance_type, **options)
     # Rows of zero weight are not data: they neither widen the box nor enter the fit.
     volume = bounding_box_volume(call.X[call.w > 0]) if noise_volume is None else float(noise_volume)
+    box = noise_box(call.X[call.w > 0], noise_volume)
     starts, Z, wz, given, lb0, tol, reg_covar, _, max_iter = call.args
     static = {k: call.static[k] for k in ("covariance_type", "init_params", "n_components", "n_history")}
     if starts is None:
@@ -311,7 +317,9 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     ]
     state, log_liks, labels = jax.tree.map(lambda *parts: np.stack(parts), *jax.device_get(runs))
     best = report.pick_best(state, int(max_iter))
-    result = _result(call, state, log_liks, labels, best, covariance_type, options, column_names(X), volume)
+    result = _result(
+        call, state, log_liks, labels, best, covariance_type, options, column_names(X), volume, box
+    )
     report.warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(np.float64).eps)
     report.warn_not_converged(result, int(max_iter), options["tol"])
     return result
@@ -326,7 +334,7 @@ def _split_weights_init(options: dict) -> tuple[dict, float]:
     return {**options, "weights_init": np.asarray(weights, dtype=float) / total}, 1.0 - total
 
 
-def _result(call, state, log_liks, labels, best, covariance_type, options, names, volume) -> EMResult:
+def _result(call, state, log_liks, labels, best, covariance_type, options, names, volume, box) -> EMResult:
     """Build the EMResult of restart ``best``, in the user's coordinates."""
     from bayesgmm.inference.em.result import EMResult
 
@@ -349,4 +357,6 @@ def _result(call, state, log_liks, labels, best, covariance_type, options, names
         feature_names=names,
         noise_weight=float(state.noise_weight[best]),
         noise_volume=volume,
+        noise_lower=box[0],
+        noise_upper=box[1],
     )

@@ -47,6 +47,10 @@ class EMResult:
         ``1 - noise_weight``, ``log_prob`` includes the noise term, ``responsibilities``
         have a last column for the noise (as mclust's ``z``) and ``labels`` are -1 for rows
         most probably noise. None for a fit without noise.
+    noise_lower, noise_upper : ndarray, shape (n_features,), or None
+        The noise's region, the box ``[noise_lower, noise_upper]`` of volume ``noise_volume``
+        (:func:`bayesgmm.noise_region.noise_box`), from which ``GaussianMixture.sample``
+        draws the noise's rows. None for a fit without noise.
     """
 
     params: GMMParams
@@ -66,6 +70,8 @@ class EMResult:
     feature_names: tuple[str, ...] | None = None
     noise_weight: float | None = None
     noise_volume: float | None = None
+    noise_lower: np.ndarray | None = None
+    noise_upper: np.ndarray | None = None
 
     @property
     def covariances(self) -> np.ndarray:

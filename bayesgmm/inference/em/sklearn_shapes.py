@@ -20,6 +20,7 @@ from sklearn.utils import check_array
 from bayesgmm import densities
 from bayesgmm._jit import jit
 from bayesgmm.inference.em.mclust_models import sklearn_layout
+from bayesgmm.noise_region import stored_box
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def fitted_attributes(res: EMResult, covariance_type: str) -> dict:
         "converged_": res.converged, "n_iter_": res.n_iter, "lower_bound_": res.lower_bound,
         "lower_bounds_": [float(v) for v in res.lower_bounds],
         "noise_weight_": res.noise_weight, "noise_volume_": res.noise_volume,
+        "noise_lower_": res.noise_lower, "noise_upper_": res.noise_upper,
     }  # fmt: skip
 
 
@@ -286,17 +288,38 @@ def params_from_sklearn(
     return GMMParams(jnp.asarray(weights), jnp.asarray(means), jnp.asarray(tril))
 
 
+def noise_terms(estimator: object) -> tuple | None:
+    """Return a fitted estimator's ``(noise_weight_, noise_lower_, noise_upper_)``; None without noise."""
+    if getattr(estimator, "noise_weight_", None) is None:
+        return None
+    return tuple(getattr(estimator, f"noise_{name}_", None) for name in ("weight", "lower", "upper"))
+
+
 def sample_grouped(
-    params: GMMParams, n_samples: int, rng: np.random.RandomState
+    params: GMMParams, n_samples: int, rng: np.random.RandomState, noise: tuple | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n_samples`` points grouped by component, as scikit-learn's ``sample`` does.
+
+    ``noise`` is ``(noise_weight, lower, upper)`` of a fit with uniform noise (weights
+    summing to ``1 - noise_weight``): the count of noise rows is then one more cell of the
+    multinomial, and they come last, uniform in the box ``[lower, upper]``, labelled -1
+    (a ValueError asks to refit when the box is None, a fit saved without it).
 
     Returns
     -------
     X : ndarray, shape (n_samples, n_features)
     labels : ndarray of int, shape (n_samples,)
     """
-    counts = rng.multinomial(n_samples, np.asarray(params.weights, dtype=np.float64))
+    weights = np.asarray(params.weights, dtype=np.float64)
+    if noise is not None:
+        noise = (noise[0], *stored_box(noise[1], noise[2]))
+        weights = np.append(weights, noise[0])
+        weights = weights / weights.sum()
+    counts = rng.multinomial(n_samples, weights)
     L, means = np.asarray(params.scale_tril), np.asarray(params.means)
-    parts = [m + rng.standard_normal((c, len(m))) @ Lk.T for m, Lk, c in zip(means, L, counts, strict=True)]
-    return np.vstack(parts).astype(np.float64), np.repeat(np.arange(len(counts)), counts)
+    parts = [m + rng.standard_normal((c, len(m))) @ Lk.T for m, Lk, c in zip(means, L, counts, strict=False)]
+    labels = np.repeat(np.arange(len(means)), counts[: len(means)])
+    if noise is not None:
+        parts.append(rng.uniform(noise[1], noise[2], size=(counts[-1], means.shape[1])))
+        labels = np.concatenate([labels, np.full(counts[-1], -1)])
+    return np.vstack(parts).astype(np.float64), labels

@@ -22,7 +22,6 @@ import optax
 import xarray as xr
 from numpy.typing import DTypeLike
 
-from bayesgmm.inference.noise import check_noise_outputs
 from bayesgmm.inference.prepare import FitSetup, finish, prepare
 from bayesgmm.inference.svi.cache import PROGRAMS, program_key
 from bayesgmm.inference.svi.config import Objective, Output, Schedule, SVISettings, default_optimizer
@@ -154,9 +153,9 @@ def fit_svi(
         or ``batch_size``); a memmap or chunk callable is refused.
     noise : {None, "uniform"}, default None; noise_volume : float, optional
         A uniform noise component, as in ``fit_nuts`` (the posterior gains
-        ``noise_weight``); the guide starts at EM's noise fit on ``init_rows`` rows. The
-        default volume is that of the bounding box of the rows kept for
-        ``observed_data`` (all rows, up to ``max_observed``).
+        ``noise_weight``, the predictive groups draw rows from it); the guide starts at
+        EM's noise fit on ``init_rows`` rows. The default region is the bounding box of
+        the rows kept for ``observed_data`` (all rows, up to ``max_observed``).
 
     Warns
     -----
@@ -224,7 +223,6 @@ def fit_svi(
     names = dict(priors=priors, weight_prior=weight_prior, feature_names=feature_names, missing=missing)
     names.update(noise=noise, noise_volume=noise_volume)
     setup = prepare(X, n_components, covariance_type, seed=seed, key_names=_KEYS, load=load, **names)
-    check_noise_outputs(setup, prior_draws, posterior_predictive)
     clock.lap("data")
     return _fit(setup, settings, clock)
 
