@@ -32,7 +32,13 @@ from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em.init import check_options, random_state
 from bayesgmm.inference.em.report import pick_best, warn_empty, warn_not_converged
 from bayesgmm.inference.em.result import EMResult
-from bayesgmm.inference.em.stream import padded_chunks, prefetched, row_chunks, weighted_mean
+from bayesgmm.inference.em.stream import (
+    is_process_sharded,
+    padded_chunks,
+    prefetched,
+    row_chunks,
+    weighted_mean,
+)
 from bayesgmm.inference.progress import progress_bar
 from bayesgmm.params import GMMParams
 from bayesgmm.sources import as_source, is_parquet
@@ -154,12 +160,20 @@ def fit_em_chunked(
 def is_streamed(X: object, chunk_size: int | None) -> bool:
     """Return whether ``fit_em`` streams ``X``: a memmap, chunk callable or Parquet path, or ``chunk_size``.
 
+    A global ``jax.Array`` sharded over processes is streamed too, by ``multihost``.
+
     Examples
     --------
     >>> is_streamed(np.zeros((4, 2)), None), is_streamed(np.zeros((4, 2)), 2), is_streamed("d.parquet", None)
     (False, True, True)
     """
-    return chunk_size is not None or isinstance(X, np.memmap) or callable(X) or is_parquet(X)
+    return (
+        chunk_size is not None
+        or isinstance(X, np.memmap)
+        or callable(X)
+        or is_parquet(X)
+        or is_process_sharded(X)
+    )
 
 
 def _refuse(refused: dict, covariance_type: str) -> None:
