@@ -32,7 +32,13 @@ from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em.init import check_options, random_state
 from bayesgmm.inference.em.report import pick_best, warn_empty, warn_not_converged
 from bayesgmm.inference.em.result import EMResult
-from bayesgmm.inference.em.stream import padded_chunks, prefetched, row_chunks, weighted_mean
+from bayesgmm.inference.em.stream import (
+    is_process_sharded,
+    padded_chunks,
+    prefetched,
+    row_chunks,
+    weighted_mean,
+)
 from bayesgmm.inference.progress import progress_bar
 from bayesgmm.params import GMMParams
 from bayesgmm.sources import as_source, is_parquet
@@ -154,12 +160,20 @@ def fit_em_chunked(
 def is_streamed(X: object, chunk_size: int | None) -> bool:
     """Return whether ``fit_em`` streams ``X``: a memmap, chunk callable or Parquet path, or ``chunk_size``.
 
+    A global ``jax.Array`` sharded over processes is streamed too, by ``multihost``.
+
     Examples
     --------
     >>> is_streamed(np.zeros((4, 2)), None), is_streamed(np.zeros((4, 2)), 2), is_streamed("d.parquet", None)
     (False, True, True)
     """
-    return chunk_size is not None or isinstance(X, np.memmap) or callable(X) or is_parquet(X)
+    return (
+        chunk_size is not None
+        or isinstance(X, np.memmap)
+        or callable(X)
+        or is_parquet(X)
+        or is_process_sharded(X)
+    )
 
 
 def _refuse(refused: dict, covariance_type: str) -> None:
@@ -216,8 +230,6 @@ def _iterate(state, one_pass, consts, covariance_type, max_iter, show):
 def _starts(source, n_obs, shift, n_components, covariance_type, chunk_size, sample_weight, seed, n_init,
             options, n_sub):  # fmt: skip
     """Centred starting parameters of each restart, from ``fit_em(max_iter=0)`` on a uniform subsample."""
-    from bayesgmm.inference.em.fit import fit_em  # fit imports this module
-
     rs = random_state(seed)
     keep = min(1.0, n_sub / n_obs)
     # Drawn only when subsampling, so that small data start where in-memory fit_em does.
@@ -229,6 +241,42 @@ def _starts(source, n_obs, shift, n_components, covariance_type, chunk_size, sam
         weights.append(None if w is None else w[take])
     sub = np.concatenate(rows)
     w_sub = None if sample_weight is None else np.concatenate(weights)
+    return starts_on(sub, w_sub, shift, n_components, covariance_type, rs, n_init, options)
+
+
+def starts_on(
+    sub: np.ndarray,
+    w_sub: np.ndarray | None,
+    shift: np.ndarray,
+    n_components: int,
+    covariance_type: str,
+    rs: np.random.RandomState,
+    n_init: int,
+    options: dict,
+) -> list[GMMParams]:
+    """Return the centred starts of ``n_init`` restarts, ``fit_em(max_iter=0)``'s on the rows ``sub``.
+
+    Parameters
+    ----------
+    sub : ndarray, shape (n_rows, n_features)
+        The subsample, in the user's coordinates.
+    w_sub : ndarray, shape (n_rows,), or None
+        Its weights.
+    shift : ndarray, shape (n_features,)
+        The fit's centre, subtracted from the starting means.
+    n_components, covariance_type
+    rs : numpy.random.RandomState
+        Drawn from, restart after restart.
+    n_init : int
+    options : dict
+        ``fit_em``'s ``init_params``, ``dtype``, ``reg_covar`` and starting values.
+
+    Returns
+    -------
+    list of GMMParams
+    """
+    from bayesgmm.inference.em.fit import fit_em  # fit imports this module
+
     if len(sub) < n_components:
         raise ValueError(f"The subsample has {len(sub)} rows, fewer than n_components; raise n_subsample.")
     starts = []

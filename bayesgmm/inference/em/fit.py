@@ -21,10 +21,12 @@ from bayesgmm.inference.em.init import INIT_PARAMS, check_options, initial_start
 from bayesgmm.inference.em.mclust_models import check_em_covariance_type
 from bayesgmm.inference.em.missing import fit_missing
 from bayesgmm.inference.em.mstep import EMPrior, centred_prior, default_prior
+from bayesgmm.inference.em.multihost import fit_em_multihost
 from bayesgmm.inference.em.noise import fit_noise
 from bayesgmm.inference.em.report import pick_best, warn_empty, warn_not_converged
 from bayesgmm.inference.em.result import EMResult
 from bayesgmm.inference.em.shards import default_n_shards
+from bayesgmm.inference.em.stream import is_process_sharded
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
@@ -112,6 +114,12 @@ def fit_em(
         Stream the rows in chunks of this many (exact EM out of core, :mod:`.chunked`). A
         ``numpy.memmap``, a callable returning an iterable of row chunks, or a Parquet file or
         directory ``X`` is always streamed (65536 rows by default); an array only with ``chunk_size``.
+        So is a global ``jax.Array`` whose rows are spread over the processes of
+        ``jax.distributed`` (``X.is_fully_addressable`` False, :mod:`.multihost`): each process
+        streams its rows and the statistics of every pass are summed over the processes; every
+        process calls ``fit_em`` alike and gets the same result (``labels`` of all rows).
+        Uneven shares: pad with zero rows of zero ``sample_weight``. Not with ``prior``,
+        ``missing`` or ``noise``.
     progress_bar : bool
         Streamed fits only: show a bar over the iterations.
 
@@ -152,7 +160,8 @@ def fit_em(
     """
     if is_streamed(X, chunk_size):
         options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}
-        return fit_em_chunked(X, n_components, covariance_type, **options)
+        fit = fit_em_multihost if is_process_sharded(X) else fit_em_chunked
+        return fit(X, n_components, covariance_type, **options)
     if missing != "error" or noise is not None or noise_volume is not None:
         covariance_type = check_em_covariance_type(covariance_type, missing=missing, noise=noise)
         options = {k: v for k, v in locals().items() if k not in ("X", "n_components", "covariance_type")}

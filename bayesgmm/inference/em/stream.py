@@ -139,6 +139,17 @@ def padded_chunks(
         )
 
 
+def is_process_sharded(X: object) -> bool:
+    """Return whether ``X`` is a global ``jax.Array`` with rows on other processes (``jax.distributed``).
+
+    Examples
+    --------
+    >>> is_process_sharded(jax.numpy.zeros((4, 2))), is_process_sharded(np.zeros((4, 2)))
+    (False, False)
+    """
+    return isinstance(X, jax.Array) and not X.is_fully_addressable
+
+
 _DONE = object()
 
 
