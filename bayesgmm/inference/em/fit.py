@@ -115,11 +115,11 @@ def fit_em(
         ``numpy.memmap``, a callable returning an iterable of row chunks, or a Parquet file or
         directory ``X`` is always streamed (65536 rows by default); an array only with ``chunk_size``.
         So is a global ``jax.Array`` whose rows are spread over the processes of
-        ``jax.distributed`` (``X.is_fully_addressable`` False, :mod:`.multihost`): each process
-        streams its rows and the statistics of every pass are summed over the processes; every
-        process calls ``fit_em`` alike and gets the same result (``labels`` of all rows).
-        Uneven shares: pad with zero rows of zero ``sample_weight``. Not with ``prior``,
-        ``missing`` or ``noise``.
+        ``jax.distributed`` (``X.is_fully_addressable`` False, see
+        :func:`bayesgmm.inference.em.multihost.fit_em_multihost`): each process streams its rows
+        and the statistics of every pass are summed over the processes; every process calls
+        ``fit_em`` alike and gets the same result (``labels`` of all rows). Uneven shares: pad
+        with zero rows of zero ``sample_weight``. Not with ``prior``, ``missing`` or ``noise``.
     progress_bar : bool
         Streamed fits only: show a bar over the iterations.
 
