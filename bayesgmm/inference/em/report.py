@@ -34,6 +34,9 @@ def warn_empty(weights: np.ndarray, total_weight: float, eps: float) -> None:
 _EMPTY_COUNT = 1e-6
 
 
+_TIE_RTOL = 1e-12
+
+
 def pick_best(state: Any, max_iter: int) -> int:
     """Return the restart with the largest lower bound among those that did not collapse."""
     ok = np.asarray(state.ok)
@@ -57,7 +60,11 @@ def pick_best(state: Any, max_iter: int) -> int:
     lb = np.where(ok, np.asarray(state.lower_bound), -np.inf)
     if max_iter == 0:
         return int(np.argmax(ok))
-    return int(np.argmax(lb))
+    # Restarts that reach the same optimum (often with the components in another order) differ
+    # only by rounding, which depends on how the rows were summed (devices, processes, chunks):
+    # the first of those ties is kept, so the choice does not depend on the layout.
+    top = lb.max()
+    return int(np.flatnonzero(lb >= top - _TIE_RTOL * max(1.0, abs(top)))[0])
 
 
 def warn_not_converged(result: Any, max_iter: int, tol: float) -> None:
