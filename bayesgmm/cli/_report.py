@@ -74,18 +74,14 @@ def format_table(table: pd.DataFrame) -> str:
     --------
     >>> import pandas as pd
     >>> print(format_table(pd.DataFrame({"mean": [1.0], "ess_bulk": [512.4], "r_hat": [1.0]})))
-        mean  ess_bulk  r_hat
-    0  1.000       512  1.000
+         mean  ess_bulk   r_hat
+    0   1.000       512   1.000
     """
-    import pandas as pd
-
-    def formatter(column: str):
-        if column.startswith("ess_"):
-            return lambda v: f"{v:.0f}"
-        return lambda v: f"{v:.{DECIMALS}f}"
-
-    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
-    return table.to_string(formatters={c: formatter(str(c)) for c in floats})
+    ess = [c for c in table.columns if str(c).startswith("ess_")]
+    # Nullable integers: an entry without an ESS stays missing instead of failing the cast.
+    table = table.round(dict.fromkeys(ess, 0)).astype(dict.fromkeys(ess, "Int64"))
+    # A sign column (" " or "-"), as pandas' own float format has, keeps two spaces between columns.
+    return table.to_string(float_format=lambda v: f"{v: .{DECIMALS}f}")
 
 
 def svi_convergence(attrs: dict) -> tuple[str, str]:
@@ -120,11 +116,11 @@ def svi_convergence(attrs: dict) -> tuple[str, str]:
     if "chunk_size" not in attrs:
         return title, f"{title}: the ELBO stopped improving."
     rule = (
-        f"the mean ELBO of a {int(attrs['chunk_size'])}-step chunk rose by less than its noise (2 standard "
-        f"errors) or than tol={float(attrs['tol']):g} relative per chunk, against the chunk "
-        f"{int(attrs['convergence_lag_steps'])} steps before, in two chunks in a row"
+        f"in two chunks in a row, the mean ELBO of a {int(attrs['chunk_size'])}-step chunk rose by less "
+        f"than 2 standard errors, or than tol={float(attrs['tol']):g} (relative, per chunk), over the "
+        f"chunk {int(attrs['convergence_lag_steps'])} steps before"
     )
-    return title, f"{title}: the ELBO stopped improving ({rule})."
+    return title, f"{title}, by its stopping test: {rule}."
 
 
 def _legend(table: pd.DataFrame) -> str:
