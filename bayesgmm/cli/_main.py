@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        The arguments; defaults to ``sys.argv[1:]``.
+        The arguments; defaults to ``sys.argv[1:]``. None at all prints the help (status 0).
 
     Returns
     -------
