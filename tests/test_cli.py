@@ -547,7 +547,7 @@ def test_plot_titles_say_how_svi_stopped_and_which_features_are_shown(fits, tmp_
     assert status == 0, err
     n_steps = load(fits["svi"]["model"]).idata_.attrs["n_steps"]
     assert titles["elbo.png"] == f"SVI converged early, after {n_steps} of 20000 steps"
-    assert "eruptions (x) and waiting (y)" in titles["ellipses.png"]
+    assert "eruptions (x), waiting (y)" in titles["ellipses.png"]
     model = tmp_path / "iris.nc"
     status, _, err = run(
         capsys, "fit", "--data", "iris", "--inference", "em", "--n-init", 1, "--output", model
@@ -556,7 +556,7 @@ def test_plot_titles_say_how_svi_stopped_and_which_features_are_shown(fits, tmp_
     status, _, err = run(capsys, "plot", model, "--data", "iris", "--output-dir", tmp_path)
     assert status == 0, err
     names = load_dataset("iris", as_frame=True).select_dtypes("number").columns
-    assert f"first 2 of 4 features: {names[0]} (x) and {names[1]} (y)" in titles["ellipses.png"]
+    assert f"first 2 of 4 features: {names[0]} (x), {names[1]} (y)" in titles["ellipses.png"]
 
 
 def test_bare_command_prints_the_help(capsys):

@@ -72,10 +72,10 @@ def _titled(ax, title: str):
 def _ellipses_title(idata: az.InferenceData) -> str:
     """Name the two features the ellipses are drawn for (the first two), and how many there are."""
     names = [str(f) for f in idata.observed_data["X"]["feature"].values]
-    shown = f"{names[0]} (x) and {names[1]} (y)"
+    shown = f"{names[0]} (x), {names[1]} (y)"
     if len(names) == 2:
-        return f"components' 90% ellipses in {shown}"
-    return f"components' 90% ellipses in the first 2 of {len(names)} features: {shown}"
+        return f"90% ellipse of each component: {shown}"
+    return f"90% ellipse of each component\nthe first 2 of {len(names)} features: {shown}"
 
 
 def run_plot(args: argparse.Namespace) -> int:

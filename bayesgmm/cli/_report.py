@@ -258,9 +258,9 @@ def fit_header(inference: str, n_components: int, covariance_type: str, attrs: d
     >>> fit_header("svi", 2, "full", {"data": "faithful", "weight_prior": "dirichlet"})
     'SVI fit of 2 full components to faithful (weight prior dirichlet)'
     """
-    line = (
-        f"{inference.upper()} fit of {n_components} {covariance_type} components to {attrs.get('data', '?')}"
-    )
+    line = f"{inference.upper()} fit of {n_components} {covariance_type} components"
+    if "data" in attrs:  # files saved by the Python API do not name their data
+        line += f" to {attrs['data']}"
     if inference != "em":
         line += f" (weight prior {attrs.get('weight_prior', 'dirichlet')})"
     return line
