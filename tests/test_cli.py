@@ -14,6 +14,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import bayesgmm
 from bayesgmm import compare_n_components, load, load_dataset
+from bayesgmm._validation import check_covariance_type
 from bayesgmm.cli import main
 
 FAITHFUL = load_dataset("faithful", as_frame=True)
@@ -39,7 +40,14 @@ def assert_one_error(status, err, *words, code=2):
 
 def check_memberships(table, probs):
     """A memberships table against the model's own probabilities, shape (n_obs, n_components)."""
-    assert list(table.columns) == [*(f"prob_{k}" for k in range(probs.shape[1])), "component", "uncertainty"]
+    assert list(table.columns) == [
+        "row",
+        *(f"prob_{k}" for k in range(probs.shape[1])),
+        "component",
+        "uncertainty",
+    ]
+    # Every data row is kept, in order: row is its 0-based index in the input file.
+    np.testing.assert_array_equal(table["row"], np.arange(len(probs)))
     # CSV keeps every digit of a float; what is left is round-off of computing them again.
     np.testing.assert_allclose(table.filter(like="prob_").to_numpy(), probs, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(table["component"], probs.argmax(axis=1))
@@ -105,7 +113,14 @@ def test_em_fit_is_the_sklearn_drop_in_and_summary_reports_its_criteria(fits, ca
     X = FAITHFUL.to_numpy()
     assert f"log-likelihood: {sk.score(X) * len(X):.3f}" in out
     assert f"BIC: {sk.bic(X):.3f}" in out
-    assert "EM converged" in out and "mean[eruptions]" in out and "cov[eruptions, waiting]" in out
+    assert "mean[eruptions]" in out and "cov[eruptions, waiting]" in out
+    # Oracle: scikit-learn's own fit from the same seed counts its iterations as n_iter_.
+    reference = SkGaussianMixture(2, n_init=5, random_state=0).fit(X)
+    assert reference.converged_
+    assert f"EM converged after {reference.n_iter_} iterations" in out
+    assert out.splitlines()[0] == "EM fit of 2 full components to faithful"
+    # The parameters in the same precision as the Bayesian tables.
+    assert f"{reference.means_.max():.3f}" in out and f"{reference.means_.max():.6f}" not in out
 
 
 @pytest.mark.parametrize("name", ["svi", "nuts"])
@@ -310,8 +325,8 @@ def test_files_that_are_not_models_are_refused(tmp_path, capsys):
     cases = {
         plain: "not a bayesgmm model",
         text: "not a readable netCDF",
-        tmp_path / "none.nc": "No saved model",
-        tmp_path: "No saved model",
+        tmp_path / "none.nc": "no model file at",
+        tmp_path: "is a directory",
     }
     for path, words in cases.items():
         for argv in (
@@ -320,7 +335,9 @@ def test_files_that_are_not_models_are_refused(tmp_path, capsys):
             ["plot", path, "--output-dir", tmp_path],
         ):
             status, _, err = run(capsys, *argv)
-            assert_one_error(status, err, words, "bayesgmm fit --output")
+            assert_one_error(status, err, words, "bayesgmm fit --output MODEL")
+            # A command-line user has no save method to call.
+            assert "save method" not in err
 
 
 def test_predict_refuses_data_without_the_models_columns(fits, tmp_path, capsys):
@@ -377,7 +394,7 @@ def test_predict_piped_into_a_reader_that_stops_early_is_quiet(fits, tmp_path):
     pd.concat([FAITHFUL] * 40).to_csv(path, index=False)
     cmd = [sys.executable, "-m", "bayesgmm.cli", "predict", str(fits["em"]["model"]), "--data", str(path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline().startswith(b"prob_0,prob_1")
+    assert proc.stdout.readline().startswith(b"row,prob_0,prob_1")
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
@@ -394,10 +411,16 @@ def test_report_warns_when_loo_is_unreliable_for_some_rows():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ's own warning about the same k
         lines = _loo_line(idata).splitlines()
-    assert lines[1].startswith("warning: 1 of 20 rows have Pareto k > 0.7")
+    assert lines[1].startswith("warning: 1 of 20 rows has Pareto k > 0.7")
+    assert "--samples" in lines[1] and "PSIS-LOO is unreliable" in lines[1]
     ll[..., 0] = rng.normal(-1.0, 0.1, size=(2, 500))
     idata = az.from_dict(posterior={"mu": ll[..., 1]}, log_likelihood={"X": ll}, dims={"X": ["obs"]})
     assert "warning" not in _loo_line(idata)
+    ll[..., :2] = -np.log1p(rng.pareto(0.5, size=(2, 500, 2)))
+    idata = az.from_dict(posterior={"mu": ll[..., 2]}, log_likelihood={"X": ll}, dims={"X": ["obs"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _loo_line(idata).splitlines()[1].startswith("warning: 2 of 20 rows have Pareto k > 0.7")
 
 
 def test_report_of_a_sparse_or_dp_fit_gives_the_posterior_of_occupied_components(fits):
@@ -429,13 +452,16 @@ def test_em_fit_takes_mclust_models_and_summary_shows_their_covariances(tmp_path
     assert status == 0
     # Each component's full matrix (VEV is stored in scikit-learn's full layout), as pandas prints it.
     for cov in ref.covariances_:
-        assert all(f"{c:.6f}" in out for c in (cov[0, 0], cov[0, 1], cov[1, 1])), out
+        assert all(f"{c:.3f}" in out for c in (cov[0, 0], cov[0, 1], cov[1, 1])), out
 
 
 @pytest.mark.parametrize("inference", ["svi", "nuts"])
 def test_bayesian_fit_refuses_a_model_only_em_fits(capsys, inference):
     status, _, err = run(capsys, "fit", "--inference", inference, "--covariance-type", "EVV")
-    assert_one_error(status, err, "EVV", inference)
+    assert_one_error(status, err, "EVV", "EM only", "use --inference em", f"--inference {inference}")
+    # The types it names are the ones a Bayesian fit takes.
+    for name in err.split("choose one of ")[1].rstrip(".\n").split(", "):
+        assert check_covariance_type(name)
 
 
 def test_unknown_covariance_type_is_a_usage_error(capsys):
@@ -448,3 +474,116 @@ def test_select_k_compares_mclust_models(capsys):
     assert status == 0
     table = compare_n_components(FAITHFUL, range(1, 3), ("EII", "VVV"))
     assert table.to_string() in out
+
+
+def _stopped_by_the_elbo_test(elbo, chunk, lag_steps, tol):
+    """Brute force of the stopping rule on an ELBO trace (restart, step): its last two chunks converged."""
+    chunks = np.split(-elbo, elbo.shape[1] // chunk, axis=1)
+    lag = min(len(chunks) - 2, lag_steps // chunk)
+    for last in (-2, -1):
+        before, now = chunks[last - lag], chunks[last]
+        se = np.sqrt(before.var(axis=1) / chunk + now.var(axis=1) / chunk)
+        gain = before.mean(axis=1) - now.mean(axis=1)
+        if not np.all(gain < np.maximum(tol * lag * np.abs(now.mean(axis=1)), 2 * se)):
+            return False
+    return True
+
+
+def test_svi_fit_says_it_converged_early_after_how_many_steps_and_by_what_test(fits, capsys):
+    idata = load(fits["svi"]["model"]).idata_
+    attrs = idata.attrs
+    n_steps = idata.elbo_trace.sizes["step"]
+    assert attrs["n_steps"] == n_steps < attrs["max_steps"] and attrs["converged"] == 1
+    assert _stopped_by_the_elbo_test(
+        idata.elbo_trace["elbo"].values, attrs["chunk_size"], attrs["convergence_lag_steps"], attrs["tol"]
+    )
+    line = next(x for x in fits["svi"]["stdout"].splitlines() if x.startswith("SVI converged"))
+    assert line.startswith(f"SVI converged early, after {n_steps} of {attrs['max_steps']} steps")
+    assert f"{attrs['chunk_size']}-step chunk" in line and "2 standard errors" in line
+    assert f"tol={attrs['tol']:g}" in line and "two chunks in a row" in line
+    status, out, _ = run(capsys, "summary", fits["svi"]["model"])
+    assert status == 0 and line in out
+
+
+def test_svi_that_ran_all_its_steps_says_it_did_not_converge():
+    from bayesgmm.cli._report import svi_convergence
+
+    title, line = svi_convergence({"n_steps": 20000, "converged": 0, "max_steps": 20000})
+    assert title == "SVI did not converge in 20000 steps" and line.startswith(title)
+
+
+def test_summary_headers_name_method_model_and_data(fits, capsys):
+    for name in ("svi", "nuts"):
+        status, out, _ = run(capsys, "summary", fits[name]["model"])
+        assert status == 0
+        assert (
+            out.splitlines()[0]
+            == f"{name.upper()} fit of 2 full components to faithful (weight prior dirichlet)"
+        )
+
+
+def test_nuts_table_footer_and_warnings_show_r_hat_alike(fits):
+    out = fits["nuts"]["stdout"]
+    table = out.split("\n", 1)[1].split("\n\n")[0].splitlines()
+    assert table[0].split()[-2:] == ["r_hat", "relabel"]  # row names hold spaces: count from the right
+    r_hats = [row.split()[-2] for row in table[1:]]
+    assert all(len(r.split(".")[1]) == 3 for r in r_hats), r_hats
+    footer = next(x for x in out.splitlines() if x.startswith("max R-hat"))
+    assert footer.split()[2] == max(r_hats, key=float)
+    assert "good values: r_hat < 1.01, ess_bulk > 400, Pareto k < 0.7" in out
+    assert "good values: Pareto k < 0.7" in fits["svi"]["stdout"]
+
+
+def test_plot_titles_say_how_svi_stopped_and_which_features_are_shown(fits, tmp_path, monkeypatch, capsys):
+    import matplotlib.figure
+
+    titles = {}
+
+    def record(fig, path, **kwargs):
+        titles[str(path).rsplit("/", 1)[-1]] = fig.axes[0].get_title()
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    status, _, err = run(capsys, "plot", fits["svi"]["model"], "--output-dir", tmp_path)
+    assert status == 0, err
+    n_steps = load(fits["svi"]["model"]).idata_.attrs["n_steps"]
+    assert titles["elbo.png"] == f"SVI converged early, after {n_steps} of 20000 steps"
+    assert "eruptions (x), waiting (y)" in titles["ellipses.png"]
+    model = tmp_path / "iris.nc"
+    status, _, err = run(
+        capsys, "fit", "--data", "iris", "--inference", "em", "--n-init", 1, "--output", model
+    )
+    assert status == 0, err
+    status, _, err = run(capsys, "plot", model, "--data", "iris", "--output-dir", tmp_path)
+    assert status == 0, err
+    names = load_dataset("iris", as_frame=True).select_dtypes("number").columns
+    assert f"first 2 of 4 features: {names[0]} (x), {names[1]} (y)" in titles["ellipses.png"]
+
+
+def test_bare_command_prints_the_help(capsys):
+    status, out, err = run(capsys)
+    assert status == 0 and err == ""
+    assert out.startswith("usage: bayesgmm") and "select-k" in out
+
+
+def test_progress_bars_are_drawn_on_a_terminal_only(monkeypatch):
+    from bayesgmm.cli._commands import _estimator
+    from bayesgmm.cli._parser import build_parser
+
+    args = build_parser().parse_args(["fit", "--inference", "svi"])
+    assert _estimator(args).progress_bar is False  # pytest's stderr is not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert _estimator(args).progress_bar is True
+    no_progress = build_parser().parse_args(["fit", "--inference", "svi", "--no-progress"])
+    assert _estimator(no_progress).progress_bar is False
+
+
+def test_fit_help_names_the_covariance_types_of_each_method(capsys):
+    status, out, _ = run(capsys, "fit", "--help")
+    flat = " ".join(out.split())
+    assert status == 0
+    assert "--inference nuts and svi take full, tied, diag, spherical, EII, EEI, VVV, EEE, VVI, VII" in flat
+    em_only = flat.split("--inference em takes those and ")[1].split(" (default")[0].split(", ")
+    for name in em_only:
+        with pytest.raises(ValueError, match="EM only"):
+            check_covariance_type(name)
+    assert "EVV" in em_only and "row, is the 0-based index of the data row" in flat

@@ -206,6 +206,10 @@ def test_plot_trace_objective_em_svi_and_arrays(em_2d, idata_2d):
     assert len(ax.get_legend().get_texts()) == 2
     ax = bp.plot_trace_objective(np.arange(10.0), label="loss")
     assert ax.get_ylabel() == "loss"
+    # Restarts that agree draw over each other: restart 0 stays on top, faint and smoothed lines alike.
+    ax = bp.plot_trace_objective(np.tile(np.arange(200.0), (3, 1)))
+    on_top = {line.get_zorder() for line in ax.lines[:2]}
+    assert min(on_top) > max(line.get_zorder() for line in ax.lines[2:])
     with pytest.raises(ValueError, match="elbo_trace"):
         bp.plot_trace_objective(idata_2d)
 

@@ -126,7 +126,13 @@ def test_layout_identical_to_nuts(sim_fits, tmp_path):
 def test_convergence_rule_stops_early(sim_fits):
     idata = sim_fits["fullrank"]
     assert idata.attrs["converged"] == 1
-    assert idata.attrs["n_steps"] < 20_000
+    assert idata.attrs["n_steps"] < idata.attrs["max_steps"] == 20_000
+    # The stopping rule's settings are kept with the fit (full batch: compared 2000 steps back).
+    assert (idata.attrs["tol"], idata.attrs["chunk_size"], idata.attrs["convergence_lag_steps"]) == (
+        1e-4,
+        200,
+        2000,
+    )
     elbo = idata.elbo_trace["elbo"].values[0]
     assert elbo[-200:].mean() > elbo[:200].mean()
 

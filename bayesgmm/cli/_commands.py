@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from bayesgmm.cli._data import check_writable, read_data, select_columns
 from bayesgmm.cli._errors import FIT_FAILED, OK, CliError
-from bayesgmm.cli._report import bayes_report, em_report, write_memberships
+from bayesgmm.cli._parser import BAYES_COVARIANCE_TYPES
+from bayesgmm.cli._report import bayes_report, em_report, fit_header, write_memberships
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +38,8 @@ def _estimator(args: argparse.Namespace):
         num_samples=args.samples,
         num_chains=args.chains,
         random_state=args.seed,
-        progress_bar=not args.no_progress,
+        # Animated bars in a log or a pipe are control codes: draw them on a terminal only.
+        progress_bar=not args.no_progress and sys.stderr.isatty(),
     )
 
 
@@ -51,9 +54,10 @@ def _check_fit_args(args: argparse.Namespace) -> None:
 
         try:  # the Bayesian fits take fewer covariance models than EM: say so before reading data
             check_covariance_type(args.covariance_type)
-        except ValueError as err:
+        except ValueError:
             raise CliError(
-                f"--covariance-type {args.covariance_type} with --inference {args.inference}: {err}"
+                f"--covariance-type {args.covariance_type} is fitted by EM only: use --inference em, or "
+                f"with --inference {args.inference} choose one of {', '.join(BAYES_COVARIANCE_TYPES)}."
             ) from None
     for option, path in (("--output", args.output), ("--memberships", args.memberships)):
         if path is not None:
@@ -116,6 +120,9 @@ def run_fit(args: argparse.Namespace) -> int:
     )
     model = _fitted(_estimator(args), X)
     criteria = _em_criteria(model, X, args.data) if args.inference == "em" else None
+    if criteria is None:
+        # Saved with the model, so that 'bayesgmm summary' names the data as EM's summary does.
+        model.idata_.attrs["data"] = args.data
     print(bayes_report(model.idata_) if criteria is None else em_report(model, criteria))
     if args.output:
         _save(model, criteria, args.output)
@@ -142,12 +149,26 @@ def load_model(path: str):
     CliError
         For a missing file, a directory, or a file that is not a bayesgmm model.
     """
+    from pathlib import Path
+
     from bayesgmm import load
 
+    hint = "MODEL must be a file written by 'bayesgmm fit --output MODEL'."
+    if not Path(path).exists():
+        raise CliError(f"no model file at {path}: {hint}")
+    if Path(path).is_dir():
+        raise CliError(f"{path} is a directory, not a model file: {hint}")
     try:
         return load(path)
-    except (OSError, ValueError) as err:
-        raise CliError(f"{err} (MODEL must be a file written by 'bayesgmm fit --output')") from err
+    except OSError as err:
+        raise CliError(f"cannot read {path} ({err}): {hint}") from err
+    except ValueError as err:
+        text = str(err)
+        if "save" not in text.lower():  # a newer file format: the message says to upgrade
+            raise CliError(text) from err
+        # The library's advice is about Python's save methods; keep what is wrong, say the CLI way.
+        what = text[len(str(path)) :] if text.startswith(str(path)) else text
+        raise CliError(f"{path}{what.split(': ', 1)[0]}: {hint}") from err
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -157,15 +178,11 @@ def run_summary(args: argparse.Namespace) -> int:
         from bayesgmm import persistence
 
         attrs = persistence.read_model(args.model)[2].attrs
-        print(
-            f"EM fit of {model.n_components} {model.covariance_type} components to {attrs.get('data', '?')}"
-        )
+        print(fit_header("em", model.n_components, model.covariance_type, attrs))
         print(em_report(model, attrs))
         return OK
-    print(
-        f"{model.inference.upper()} fit of {model.n_components} {model.covariance_type} components "
-        f"(weight prior {model.weight_prior})"
-    )
+    attrs = {"weight_prior": model.weight_prior, **model.idata_.attrs}
+    print(fit_header(model.inference, model.n_components, model.covariance_type, attrs))
     print(bayes_report(model.idata_))
     return OK
 

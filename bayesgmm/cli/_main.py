@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     Parameters
     ----------
     argv : list of str, optional
-        The arguments; defaults to ``sys.argv[1:]``.
+        The arguments; defaults to ``sys.argv[1:]``. None at all prints the help (status 0).
 
     Returns
     -------
@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["fit", "--chains", "0"])
     2
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # a bare ``bayesgmm`` asks what the command can do
+        build_parser().print_help()
+        return 0
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help and --version

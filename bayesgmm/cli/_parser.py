@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from bayesgmm._validation import COVARIANCE_ALIASES
+from bayesgmm._validation import COVARIANCE_TYPES as BAYES_TYPES
 from bayesgmm.cli._errors import CliError
 from bayesgmm.inference.em.mclust_models import EM_COVARIANCE_TYPES
 
 #: What ``--covariance-type`` takes: scikit-learn's four names and mclust's fourteen models.
 #: The Bayesian fits take fewer of them (``_commands._check_fit_args``).
 COVARIANCE_TYPES = EM_COVARIANCE_TYPES
+#: The ones ``--inference nuts`` and ``svi`` take (``bayesgmm._validation.check_covariance_type``).
+BAYES_COVARIANCE_TYPES = (*BAYES_TYPES, *COVARIANCE_ALIASES)
+#: The ones only ``--inference em`` takes.
+EM_ONLY_TYPES = tuple(t for t in EM_COVARIANCE_TYPES if t not in BAYES_COVARIANCE_TYPES)
 
 _DESCRIPTION = """Bayesian Gaussian mixtures from the command line: fit, summarise, predict, plot, choose K.
 
@@ -108,6 +114,7 @@ _COLUMNS_HELP = (
     "comma-separated columns to use (.npy columns are x0, x1, ...); default: all numeric columns, "
     "naming any left out"
 )
+_ROW_HELP = "the first column, row, is the 0-based index of the data row in the input (header not counted)"
 _MODEL_COLUMNS_HELP = (
     "comma-separated columns, in order, that are the model's features; default: the columns the "
     "model was fitted on, by name"
@@ -138,8 +145,8 @@ def _add_fit(sub) -> None:
         default="full",
         choices=COVARIANCE_TYPES,
         metavar="TYPE",
-        help="covariance model: full, tied, diag, spherical or one of mclust's EII ... VVV (EM takes all "
-        "of them, nuts and svi the Bayesian ones)",
+        help=f"covariance model. --inference nuts and svi take {', '.join(BAYES_COVARIANCE_TYPES)}; "
+        f"--inference em takes those and {', '.join(EM_ONLY_TYPES)}",
     )
     p.add_argument(
         "--inference", default="nuts", choices=("nuts", "svi", "em"), help="NUTS, variational or EM"
@@ -159,9 +166,14 @@ def _add_fit(sub) -> None:
     p.add_argument(
         "--memberships",
         metavar="CSV",
-        help="write each row's membership probabilities, most probable component and uncertainty",
+        help="write each row's membership probabilities, most probable component and uncertainty; "
+        + _ROW_HELP,
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide the progress bar (drawn only when stderr is a terminal)",
+    )
 
 
 def _add_model_commands(sub) -> None:
@@ -170,7 +182,9 @@ def _add_model_commands(sub) -> None:
     p = _subparser(sub, "predict", "write the membership probabilities of new data", _PREDICT_EXAMPLES)
     p.add_argument("model", metavar="MODEL", help="a file written by 'bayesgmm fit --output'")
     _add_data(p, required=True, columns_help=_MODEL_COLUMNS_HELP)
-    p.add_argument("--output", metavar="CSV", help="write the memberships here instead of to stdout")
+    p.add_argument(
+        "--output", metavar="CSV", help=f"write the memberships here instead of to stdout; {_ROW_HELP}"
+    )
     p = _subparser(sub, "plot", "draw a saved model's plots as PNG files", _PLOT_EXAMPLES)
     p.add_argument("model", metavar="MODEL", help="a file written by 'bayesgmm fit --output'")
     p.add_argument("--output-dir", metavar="DIR", default=".", help="folder for the PNG files")

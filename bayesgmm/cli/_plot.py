@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from bayesgmm.cli._commands import load_model, model_columns
 from bayesgmm.cli._data import prepare_dir
 from bayesgmm.cli._errors import OK, CliError
+from bayesgmm.cli._report import svi_convergence
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,15 +51,31 @@ def _figures(idata: az.InferenceData) -> dict[str, Callable]:
     n_features = idata.observed_data["X"].sizes["feature"]
     figures = {}
     if n_features >= 2:
-        figures["ellipses.png"] = lambda: bp.plot_ellipses(idata).figure
+        figures["ellipses.png"] = lambda: _titled(bp.plot_ellipses(idata), _ellipses_title(idata))
     else:
         figures["density.png"] = lambda: bp.plot_density_1d(idata).figure
     figures["uncertainty.png"] = lambda: bp.plot_uncertainty(idata).figure
     if "diverging" in idata.get("sample_stats", {}):
         figures["trace.png"] = lambda: _trace_figure(idata)
     if "elbo_trace" in idata.groups():
-        figures["elbo.png"] = lambda: bp.plot_trace_objective(idata).figure
+        title = svi_convergence(idata.attrs)[0] if "n_steps" in idata.attrs else "SVI"
+        figures["elbo.png"] = lambda: _titled(bp.plot_trace_objective(idata), title)
     return figures
+
+
+def _titled(ax, title: str):
+    """Give the plot ``title`` and return its figure."""
+    ax.set_title(title, fontsize="medium")
+    return ax.figure
+
+
+def _ellipses_title(idata: az.InferenceData) -> str:
+    """Name the two features the ellipses are drawn for (the first two), and how many there are."""
+    names = [str(f) for f in idata.observed_data["X"]["feature"].values]
+    shown = f"{names[0]} (x), {names[1]} (y)"
+    if len(names) == 2:
+        return f"90% ellipse of each component: {shown}"
+    return f"90% ellipse of each component\nthe first 2 of {len(names)} features: {shown}"
 
 
 def run_plot(args: argparse.Namespace) -> int:

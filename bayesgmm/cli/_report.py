@@ -44,10 +44,89 @@ def _loo_line(idata: az.InferenceData) -> str:
     n_bad = int((np.asarray(loo.pareto_k) > 0.7).sum())
     if n_bad:
         line += (
-            f"\nwarning: {n_bad} of {loo.pareto_k.size} rows have Pareto k > 0.7, so PSIS-LOO is "
-            "unreliable for them; refit with more --samples (or --inference nuts after svi)"
+            f"\nwarning: {_of_rows(n_bad, loo.pareto_k.size)} Pareto k > 0.7 (leaving such a row out "
+            "changes the posterior more than the draws can tell), so PSIS-LOO is unreliable there; "
         )
+        line += _loo_advice(idata)
     return line
+
+
+def _of_rows(n_bad: int, n_rows: int) -> str:
+    """Return ``"1 of 300 rows has"`` or ``"2 of 300 rows have"``."""
+    return f"{n_bad} of {n_rows} rows {'has' if n_bad == 1 else 'have'}"
+
+
+def _loo_advice(idata: az.InferenceData) -> str:
+    """Say which option of ``bayesgmm fit`` to change when some rows have a high Pareto k."""
+    if idata.attrs.get("inference") == "svi":
+        return "refit with --inference nuts (draws from the posterior, not from the guide) or more --samples."
+    return "refit with more --samples, or with another -k or --covariance-type that fits those rows better."
+
+
+#: Decimals of every parameter, statistic and R-hat the commands print (ESS: whole numbers).
+DECIMALS = 3
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Return ``table`` as text, floats with :data:`DECIMALS` decimals and ESS as whole numbers.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> print(format_table(pd.DataFrame({"mean": [1.0], "ess_bulk": [512.4], "r_hat": [1.0]})))
+         mean  ess_bulk   r_hat
+    0   1.000       512   1.000
+    """
+    ess = [c for c in table.columns if str(c).startswith("ess_")]
+    # Nullable integers: an entry without an ESS stays missing instead of failing the cast.
+    table = table.round(dict.fromkeys(ess, 0)).astype(dict.fromkeys(ess, "Int64"))
+    # A sign column (" " or "-"), as pandas' own float format has, keeps two spaces between columns.
+    return table.to_string(float_format=lambda v: f"{v: .{DECIMALS}f}")
+
+
+def svi_convergence(attrs: dict) -> tuple[str, str]:
+    """Say whether an SVI fit's steps stopped early by its ELBO test, after how many steps.
+
+    Parameters
+    ----------
+    attrs : dict
+        The fit's ``attrs``: ``n_steps``, ``converged`` and (fits of this version on)
+        ``max_steps``, ``tol``, ``chunk_size`` and ``convergence_lag_steps``.
+
+    Returns
+    -------
+    title, line : str
+        A short title (for the ELBO plot) and the line of the summary, which names the test.
+
+    Examples
+    --------
+    >>> svi_convergence({"n_steps": 2800, "converged": 1, "max_steps": 20000})[0]
+    'SVI converged early, after 2800 of 20000 steps'
+    """
+    n_steps, of = int(attrs["n_steps"]), ""
+    if "max_steps" in attrs:
+        of = f" of {int(attrs['max_steps'])}"
+    if not int(attrs.get("converged", 0)):
+        title = f"SVI did not converge in {n_steps} steps"
+        return (
+            title,
+            f"{title}: the ELBO was still rising when the step limit stopped it; the draws may be off.",
+        )
+    title = f"SVI converged early, after {n_steps}{of} steps"
+    if "chunk_size" not in attrs:
+        return title, f"{title}: the ELBO stopped improving."
+    rule = (
+        f"in two chunks in a row, the mean ELBO of a {int(attrs['chunk_size'])}-step chunk rose by less "
+        f"than 2 standard errors, or than tol={float(attrs['tol']):g} (relative, per chunk), over the "
+        f"chunk {int(attrs['convergence_lag_steps'])} steps before"
+    )
+    return title, f"{title}, by its stopping test: {rule}."
+
+
+def _legend(table: pd.DataFrame) -> str:
+    """Say what good values of the diagnostics printed are."""
+    good = [f"{c} {g}" for c, g in (("r_hat", "< 1.01"), ("ess_bulk", "> 400")) if c in table]
+    return "good values: " + ", ".join([*good, "Pareto k < 0.7"])
 
 
 def bayes_report(idata: az.InferenceData) -> str:
@@ -61,20 +140,26 @@ def bayes_report(idata: az.InferenceData) -> str:
     Returns
     -------
     str
-        The table, then (NUTS) divergences, tree depth, E-BFMI, R-hat and ESS, then (sparse
-        and dp weight priors) the posterior of the number of occupied components, then LOO.
+        The table, then (NUTS) divergences, tree depth, E-BFMI, R-hat and ESS, (SVI) when
+        and why the steps stopped, then (sparse and dp weight priors) the posterior of the
+        number of occupied components, then LOO and what good diagnostic values are.
     """
     from bayesgmm.posterior.summary import summary
 
-    table = summary(idata, var_names=["weights", "means", "covariances"])
-    lines = [table.to_string(), ""]
+    # Unrounded, so that the table, the maxima under it and the warnings agree.
+    table = summary(idata, var_names=["weights", "means", "covariances"], round_to="none")
+    lines = [format_table(table), ""]
     if "diverging" in idata.sample_stats:
         lines += _mcmc_lines(idata)
     if "r_hat" in table:  # MCMC only: SVI's guide draws are independent, not a chain
-        lines.append(f"max R-hat: {table['r_hat'].max():.3f}   min bulk ESS: {table['ess_bulk'].min():.0f}")
+        lines.append(
+            f"max R-hat: {table['r_hat'].max():.{DECIMALS}f}   min bulk ESS: {table['ess_bulk'].min():.0f}"
+        )
+    if "n_steps" in idata.attrs and idata.attrs.get("inference") == "svi":
+        lines.append(svi_convergence(idata.attrs)[1])
     if idata.attrs.get("weight_prior", "dirichlet") != "dirichlet":
         lines.append(_occupied_line(idata))
-    lines.append(_loo_line(idata))
+    lines += [_loo_line(idata), _legend(table)]
     return "\n".join(lines)
 
 
@@ -147,7 +232,7 @@ def em_report(model, attrs: dict) -> str:
     -------
     str
     """
-    lines = [em_parameters(model).to_string(), ""]
+    lines = [format_table(em_parameters(model)), ""]
     if "log_likelihood" in attrs:
         lines.append(
             f"log-likelihood: {attrs['log_likelihood']:.3f}   BIC: {attrs['bic']:.3f}   "
@@ -155,9 +240,30 @@ def em_report(model, attrs: dict) -> str:
         )
     else:
         lines.append("log-likelihood and BIC: not stored in this file (it was not saved by 'bayesgmm fit').")
-    state = "converged" if model.converged_ else "did not converge"
-    lines.append(f"EM {state} after {model.n_iter_} iterations (best of n_init={model.n_init} restarts)")
+    # n_iter_ counts as scikit-learn's does: the iterations of the restart kept, the last
+    # being the one whose change of the mean log-likelihood fell below tol.
+    state = "converged" if model.converged_ else f"did not converge within max_iter={model.max_iter}"
+    lines.append(
+        f"EM {state} after {model.n_iter_} iterations (tol={model.tol:g} on the change of the mean "
+        f"log-likelihood) in the best of n_init={model.n_init} restarts"
+    )
     return "\n".join(lines)
+
+
+def fit_header(inference: str, n_components: int, covariance_type: str, attrs: dict) -> str:
+    """Return the line above a saved model's summary: method, model and the data it was fitted to.
+
+    Examples
+    --------
+    >>> fit_header("svi", 2, "full", {"data": "faithful", "weight_prior": "dirichlet"})
+    'SVI fit of 2 full components to faithful (weight prior dirichlet)'
+    """
+    line = f"{inference.upper()} fit of {n_components} {covariance_type} components"
+    if "data" in attrs:  # files saved by the Python API do not name their data
+        line += f" to {attrs['data']}"
+    if inference != "em":
+        line += f" (weight prior {attrs.get('weight_prior', 'dirichlet')})"
+    return line
 
 
 def memberships(probs: np.ndarray) -> pd.DataFrame:
@@ -171,20 +277,22 @@ def memberships(probs: np.ndarray) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``prob_0, ..., prob_{K-1}``, ``component`` (the most probable) and
+        Columns ``row`` (0-based index of the data row: every row of the input is kept,
+        in order), ``prob_0, ..., prob_{K-1}``, ``component`` (the most probable) and
         ``uncertainty`` (mclust's ``1 - max_k p_ik``).
 
     Examples
     --------
     >>> import numpy as np
     >>> memberships(np.array([[0.9, 0.1]])).columns.tolist()
-    ['prob_0', 'prob_1', 'component', 'uncertainty']
+    ['row', 'prob_0', 'prob_1', 'component', 'uncertainty']
     """
     import numpy as np
     import pandas as pd
 
     probs = np.asarray(probs, dtype=float)
-    table = pd.DataFrame(probs, columns=[f"prob_{k}" for k in range(probs.shape[1])])
+    table = pd.DataFrame({"row": np.arange(len(probs))})
+    table[[f"prob_{k}" for k in range(probs.shape[1])]] = probs
     table["component"] = probs.argmax(axis=1)
     table["uncertainty"] = 1.0 - probs.max(axis=1)
     return table

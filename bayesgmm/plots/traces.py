@@ -37,7 +37,8 @@ def plot_trace_objective(
     -------
     matplotlib Axes
         One line per restart (long traces: faint, under a moving average over 2% of
-        the steps), x label ``EM iteration``/``SVI step``/``step``.
+        the steps), restart 0 drawn on top of the others, x label
+        ``EM iteration``/``SVI step``/``step``.
 
     Examples
     --------
@@ -64,12 +65,14 @@ def plot_trace_objective(
     window = values.shape[1] // 50
     for r, line in enumerate(values):
         name = f"restart {r}" if len(values) > 1 else None
+        # Restart 0 on top: drawn first, it would sit hidden under the restarts that agree with it.
+        z = 2.5 if r == 0 else 2.0
         if window > 1:
-            drawn = ax.plot(steps, line, lw=0.6, alpha=0.35)
+            drawn = ax.plot(steps, line, lw=0.6, alpha=0.35, zorder=z)
             smooth = np.convolve(line, np.ones(window) / window, mode="valid")
-            ax.plot(steps[window - 1 :], smooth, lw=1.8, color=drawn[0].get_color(), label=name)
+            ax.plot(steps[window - 1 :], smooth, lw=1.8, color=drawn[0].get_color(), label=name, zorder=z)
         else:
-            ax.plot(steps, line, lw=1, label=name)
+            ax.plot(steps, line, lw=1, label=name, zorder=z)
     # The first steps are often far below the rest; zoom on the part that tells convergence.
     tail = values[:, values.shape[1] // 10 :]
     if tail.size and np.all(np.isfinite(tail)):

@@ -28,7 +28,7 @@ from bayesgmm.inference.svi.config import Objective, Output, Schedule, SVISettin
 from bayesgmm.inference.svi.data import is_minibatch, load_rows
 from bayesgmm.inference.svi.draws import draw_kept, importance
 from bayesgmm.inference.svi.init import init_guides, precision
-from bayesgmm.inference.svi.loop import run
+from bayesgmm.inference.svi.loop import lag_steps, run
 from bayesgmm.inference.svi.program import Program, build_program
 from bayesgmm.models import LATENT_SITES, WEIGHT_SITES, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
@@ -174,7 +174,10 @@ def fit_svi(
         and ``log_q`` per draw (see ``draws.importance_stats``). ``attrs["pareto_k"]``
         says how far the guide is from the posterior (above 0.7, do not trust it): a JSON
         string, since netCDF attributes hold no lists, of one value per restart kept as a
-        chain, read by ``json.loads(idata.attrs["pareto_k"])``.
+        chain, read by ``json.loads(idata.attrs["pareto_k"])``. ``attrs["n_steps"]`` and
+        ``attrs["converged"]`` say how many steps ran and whether the stopping rule (not
+        ``max_steps``) ended them; ``max_steps``, ``tol``, ``chunk_size`` and
+        ``convergence_lag_steps`` (how far back each chunk is compared) are that rule's settings.
         ``attrs["timings"]`` holds the seconds spent in each phase (JSON): ``em_start``
         includes tracing its own program and the SVI programs, whose compilation runs
         meanwhile in other threads; ``compile`` is the wait for what remains of it after
@@ -320,6 +323,11 @@ def _attrs(setup: FitSetup, settings: SVISettings, trace, converged: bool, kept)
         "n_obs": data.n_obs,
         "n_steps": trace.shape[1],
         "converged": int(converged),
+        # The stopping rule's settings, so that a reader can say why the steps stopped where they did.
+        "max_steps": settings.schedule.max_steps,
+        "tol": float(settings.schedule.tol),
+        "chunk_size": settings.schedule.chunk_size,
+        "convergence_lag_steps": lag_steps(data.extra.batching.mode, settings.schedule.chunk_size),
         "batch_size": data.extra.batching.batch_size or data.n_obs,
         "dtype": settings.dtype.name,
         "kept_restarts": json.dumps(kept.tolist()),
