@@ -33,6 +33,14 @@ from bayesgmm._compile_cache import enable_compilation_cache, enable_on_import
 
 enable_on_import()
 
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # ArviZ's daily notice announces its 1.x API, which bayesgmm's pin (arviz < 1) keeps out;
+    # it would otherwise open every command-line run.
+    _warnings.filterwarnings("ignore", message="\\s*ArviZ is undergoing", category=FutureWarning)
+    import arviz as _arviz  # noqa: F401
+
 from bayesgmm import plots
 from bayesgmm.compare import compare_n_components, criteria_table
 from bayesgmm.datasets import load_dataset
