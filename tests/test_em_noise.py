@@ -168,7 +168,6 @@ def test_sample_weight_equals_repeated_rows(contaminated, covariance_type):
         (dict(noise="uniform", noise_volume=-1.0), "positive finite"),
         (dict(noise="uniform", noise_volume=np.inf), "positive finite"),
         (dict(noise_volume=10.0), "only used with noise='uniform'"),
-        (dict(noise="uniform", missing="marginalize"), "not available with missing='marginalize'"),
         (dict(noise="uniform", prior="default"), "not available with noise='uniform'"),
         (dict(noise="uniform", dtype=np.float32), "not available with noise='uniform'"),
     ],
