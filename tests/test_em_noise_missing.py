@@ -12,7 +12,7 @@ import pytest
 from noise_missing_helpers import COVS, MEANS, oracle_conditional_mean, oracle_joint, params_of, simulate
 from scipy.special import logsumexp, softmax
 
-from bayesgmm import GaussianMixture
+from bayesgmm import GaussianMixture, add_predictive, membership_probabilities, sample_assignments
 from bayesgmm.inference.em.fit import fit_em
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
@@ -171,3 +171,34 @@ def test_a_fit_on_complete_data_scores_rows_with_nan(tiny):
         oracle_conditional_mean(X, weights, means, covs, noise_weight, res.noise_lower, res.noise_upper),
         rtol=1e-9,
     )
+
+
+@pytest.mark.parametrize("missing_share", [0.0, 0.2])
+def test_inference_data_of_a_noise_fit_reads_as_a_bayesian_one(missing_share):
+    """The InferenceData holds the noise as fit_svi's does, so the posterior functions see it."""
+    X, n_out = simulate(150, missing_share, 0.05, seed=8)
+    kw = dict(missing="marginalize") if missing_share else {}
+    res = fit_em(X, 2, noise="uniform", seed=0, tol=1e-10, max_iter=500, **kw)
+    idata = res.to_inference_data()
+    assert idata.posterior["noise_weight"].values.item() == res.noise_weight
+    assert idata.attrs["noise"] == "uniform" and idata.attrs["noise_volume"] == res.noise_volume
+    np.testing.assert_array_equal(idata.attrs["noise_lower"], res.noise_lower)
+    np.testing.assert_array_equal(idata.attrs["noise_upper"], res.noise_upper)
+    weights, means, covs, noise_weight = params_of(res)
+    joint = oracle_joint(X, weights, means, covs, noise_weight, res.noise_lower, res.noise_upper)
+    np.testing.assert_allclose(idata.log_likelihood["X"].values[0, 0], logsumexp(joint, axis=1), rtol=1e-10)
+    resp = res.responsibilities(X)
+    np.testing.assert_allclose(resp, softmax(joint, axis=1), atol=1e-10)
+    probs = membership_probabilities(idata)
+    np.testing.assert_allclose(probs["noise"].values, resp[:, -1], atol=1e-10)
+    # One draw: relabelling may permute the components, never the noise.
+    np.testing.assert_allclose(probs["mean"].values.sum(axis=1), resp[:, :-1].sum(axis=1), atol=1e-10)
+    np.testing.assert_allclose(
+        np.sort(probs["mean"].values, axis=1), np.sort(resp[:, :-1], axis=1), atol=1e-10
+    )
+    z = sample_assignments(idata, seed=0).assignments["assignments"].values[0, 0]
+    sure = resp[:, -1] > 1 - 1e-12
+    assert sure.any() and (z[sure] == -1).all() and (z[resp[:, -1] < 1e-12] != -1).all()
+    reps = add_predictive(idata, seed=1).posterior_predictive
+    inside = (reps["X"].values >= res.noise_lower - 1e-9) & (reps["X"].values <= res.noise_upper + 1e-9)
+    assert inside[reps["noise"].values].all() and reps["noise"].values.any()

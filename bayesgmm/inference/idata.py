@@ -280,6 +280,7 @@ def point_inference_data(
     *,
     feature_names: Sequence[str] | None = None,
     attrs: dict | None = None,
+    noise: tuple | None = None,
 ) -> az.InferenceData:
     """Build the InferenceData of a point estimate (EM's): one chain of one draw.
 
@@ -294,6 +295,11 @@ def point_inference_data(
         Coordinates of the ``feature`` dim; ``x0, x1, ...`` by default.
     attrs : dict, optional
         The InferenceData's own ``attrs``.
+    noise : (noise_weight, noise_volume, lower, upper), optional
+        A uniform noise component (``params.weights`` sum to ``1 - noise_weight``): as the
+        Bayesian fits hold it, ``posterior["noise_weight"]`` and ``attrs`` ``noise="uniform"``,
+        ``noise_volume``, ``noise_lower`` and ``noise_upper`` (the box, lists of floats);
+        ``log_likelihood`` includes the noise term.
 
     Returns
     -------
@@ -314,6 +320,14 @@ def point_inference_data(
     n_features = np.shape(params.means)[-1]
     draws = GMMParams(*(jnp.asarray(a)[None, None] for a in params))
     loc, scale = np.zeros(n_features, dtype), np.ones(n_features, dtype)
+    extra: dict = {}
+    if noise is not None:
+        weight, volume, lower, upper = noise
+        lower, upper = stored_box(lower, upper)
+        extra = dict(hyper_draws={"noise_weight": np.full((1, 1), weight)}, noise_volume=float(volume))
+        extra["noise_box"] = (lower, upper)
+        attrs = {**(attrs or {}), "noise": "uniform", "noise_volume": float(volume)}
+        attrs.update(noise_lower=lower.tolist(), noise_upper=upper.tolist())
     return build_inference_data(
-        draws, X, loc, scale, key=jax.random.PRNGKey(0), feature_names=feature_names, attrs=attrs
+        draws, X, loc, scale, key=jax.random.PRNGKey(0), feature_names=feature_names, attrs=attrs, **extra
     )

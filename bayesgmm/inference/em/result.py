@@ -200,13 +200,12 @@ class EMResult:
             ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``, chain and
             draw of size one), ``log_likelihood`` (``X``, pointwise, dims ``obs``),
             ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation);
-            ``attrs`` hold ``inference="em"``, the model and the fit's convergence.
+            ``attrs`` hold ``inference="em"``, the model and the fit's convergence. With noise,
+            as the Bayesian fits: ``posterior["noise_weight"]``, ``attrs`` ``noise``,
+            ``noise_volume``, ``noise_lower`` and ``noise_upper``, and the noise term in
+            ``log_likelihood``, so that ``membership_probabilities`` and the predictive
+            functions see the noise.
         """
-        if self.noise_weight is not None:
-            raise NotImplementedError(
-                "to_inference_data does not yet hold a noise component; use params, noise_weight "
-                "and log_prob of the EMResult, or fit without noise."
-            )
         if feature_names is None and self.feature_names is not None:
             feature_names = list(self.feature_names)
         attrs = {
@@ -217,7 +216,12 @@ class EMResult:
             "converged": int(self.converged),
             "n_iter": int(self.n_iter),
         }
-        return point_inference_data(self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs)
+        noise = None
+        if self.noise_weight is not None:
+            noise = (self.noise_weight, self.noise_volume, self.noise_lower, self.noise_upper)
+        return point_inference_data(
+            self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs, noise=noise
+        )
 
 
 def _masked(Z: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
