@@ -202,3 +202,16 @@ def test_inference_data_of_a_noise_fit_reads_as_a_bayesian_one(missing_share):
     reps = add_predictive(idata, seed=1).posterior_predictive
     inside = (reps["X"].values >= res.noise_lower - 1e-9) & (reps["X"].values <= res.noise_upper + 1e-9)
     assert inside[reps["noise"].values].all() and reps["noise"].values.any()
+
+
+def test_sample_weight_equals_repeated_rows():
+    """Zero-weight rows drop out of the box as of the fit; integer weights fit like repeated rows."""
+    X, _ = simulate(200, 0.2, 0.05, seed=1)
+    w = np.random.default_rng(0).integers(0, 3, len(X)).astype(float)
+    kw = dict(noise="uniform", missing="marginalize", seed=0, tol=1e-12, max_iter=2000)
+    weighted = fit_em(X, 2, sample_weight=w, **kw)
+    repeated = fit_em(np.repeat(X, w.astype(int), axis=0), 2, **kw)
+    np.testing.assert_array_equal(weighted.noise_lower, repeated.noise_lower)
+    np.testing.assert_array_equal(weighted.noise_upper, repeated.noise_upper)
+    assert weighted.log_likelihood == pytest.approx(repeated.log_likelihood, rel=1e-10)
+    assert weighted.noise_weight == pytest.approx(repeated.noise_weight, rel=1e-7)
