@@ -10,7 +10,15 @@ from noise_missing_helpers import MEANS, oracle_joint, simulate
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp, softmax
 
-from bayesgmm import BayesianGMM, fit_nuts, fit_svi, load, membership_probabilities, sample_assignments
+from bayesgmm import (
+    BayesianGMM,
+    fit_nuts,
+    fit_svi,
+    impute,
+    load,
+    membership_probabilities,
+    sample_assignments,
+)
 from bayesgmm.models import MixtureLikelihood
 from bayesgmm.params import GMMParams
 
@@ -109,6 +117,8 @@ def test_estimator_predicts_noise_on_rows_with_nan_and_keeps_its_box(data):
     np.testing.assert_allclose(gmm.score_samples(X), logsumexp(log_lik, axis=0) - np.log(50), rtol=1e-9)
     labels = gmm.predict(X)
     assert np.mean(labels[-n_out:] == -1) >= 0.75
+    filled = gmm.impute(X, n_draws=10)
+    assert not np.isnan(filled).any() and (filled[:, ~np.isnan(X)] == X[~np.isnan(X)]).all()
     path = os.path.join(tempfile.mkdtemp(), "gmm.nc")
     gmm.save(path)
     loaded = load(path)
@@ -145,3 +155,23 @@ def test_nuts_runs_with_noise_and_missing_values(data):
     rows, cols = linear_sum_assignment(((means[:, None] - MEANS[None]) ** 2).sum(-1))
     se = np.sqrt(2.0 / (0.85 * len(X) / 2))
     assert np.abs(means[rows] - MEANS[cols]).max() < 5 * se
+
+
+def test_imputation_draws_the_noise_rows_uniformly_in_the_box(data, idata):
+    X, _ = data
+    completed = impute(idata, seed=3)
+    np.testing.assert_array_equal(
+        completed[:, ~np.isnan(X)],
+        np.broadcast_to(X[~np.isnan(X)], completed.shape[:1] + (int((~np.isnan(X)).sum()),)),
+    )
+    all_resp, _ = oracle_resp_and_log_lik(idata, X, n_draws=idata.posterior.sizes["draw"])
+    sure = (all_resp[..., -1].min(axis=0) > 1 - 1e-12) & np.isnan(X).any(axis=1)
+    assert sure.any()
+    lower, upper = np.asarray(idata.attrs["noise_lower"]), np.asarray(idata.attrs["noise_upper"])
+    holes = np.isnan(X[sure])
+    values = completed[:, sure][:, holes]
+    cols = np.broadcast_to(np.nonzero(holes)[1], values.shape)
+    assert ((values >= lower[cols]) & (values <= upper[cols])).all()
+    # Uniform on each side: the standardised position has mean 1/2 and sd 1/sqrt(12).
+    u = (values - lower[cols]) / (upper - lower)[cols]
+    assert abs(u.mean() - 0.5) < 4 / np.sqrt(12 * u.size)

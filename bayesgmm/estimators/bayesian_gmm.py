@@ -361,7 +361,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         """
         X = self._check_X(X)
         seed = as_key(self.random_state if random_state is None else random_state)
-        return impute_from_params(self._params, X, n_draws, seed)
+        noise = None if self._log_noise is None else (self._log_noise, self.noise_lower_, self.noise_upper_)
+        return impute_from_params(self._params, X, n_draws, seed, noise=noise)
 
     def sample(self, n_samples: int = 1, random_state: Seed = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the posterior predictive distribution.
