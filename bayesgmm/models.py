@@ -97,7 +97,7 @@ class MixtureLikelihood(dist.Distribution):
     """
 
     support = constraints.real_vector
-    pytree_data_fields = ("params", "log_weights", "log_noise")
+    pytree_data_fields = ("params", "log_weights", "log_noise", "noise_log_ranges")
     pytree_aux_fields = ("missing",)
 
     def __init__(
@@ -106,6 +106,7 @@ class MixtureLikelihood(dist.Distribution):
         log_weights: jax.Array | None = None,
         missing: bool = False,
         log_noise: jax.Array | None = None,
+        noise_log_ranges: jax.Array | None = None,
     ):
         self.params = params
         self.missing = missing
@@ -115,6 +116,9 @@ class MixtureLikelihood(dist.Distribution):
         # ``log pi_0 - log V`` of a uniform noise component, one more column of the joint
         # densities; None leaves the noise-free program as it is.
         self.log_noise = log_noise
+        # ``log`` of the noise box's sides: a row with missing features sees the box's
+        # projection on its observed ones, of density ``1 / V`` times the missing sides.
+        self.noise_log_ranges = noise_log_ranges
         super().__init__(batch_shape=(), event_shape=(params.n_features,))
 
     def log_prob(self, value: jax.Array) -> jax.Array:
@@ -123,7 +127,11 @@ class MixtureLikelihood(dist.Distribution):
         if self.missing:
             observed = ~jnp.isnan(flat)
             dens = incomplete.observed_log_density(self.params, jnp.where(observed, flat, 0.0), observed)
-            return logsumexp(self.log_weights + dens, axis=-1).reshape(value.shape[:-1])
+            joint = self.log_weights + dens
+            if self.log_noise is not None:
+                unseen = (~observed).astype(joint.dtype) @ self.noise_log_ranges
+                joint = jnp.concatenate([joint, (self.log_noise + unseen)[:, None]], axis=-1)
+            return logsumexp(joint, axis=-1).reshape(value.shape[:-1])
         # The models see standardised data, where the expanded form's rounding is far below
         # any statistical error, and it needs one matrix product instead of a solve per row.
         joint = self.log_weights + densities.component_log_prob_expanded(self.params, flat)
@@ -239,6 +247,7 @@ def gmm_model(
     weight_prior: str = "dirichlet",
     missing: str = "error",
     noise_log_density: float | None = None,
+    noise_log_ranges: tuple[float, ...] | None = None,
 ) -> None:
     """Finite Gaussian mixture with Dirichlet weights and LKJ covariance priors.
 
@@ -284,6 +293,10 @@ def gmm_model(
         ``n_components + 1`` weights. The site ``weights`` then holds the shares
         (``params_from_sites`` gives the ``pi_k``). With ``weight_prior="sparse"`` or
         ``"dp"`` the shares follow that prior and ``pi_0`` the same Beta law.
+    noise_log_ranges : sequence of float, length n_features, optional
+        With ``missing="marginalize"`` and noise: ``log`` of the sides of the noise's box
+        (standardised units), whose product is ``V``. A row with observed features ``O`` then
+        has the noise density ``pi_0 / prod_{j in O} side_j``, the box's projection on ``O``.
 
     Notes
     -----
@@ -316,7 +329,11 @@ def gmm_model(
         "scale_tril", _sample_scale_tril(covariance_type, n_components, n_features, priors)
     )
     params = GMMParams(weights, means, scale_tril)
-    mixture = MixtureLikelihood(params, log_weights, missing == "marginalize", log_noise)
+    marginalize = missing == "marginalize"
+    if marginalize and log_noise is not None and noise_log_ranges is None:
+        raise ValueError("noise with missing='marginalize' needs noise_log_ranges, the log sides of the box.")
+    ranges = None if noise_log_ranges is None else jnp.asarray(noise_log_ranges, means.dtype)
+    mixture = MixtureLikelihood(params, log_weights, marginalize, log_noise, ranges)
     with numpyro.plate("obs", n_obs, subsample_size=subsample_size) as idx:
         drawn_here = Z is not None and subsample_size is not None and Z.shape[0] == n_obs
         batch = Z[idx] if drawn_here else Z

@@ -33,7 +33,8 @@ def noise_box(X: ArrayLike, noise_volume: float | None = None) -> tuple[np.ndarr
     Parameters
     ----------
     X : array, shape (n_obs, n_features)
-        The data (user's units) whose bounding box the region is, or is scaled from.
+        The data (user's units) whose bounding box the region is, or is scaled from. NaN
+        (missing values) are skipped: each feature's range is that of its observed values.
     noise_volume : float, optional
         The region's volume; by default that of the data's bounding box.
 
@@ -54,7 +55,7 @@ def noise_box(X: ArrayLike, noise_volume: float | None = None) -> tuple[np.ndarr
     [[-1.0, -0.5], [3.0, 1.5]]
     """
     X = np.asarray(X, dtype=np.float64)
-    lower, upper = X.min(axis=0), X.max(axis=0)
+    lower, upper = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
     if noise_volume is None:
         return lower, upper
     centre, ranges = (lower + upper) / 2, upper - lower
@@ -65,6 +66,35 @@ def noise_box(X: ArrayLike, noise_volume: float | None = None) -> tuple[np.ndarr
     else:
         half = np.full(ranges.size, float(noise_volume) ** (1 / ranges.size) / 2)
     return centre - half, centre + half
+
+
+def unobserved_log_ranges(X: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> np.ndarray:
+    """Return, for each row, the sum of ``log(upper_j - lower_j)`` over its missing features.
+
+    The noise's density on a row's observed features ``O`` is the uniform density of the
+    box's projection on ``O``, ``1 / prod_{j in O} (upper_j - lower_j)`` (the marginal of
+    ``1 / V`` over the missing features), so its log is ``-log V`` plus this term, which is
+    zero for a complete row.
+
+    Parameters
+    ----------
+    X : array, shape (n_obs, n_features)
+        NaN marks a missing value.
+    lower, upper : array, shape (n_features,)
+        The noise's box, in the units of ``X``.
+
+    Returns
+    -------
+    ndarray, shape (n_obs,)
+
+    Examples
+    --------
+    >>> X = np.array([[0.5, np.nan], [0.5, 1.0]])
+    >>> unobserved_log_ranges(X, [0.0, 0.0], [2.0, 4.0]).round(6).tolist()  # log 4, 0
+    [1.386294, 0.0]
+    """
+    log_ranges = np.log(np.asarray(upper, np.float64) - np.asarray(lower, np.float64))
+    return np.isnan(np.asarray(X, np.float64)) @ log_ranges
 
 
 def stored_box(lower: Any, upper: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@
 #    the values that were observed, instead of dropping incomplete rows or inventing values;
 #    `impute` fills the holes with conditional means.
 # 2. **Outliers**: `noise="uniform"` adds mclust's noise component, a uniform density over
-#    the data's bounding box, whose rows `predict` labels `-1`.
+#    the data's bounding box, whose rows `predict` labels `-1`; with missing values too.
 # 3. **mclust's fourteen covariance models** (`EII` ... `VVV`) by name, and mclust's BIC table
 #    over models and numbers of components.
 #
@@ -157,6 +157,28 @@ for k, colour in zip([-1, 0, 1], ["0.4", "C0", "C1"], strict=True):
     ax.scatter(*X_out[chosen].T, s=10, color=colour, label="noise (-1)" if k < 0 else f"component {k}")
 ax.set(xlabel="eruptions (min)", ylabel="waiting (min)", title="Old Faithful with 3% gross errors")
 ax.legend(loc="upper left", fontsize="small")
+
+# %% [markdown]
+# ## Outliers and missing values together
+#
+# `noise="uniform"` and `missing="marginalize"` combine. A row whose features `O` were
+# observed has the noise density of the box's projection on `O`, `1 / prod_{j in O}
+# (upper_j - lower_j)` (the box is the bounding box of each feature's observed values), and
+# the Gaussians' densities of its observed values. Here a fifth of the cells of the damaged
+# Old Faithful go missing, and the outliers are still found.
+
+# %%
+holes = rng.random(X_out.shape) < 0.2
+holes[holes.all(axis=1), 0] = False
+X_holes = np.where(holes, np.nan, X_out)
+both = GaussianMixture(2, n_init=5, random_state=0, noise="uniform", missing="marginalize").fit(X_holes)
+labels_holes = both.predict(X_holes)
+print(
+    f"noise weight {both.noise_weight_:.3f}; box {both.noise_lower_.round(1)} to {both.noise_upper_.round(1)}"
+)
+print(f"outliers labelled -1: {(labels_holes[is_outlier] == -1).sum()} of {n_out}")
+print(f"clean points labelled -1: {(labels_holes[~is_outlier] == -1).sum()} of {len(faithful)}")
+
 # %% [markdown]
 # ## mclust's covariance models
 #

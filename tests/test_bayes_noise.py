@@ -183,13 +183,6 @@ def test_bad_noise_arguments(contaminated, fit, kwargs, message):
         fit(contaminated, 3, **kwargs)
 
 
-def test_noise_with_missing_values_is_refused(contaminated):
-    X = contaminated.copy()
-    X[0, 0] = np.nan
-    with pytest.raises(ValueError, match="missing='marginalize'"):
-        fit_svi(X, 3, noise="uniform", missing="marginalize")
-
-
 @pytest.mark.parametrize("params", [{"noise": "bogus"}, {"noise": "uniform", "noise_volume": 0.0}])
 def test_estimator_refuses_bad_noise(contaminated, params):
     with pytest.raises(InvalidParameterError, match="noise"):

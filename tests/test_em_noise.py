@@ -168,7 +168,6 @@ def test_sample_weight_equals_repeated_rows(contaminated, covariance_type):
         (dict(noise="uniform", noise_volume=-1.0), "positive finite"),
         (dict(noise="uniform", noise_volume=np.inf), "positive finite"),
         (dict(noise_volume=10.0), "only used with noise='uniform'"),
-        (dict(noise="uniform", missing="marginalize"), "not available with missing='marginalize'"),
         (dict(noise="uniform", prior="default"), "not available with noise='uniform'"),
         (dict(noise="uniform", dtype=np.float32), "not available with noise='uniform'"),
     ],
@@ -277,13 +276,8 @@ def test_estimator_fits_float32_data_with_noise_in_float64(contaminated):
     assert gm.score(X32) * len(X32) == pytest.approx(res.log_likelihood, rel=1e-10)
 
 
-def test_a_noise_fit_refuses_rows_with_missing_values(contaminated):
-    """The noise density has no marginal over observed coordinates: NaN is an error, not NaN out."""
+def test_a_noise_fit_imputes_nothing_in_complete_data(contaminated):
+    """Rows with NaN are scored by the box's projection (tests/test_em_noise_missing.py)."""
     X = contaminated
     res = fit_em(X, 3, noise="uniform", seed=0)
-    Y = X[:4].copy()
-    Y[1, 0] = np.nan
-    for method in (res.log_prob, res.responsibilities, res.impute):
-        with pytest.raises(ValueError, match="noise component, which cannot score rows"):
-            method(Y)
     np.testing.assert_array_equal(res.impute(), X)  # the fit's own data have no NaN

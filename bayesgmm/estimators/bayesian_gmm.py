@@ -82,8 +82,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     weights_ : ndarray, shape (n_components,)
         Posterior means, in the units of ``X``; so are ``means_`` (n_components,
         n_features) and ``covariances_`` (n_components, n_features, n_features).
-    noise_weight_, noise_volume_ : float or None
-        Posterior mean of the noise weight and the noise's hypervolume (None without ``noise``).
+    noise_weight_, noise_volume_ : float or None; noise_lower_, noise_upper_ : ndarray (D,) or None
+        Posterior mean of the noise weight, the noise's hypervolume and its box (None without ``noise``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` had column names, all strings. Predicting on other columns, or on
@@ -237,6 +237,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self._log_noise = log_noise_draws(idata) if noisy else None
         self.noise_weight_ = float(post["noise_weight"].mean()) if noisy else None
         self.noise_volume_ = float(idata.attrs["noise_volume"]) if noisy else None
+        box = [idata.attrs.get(f"noise_{end}") if noisy else None for end in ("lower", "upper")]
+        self.noise_lower_, self.noise_upper_ = (None if b is None else np.asarray(b, np.float64) for b in box)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to one netCDF file; :func:`bayesgmm.load` reads it back.
@@ -285,6 +287,9 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             )
         return X
 
+    def _box(self):
+        return None if self.noise_lower_ is None else (self.noise_lower_, self.noise_upper_)
+
     def _check_X(self, X):
         check_is_fitted(self, "idata_")
         return self._validate(X, reset=False)
@@ -296,7 +301,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         """
         X = self._check_X(X)  # before reading any fitted attribute: NotFittedError first
         if self._log_noise is not None:
-            return mean_noise_responsibilities(self._params, self._log_noise, X)
+            return mean_noise_responsibilities(self._params, self._log_noise, X, noise_box=self._box())
         return mean_responsibilities(self._params, X)
 
     def predict(self, X: ArrayLike) -> np.ndarray:
@@ -314,7 +319,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         """
         X = self._check_X(X)
         if self._log_noise is not None:
-            return log_predictive_density_noise(self._params, self._log_noise, X)
+            return log_predictive_density_noise(self._params, self._log_noise, X, noise_box=self._box())
         return log_predictive_density(self._params, X)
 
     def score(self, X: ArrayLike, y: None = None) -> float:
@@ -356,7 +361,8 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         """
         X = self._check_X(X)
         seed = as_key(self.random_state if random_state is None else random_state)
-        return impute_from_params(self._params, X, n_draws, seed)
+        noise = None if self._log_noise is None else (self._log_noise, self.noise_lower_, self.noise_upper_)
+        return impute_from_params(self._params, X, n_draws, seed, noise=noise)
 
     def sample(self, n_samples: int = 1, random_state: Seed = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw from the posterior predictive distribution.

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from bayesgmm import persistence
 from bayesgmm.estimators._fit_data import fit_data, fit_dtype, streamed_features
 from bayesgmm.estimators.imputation import ConditionalMeanImputer
-from bayesgmm.inference.em import criteria, mclust_models, missing, noise, report
+from bayesgmm.inference.em import criteria, mclust_models, missing, noise, noise_missing, report
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.em.fit import fit_em
 from bayesgmm.inference.em.mstep import EMPrior
@@ -262,9 +262,9 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
     def _special(self, X, reduce):
         """Apply ``reduce`` over the joint log densities of a noise fit or of rows with NaN."""
         params = self._params()
-        if self._is_noise_fit():
-            terms = (self.noise_weight_, np.log(self.noise_volume_), jnp.asarray(X, np.float64))
-            return np.asarray(reduce(noise.joint_log_prob(params, *terms), axis=1))
+        if self._is_noise_fit():  # rows with NaN see the box's projection on their observed features
+            terms = (self.noise_weight_, self.noise_volume_, self.noise_lower_, self.noise_upper_, X)
+            return np.asarray(reduce(noise_missing.joint_log_prob_nan(params, *terms), axis=1))
         observed = ~np.isnan(X)
         dens = missing.observed_log_density(params, jnp.asarray(np.where(observed, X, 0.0)), observed)
         return np.asarray(reduce(jnp.log(params.weights) + dens, axis=1))

@@ -7,6 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bayesgmm import incomplete
+from bayesgmm.inference.em import noise_missing
 
 
 class ConditionalMeanImputer:
@@ -19,8 +20,9 @@ class ConditionalMeanImputer:
         """Return a copy of ``X`` with each missing value (NaN) replaced by ``E[x_mis | x_obs]``.
 
         The mean of the missing values given a row's observed ones: the components'
-        conditional means weighted by the row's responsibilities given its observed values.
-        A single best guess; ``BayesianGMM.impute`` draws imputations instead.
+        conditional means weighted by the row's responsibilities given its observed values
+        (with ``noise``, the noise's responsibility weights the centre of its box). A single
+        best guess; ``BayesianGMM.impute`` draws imputations instead.
 
         Parameters
         ----------
@@ -46,5 +48,9 @@ class ConditionalMeanImputer:
             return X.copy()
         params = self._params()
         params = type(params)(*(jnp.asarray(a, jnp.float64) for a in params))
-        mean = np.asarray(incomplete.conditional_mean(params, jnp.asarray(X)))
+        if getattr(self, "noise_weight_", None) is not None:
+            terms = (self.noise_weight_, self.noise_volume_, self.noise_lower_, self.noise_upper_)
+            mean = noise_missing.conditional_mean(params, *terms, X)
+        else:
+            mean = np.asarray(incomplete.conditional_mean(params, jnp.asarray(X)))
         return np.where(np.isnan(X), mean, X)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import densities, incomplete
-from bayesgmm.noise_region import predictive_draws_noise, stored_box
+from bayesgmm.noise_region import predictive_draws_noise, stored_box, unobserved_log_ranges
 from bayesgmm.params import GMMParams
 
 #: Dims of every posterior variable after ``chain`` and ``draw``.
@@ -234,7 +234,9 @@ def build_inference_data(
     noise_volume : float, optional
         Hypervolume (user's units) of a uniform noise component whose weight is
         ``hyper_draws["noise_weight"]``: the log-likelihood then includes its term
-        ``noise_weight / noise_volume`` (``std_params``' weights sum to ``1 - noise_weight``).
+        ``noise_weight / noise_volume`` (``std_params``' weights sum to ``1 - noise_weight``);
+        that of a row with missing values is the density of ``noise_box``'s projection on its
+        observed features.
     noise_box : (lower, upper) of arrays shaped (n_features,), optional
         The noise's region (user's units), from which the predictive groups draw a row
         with the draw's probability ``noise_weight``; they then hold ``noise`` (chain,
@@ -264,8 +266,10 @@ def build_inference_data(
     groups.update(_predictive_groups(post, hyper, prior, loc, scale, key, n_obs, posterior_predictive, box))
     log_lik = pointwise_log_likelihood(post, X) if log_likelihood else None
     if log_lik is not None and noise_volume is not None:
-        log_noise = np.log(hyper["noise_weight"]) - np.log(noise_volume)
-        log_lik = np.logaddexp(log_lik, log_noise[..., None])
+        log_noise = (np.log(hyper["noise_weight"]) - np.log(noise_volume))[..., None]
+        if np.isnan(X).any():  # a row with missing values sees the box's projection on its observed ones
+            log_noise = log_noise + unobserved_log_ranges(X, *stored_box(*box))
+        log_lik = np.logaddexp(log_lik, log_noise)
     coords = _coords(post.n_components, n_obs, n_features, feature_names, hyper)
     return _assemble(groups, log_lik, coords, attrs)
 
@@ -276,6 +280,7 @@ def point_inference_data(
     *,
     feature_names: Sequence[str] | None = None,
     attrs: dict | None = None,
+    noise: tuple | None = None,
 ) -> az.InferenceData:
     """Build the InferenceData of a point estimate (EM's): one chain of one draw.
 
@@ -290,6 +295,11 @@ def point_inference_data(
         Coordinates of the ``feature`` dim; ``x0, x1, ...`` by default.
     attrs : dict, optional
         The InferenceData's own ``attrs``.
+    noise : (noise_weight, noise_volume, lower, upper), optional
+        A uniform noise component (``params.weights`` sum to ``1 - noise_weight``): as the
+        Bayesian fits hold it, ``posterior["noise_weight"]`` and ``attrs`` ``noise="uniform"``,
+        ``noise_volume``, ``noise_lower`` and ``noise_upper`` (the box, lists of floats);
+        ``log_likelihood`` includes the noise term.
 
     Returns
     -------
@@ -310,6 +320,14 @@ def point_inference_data(
     n_features = np.shape(params.means)[-1]
     draws = GMMParams(*(jnp.asarray(a)[None, None] for a in params))
     loc, scale = np.zeros(n_features, dtype), np.ones(n_features, dtype)
+    extra: dict = {}
+    if noise is not None:
+        weight, volume, lower, upper = noise
+        lower, upper = stored_box(lower, upper)
+        extra = dict(hyper_draws={"noise_weight": np.full((1, 1), weight)}, noise_volume=float(volume))
+        extra["noise_box"] = (lower, upper)
+        attrs = {**(attrs or {}), "noise": "uniform", "noise_volume": float(volume)}
+        attrs.update(noise_lower=lower.tolist(), noise_upper=upper.tolist())
     return build_inference_data(
-        draws, X, loc, scale, key=jax.random.PRNGKey(0), feature_names=feature_names, attrs=attrs
+        draws, X, loc, scale, key=jax.random.PRNGKey(0), feature_names=feature_names, attrs=attrs, **extra
     )

@@ -22,24 +22,24 @@ from bayesgmm.priors import Priors
 _MIN_NOISE = 1e-3
 
 
-def check_bayes_noise(noise: str | None, noise_volume: float | None, missing: str) -> None:
+def check_bayes_noise(noise: str | None, noise_volume: float | None) -> None:
     """Check ``noise`` and ``noise_volume`` of ``fit_nuts`` / ``fit_svi``.
 
     Raises
     ------
     ValueError
         As ``fit_em``'s check says (a ``noise`` other than None or ``"uniform"``, a
-        ``noise_volume`` that is not a positive finite number, noise with missing values).
+        ``noise_volume`` that is not a positive finite number or given without ``noise``).
 
     Examples
     --------
-    >>> check_bayes_noise("uniform", None, "error")
-    >>> check_bayes_noise("bogus", None, "error")
+    >>> check_bayes_noise("uniform", None)
+    >>> check_bayes_noise("bogus", None)
     Traceback (most recent call last):
     ...
     ValueError: noise must be one of (None, 'uniform'), got 'bogus'.
     """
-    check_noise(noise, noise_volume, missing)
+    check_noise(noise, noise_volume)
 
 
 def standardized_log_density(
@@ -76,7 +76,7 @@ def standardized_log_density(
 def noise_em_start(
     Z: np.ndarray, n_components: int, covariance_type: str, seed: int, log_density: float, n_init: int = 4
 ) -> tuple[GMMParams, float]:
-    """Best of ``n_init`` EM fits with uniform noise on standardised data ``Z``.
+    """Best of ``n_init`` EM fits with uniform noise on standardised data ``Z`` (NaN: missing).
 
     Returns
     -------
@@ -95,6 +95,7 @@ def noise_em_start(
         seed=seed,
         noise="uniform",
         noise_volume=float(np.exp(-log_density)),
+        missing="marginalize" if np.isnan(Z).any() else "error",
     )
     noise_weight = float(np.clip(fit.noise_weight, _MIN_NOISE, 1 - _MIN_NOISE))
     weights = np.maximum(np.asarray(fit.params.weights, np.float64), _MIN_NOISE)

@@ -201,7 +201,7 @@ def prepare(
     covariance_type = check_covariance_type(covariance_type)
     if weight_prior not in WEIGHT_SITES:
         raise ValueError(f"weight_prior must be one of {tuple(WEIGHT_SITES)}, got {weight_prior!r}.")
-    check_bayes_noise(noise, noise_volume, missing)
+    check_bayes_noise(noise, noise_volume)
     if hasattr(X, "columns") and feature_names is None:
         feature_names = [str(c) for c in X.columns]
     priors = Priors() if priors is None else priors
@@ -223,6 +223,9 @@ def prepare(
         volume, log_density = standardized_log_density(data.X_obs, data.scale, noise_volume)
         model_kwargs["noise_log_density"] = log_density
         box = noise_box(data.X_obs, noise_volume)
+        if data.incomplete:
+            # A tuple of floats: the model's keywords key its compiled programs, so they hash.
+            model_kwargs["noise_log_ranges"] = tuple(float(v) for v in np.log((box[1] - box[0]) / data.scale))
     return FitSetup(
         n_components,
         covariance_type,

@@ -17,8 +17,9 @@ import xarray as xr
 
 from bayesgmm import densities, incomplete
 from bayesgmm._validation import as_key
+from bayesgmm.noise_region import attrs_box
 from bayesgmm.posterior.draws import params_from_idata
-from bayesgmm.posterior.noise import draw_noise_responsibilities, has_noise, log_noise_draws
+from bayesgmm.posterior.noise import draw_noise_responsibilities, has_noise, log_noise_draws, noise_row_terms
 from bayesgmm.posterior.relabel import draw_responsibilities, is_relabelled, relabel
 
 
@@ -33,12 +34,20 @@ def _draw_labels_nan(draw, X):
     return jax.random.categorical(key, incomplete.joint_log_prob_nan(p, X), axis=-1)
 
 
-def _draw_labels_noise(draw, X):
-    p, key, log_noise = draw
-    gauss = densities.joint_log_prob(p, X)
-    joint = jnp.concatenate([gauss, jnp.broadcast_to(log_noise, gauss.shape[:-1])[:, None]], axis=1)
+def _noise_labels(gauss, key, log_noise, unseen):
+    joint = jnp.concatenate([gauss, (log_noise + unseen)[:, None]], axis=1)
     z = jax.random.categorical(key, joint, axis=-1)
     return jnp.where(z == gauss.shape[-1], -1, z)
+
+
+def _draw_labels_noise(draw, X, unseen):
+    p, key, log_noise = draw
+    return _noise_labels(densities.joint_log_prob(p, X), key, log_noise, unseen)
+
+
+def _draw_labels_noise_nan(draw, X, unseen):
+    p, key, log_noise = draw
+    return _noise_labels(incomplete.joint_log_prob_nan(p, X), key, log_noise, unseen)
 
 
 def sample_assignments(
@@ -77,11 +86,14 @@ def sample_assignments(
     keys = jax.random.split(as_key(seed), n_chains * n_draws)
     keys = keys.reshape((n_chains, n_draws, *keys.shape[1:]))
     # Rows with missing values (NaN) are assigned given their observed values.
-    fn = _draw_labels_nan if bool(np.isnan(np.asarray(X)).any()) else _draw_labels
-    draws = (params, keys)
+    nan = bool(np.isnan(np.asarray(X)).any())
+    fn, draws, args = _draw_labels_nan if nan else _draw_labels, (params, keys), (X,)
     if has_noise(idata):
-        fn, draws = _draw_labels_noise, (*draws, jnp.asarray(log_noise_draws(idata), params.means.dtype))
-    z = np.asarray(densities.over_draws(fn, draws, X, n_lead=2, batch_size=batch_size))
+        fn = _draw_labels_noise_nan if nan else _draw_labels_noise
+        draws = (*draws, jnp.asarray(log_noise_draws(idata), params.means.dtype))
+        box = attrs_box(idata.attrs) if nan else None
+        args = (X, jnp.asarray(noise_row_terms(np.asarray(X), box), params.means.dtype))
+    z = np.asarray(densities.over_draws(fn, draws, *args, n_lead=2, batch_size=batch_size))
     dtype = np.int8 if n_components <= np.iinfo(np.int8).max else np.int32
     post = idata.posterior
     ds = xr.Dataset(

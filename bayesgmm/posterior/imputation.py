@@ -10,13 +10,29 @@ from numpy.typing import ArrayLike
 
 from bayesgmm import densities, incomplete
 from bayesgmm._validation import as_key
+from bayesgmm.noise_region import attrs_box, stored_box, unobserved_log_ranges
 from bayesgmm.params import GMMParams
 from bayesgmm.posterior.draws import params_from_idata
+from bayesgmm.posterior.noise import has_noise, log_noise_draws
 
 
 def _impute_one(draw: tuple, X: jnp.ndarray) -> jnp.ndarray:
     params, key = draw
     return incomplete.impute_draw(params, key, X)
+
+
+def _impute_one_noise(draw: tuple, X: jnp.ndarray, unseen: jnp.ndarray, box: tuple) -> jnp.ndarray:
+    params, key, log_noise = draw
+    key_z, key_x, key_u = jax.random.split(key, 3)
+    observed = ~jnp.isnan(X)
+    gauss = incomplete.joint_observed(params, jnp.where(observed, X, 0.0), observed)
+    z = jax.random.categorical(key_z, jnp.concatenate([gauss, (log_noise + unseen)[:, None]], axis=1), axis=1)
+    # Given a Gaussian, impute_draw's own component draw is the right one: it is
+    # proportional to w_k N(x_obs | k), the responsibilities without the noise's column.
+    gaussian = incomplete.impute_draw(params, key_x, X)
+    # Under the noise the missing features are uniform on the box's sides, whatever was observed.
+    uniform = jax.random.uniform(key_u, X.shape, X.dtype, minval=box[0], maxval=box[1])
+    return jnp.where((z == gauss.shape[1])[:, None], jnp.where(observed, X, uniform), gaussian)
 
 
 def impute_from_params(
@@ -25,6 +41,7 @@ def impute_from_params(
     n_draws: int | None = None,
     seed: int | jax.Array = 0,
     batch_size: int = 64,
+    noise: tuple | None = None,
 ) -> np.ndarray:
     """Draw the missing values of ``X`` (NaN) once per posterior draw of ``params``.
 
@@ -44,6 +61,11 @@ def impute_from_params(
     seed : int or JAX key, default 0
     batch_size : int
         Draws evaluated at a time.
+    noise : (log_noise, lower, upper), optional
+        A uniform noise component: ``log noise_weight - log noise_volume`` of each draw,
+        shape (n_chains, n_draws), and its box. A row is then the noise's with its
+        probability given the observed values (the box projected on them), and its missing
+        values are then uniform on the box's sides.
 
     Returns
     -------
@@ -60,7 +82,9 @@ def impute_from_params(
     ((3, 1, 2), [1.0, 1.0, 1.0])
     """
     X = np.asarray(X, np.float64)
-    flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((-1, *a.shape[2:])), params)
+    tree = params if noise is None else (params, np.asarray(noise[0]))
+    flat = jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((-1, *a.shape[2:])), tree)
+    flat, log_noise = (flat, None) if noise is None else flat
     n_total = flat.weights.shape[0]
     key_pick, key_draw = jax.random.split(as_key(seed))
     if n_draws is not None:
@@ -68,9 +92,20 @@ def impute_from_params(
             raise ValueError(f"n_draws must be between 1 and the {n_total} posterior draws, got {n_draws}.")
         idx = np.sort(np.asarray(jax.random.choice(key_pick, n_total, (n_draws,), replace=False)))
         flat = jax.tree_util.tree_map(lambda a: a[idx], flat)
+        log_noise = None if noise is None else log_noise[idx]
     draws = GMMParams(*(jnp.asarray(a, jnp.float64) for a in flat))
     keys = jax.random.split(key_draw, draws.weights.shape[0])
-    out = densities.over_draws(_impute_one, (draws, keys), jnp.asarray(X), n_lead=1, batch_size=batch_size)
+    if noise is None:
+        out = densities.over_draws(
+            _impute_one, (draws, keys), jnp.asarray(X), n_lead=1, batch_size=batch_size
+        )
+    else:
+        box = tuple(jnp.asarray(b, jnp.float64) for b in stored_box(*noise[1:]))
+        unseen = jnp.asarray(unobserved_log_ranges(X, *box))
+        lifted = (draws, keys, jnp.asarray(log_noise, jnp.float64))
+        out = densities.over_draws(
+            _impute_one_noise, lifted, jnp.asarray(X), unseen, box, n_lead=1, batch_size=batch_size
+        )
     # Observed cells from X itself, not from a round trip through the device.
     return np.where(np.isnan(X), np.asarray(out), X)
 
@@ -107,4 +142,5 @@ def impute(
     """
     if X is None:
         X = idata.observed_data["X"].transpose("obs", "feature").values
-    return impute_from_params(params_from_idata(idata), X, n_draws, seed)
+    noise = (log_noise_draws(idata), *attrs_box(idata.attrs)) if has_noise(idata) else None
+    return impute_from_params(params_from_idata(idata), X, n_draws, seed, noise=noise)

@@ -3,10 +3,14 @@
 A fit with ``noise="uniform"`` has a ``noise_weight`` (dims chain, draw) in its posterior
 and the noise's hypervolume in ``attrs["noise_volume"]`` (user's units); the ``weights``
 of the Gaussians sum to ``1 - noise_weight``. The noise is not exchangeable with the
-Gaussians, so relabelling never moves it: its column is always the last.
+Gaussians, so relabelling never moves it: its column is always the last. A row with
+missing values (NaN, ``missing="marginalize"``) has the noise density of the box
+(``attrs["noise_lower"]``, ``attrs["noise_upper"]``) projected on its observed features.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import arviz as az
 import jax
@@ -14,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from bayesgmm import densities
+from bayesgmm import densities, incomplete
+from bayesgmm.noise_region import attrs_box, stored_box, unobserved_log_ranges
 from bayesgmm.params import GMMParams
 
 
@@ -37,30 +42,72 @@ def log_noise_draws(idata: az.InferenceData, group: str = "posterior") -> np.nda
     return np.log(weight) - np.log(float(idata.attrs["noise_volume"]))
 
 
-def _joint(draw: tuple, X: jnp.ndarray) -> jnp.ndarray:
-    """Joint log densities of one draw, shape (n_obs, n_components + 1), the noise last."""
-    params, log_noise = draw
-    gauss = densities.joint_log_prob(params, X)
-    return jnp.concatenate([gauss, jnp.broadcast_to(log_noise, gauss.shape[:-1])[:, None]], axis=1)
+def _joint_fn(gaussian: Callable) -> Callable:
+    def joint(draw: tuple, X: jnp.ndarray, unseen: jnp.ndarray) -> jnp.ndarray:
+        """Joint log densities of one draw, shape (n_obs, n_components + 1), the noise last."""
+        params, log_noise = draw
+        gauss = gaussian(params, X)
+        return jnp.concatenate([gauss, (log_noise + unseen)[:, None]], axis=1)
+
+    return joint
 
 
-def _responsibilities(draw: tuple, X: jnp.ndarray) -> jnp.ndarray:
-    return jax.nn.softmax(_joint(draw, X), axis=1)
+def _reduced(joint: Callable, reduce: Callable) -> Callable:
+    def fn(draw: tuple, X: jnp.ndarray, unseen: jnp.ndarray) -> jnp.ndarray:
+        return reduce(joint(draw, X, unseen), axis=1)
+
+    return fn
 
 
-def _log_prob(draw: tuple, X: jnp.ndarray) -> jnp.ndarray:
-    return jax.nn.logsumexp(_joint(draw, X), axis=1)
+#: The draw functions, module-level so that over_draws's compiled programs are reused; by
+#: (what they reduce to, whether the data hold NaN, which take the masked formula).
+_JOINT = {False: _joint_fn(densities.joint_log_prob), True: _joint_fn(incomplete.joint_log_prob_nan)}
+_FNS = {
+    (name, nan): _reduced(_JOINT[nan], reduce)
+    for name, reduce in (("resp", jax.nn.softmax), ("log_prob", jax.nn.logsumexp))
+    for nan in (False, True)
+}
 
 
-def _lifted(fn, params: GMMParams, log_noise: np.ndarray, X: np.ndarray, batch_size: int) -> np.ndarray:
+def noise_row_terms(X: np.ndarray, noise_box: tuple | None) -> np.ndarray:
+    """Return the noise's per-row log-density term beyond ``log noise_weight - log V``, (n_obs,).
+
+    Zero for complete rows; for a row with missing values (NaN) the sum of the log sides of
+    the box over its missing features, so that the noise's density is that of the box's
+    projection on its observed ones (:func:`bayesgmm.noise_region.unobserved_log_ranges`).
+
+    Raises
+    ------
+    ValueError
+        When ``X`` holds NaN and ``noise_box`` is None.
+    """
+    X = np.asarray(X, np.float64)
+    if not np.isnan(X).any():
+        return np.zeros(len(X))
+    if noise_box is None:
+        raise ValueError(
+            "X holds NaN: pass noise_box=(lower, upper), the fit's noise region "
+            "(attrs['noise_lower'], attrs['noise_upper']), to score rows with missing values."
+        )
+    return unobserved_log_ranges(X, *stored_box(*noise_box))
+
+
+def _lifted(name, params, log_noise, X, batch_size, noise_box) -> np.ndarray:
+    unseen = noise_row_terms(X, noise_box)
+    fn = _FNS[name, bool(np.isnan(np.asarray(X, np.float64)).any())]
     X = jnp.asarray(X, dtype=params.means.dtype)
     draws = (params, jnp.asarray(log_noise, params.means.dtype))
     n_lead = params.weights.ndim - 1
-    return np.asarray(densities.over_draws(fn, draws, X, n_lead=n_lead, batch_size=batch_size))
+    unseen = jnp.asarray(unseen, params.means.dtype)
+    return np.asarray(densities.over_draws(fn, draws, X, unseen, n_lead=n_lead, batch_size=batch_size))
 
 
 def noise_responsibilities(
-    params: GMMParams, log_noise: np.ndarray, X: np.ndarray, batch_size: int = 64
+    params: GMMParams,
+    log_noise: np.ndarray,
+    X: np.ndarray,
+    batch_size: int = 64,
+    noise_box: tuple | None = None,
 ) -> np.ndarray:
     """Responsibilities of every draw with the noise as a last column.
 
@@ -72,8 +119,12 @@ def noise_responsibilities(
     log_noise : array, shape (*lead,)
         ``log noise_weight - log noise_volume`` of each draw (``log_noise_draws``).
     X : array, shape (n_obs, n_features)
+        NaN marks a missing value: the Gaussians' densities are the marginals of the row's
+        observed features and the noise's that of the box's projection on them.
     batch_size : int
         Draws evaluated at a time.
+    noise_box : (lower, upper), optional
+        The noise's box (arrays shaped (n_features,)); needed when ``X`` holds NaN.
 
     Returns
     -------
@@ -86,11 +137,15 @@ def noise_responsibilities(
     >>> noise_responsibilities(p, np.log([0.5 / 10.0]), np.array([[0.0], [8.0]])).round(3).tolist()
     [[[0.8, 0.2], [0.0, 1.0]]]
     """
-    return _lifted(_responsibilities, params, log_noise, X, batch_size)
+    return _lifted("resp", params, log_noise, X, batch_size, noise_box)
 
 
 def noise_log_prob(
-    params: GMMParams, log_noise: np.ndarray, X: np.ndarray, batch_size: int = 64
+    params: GMMParams,
+    log_noise: np.ndarray,
+    X: np.ndarray,
+    batch_size: int = 64,
+    noise_box: tuple | None = None,
 ) -> np.ndarray:
     """Log density of every row under every draw, the noise term included.
 
@@ -106,7 +161,7 @@ def noise_log_prob(
     >>> float(np.exp(noise_log_prob(p, np.log([0.5 / 10.0]), np.array([[8.0]])))[0, 0])  # 0.5 / 10
     0.05
     """
-    return _lifted(_log_prob, params, log_noise, X, batch_size)
+    return _lifted("log_prob", params, log_noise, X, batch_size, noise_box)
 
 
 def noise_probability(idata: az.InferenceData) -> xr.DataArray:
@@ -148,20 +203,31 @@ def draw_noise_responsibilities(idata: az.InferenceData, group: str = "posterior
     from bayesgmm.posterior.draws import params_from_idata
 
     X = idata.observed_data["X"].transpose("obs", "feature").values
-    return noise_responsibilities(params_from_idata(idata, group), log_noise_draws(idata, group), X)
+    box = attrs_box(idata.attrs) if np.isnan(X).any() else None
+    return noise_responsibilities(
+        params_from_idata(idata, group), log_noise_draws(idata, group), X, noise_box=box
+    )
 
 
 def mean_noise_responsibilities(
-    params: GMMParams, log_noise: np.ndarray, X: np.ndarray, batch_size: int = 64
+    params: GMMParams,
+    log_noise: np.ndarray,
+    X: np.ndarray,
+    batch_size: int = 64,
+    noise_box: tuple | None = None,
 ) -> np.ndarray:
     """Return :func:`noise_responsibilities` averaged over draws, shape (n_obs, n_components + 1)."""
-    resp = noise_responsibilities(params, log_noise, X, batch_size)
+    resp = noise_responsibilities(params, log_noise, X, batch_size, noise_box)
     return resp.reshape(-1, *resp.shape[-2:]).mean(axis=0)
 
 
 def log_predictive_density_noise(
-    params: GMMParams, log_noise: np.ndarray, X: np.ndarray, batch_size: int = 64
+    params: GMMParams,
+    log_noise: np.ndarray,
+    X: np.ndarray,
+    batch_size: int = 64,
+    noise_box: tuple | None = None,
 ) -> np.ndarray:
     """Return the log posterior predictive density of each row, noise included, shape (n_obs,)."""
-    ll = noise_log_prob(params, log_noise, X, batch_size).reshape(-1, np.shape(X)[0])
+    ll = noise_log_prob(params, log_noise, X, batch_size, noise_box).reshape(-1, np.shape(X)[0])
     return np.asarray(jax.nn.logsumexp(ll, axis=0) - np.log(ll.shape[0]))

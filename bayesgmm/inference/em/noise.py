@@ -52,14 +52,14 @@ NOISE = (None, "uniform")
 NOISE_INIT = 0.05
 
 
-def check_noise(noise: str | None, noise_volume: float | None, missing: str) -> None:
-    """Check ``fit_em``'s ``noise`` and ``noise_volume`` (and the options they exclude).
+def check_noise(noise: str | None, noise_volume: float | None) -> None:
+    """Check ``fit_em``'s ``noise`` and ``noise_volume``.
 
     Raises
     ------
     ValueError
-        For a ``noise`` other than None or ``"uniform"``, a ``noise_volume`` that is not a
-        positive finite number or given without ``noise``, or ``noise`` with missing values.
+        For a ``noise`` other than None or ``"uniform"``, or a ``noise_volume`` that is not
+        a positive finite number or given without ``noise``.
     """
     if noise not in NOISE:
         raise ValueError(f"noise must be one of {NOISE}, got {noise!r}.")
@@ -69,11 +69,6 @@ def check_noise(noise: str | None, noise_volume: float | None, missing: str) -> 
         v = np.asarray(noise_volume, dtype=float)
         if v.ndim or not (np.isfinite(v) and v > 0):
             raise ValueError(f"noise_volume must be a positive finite number, got {noise_volume!r}.")
-    if noise is not None and missing != "error":
-        raise ValueError(
-            "noise='uniform' is not available with missing='marginalize'; impute or drop the "
-            "rows with NaN, or fit without noise."
-        )
 
 
 def bounding_box_volume(X: ArrayLike) -> float:
@@ -82,6 +77,7 @@ def bounding_box_volume(X: ArrayLike) -> float:
     Parameters
     ----------
     X : array, shape (n_obs, n_features)
+        NaN (missing values) are skipped: each range is that of the feature's observed values.
 
     Returns
     -------
@@ -99,7 +95,7 @@ def bounding_box_volume(X: ArrayLike) -> float:
     6.0
     """
     X = np.asarray(X, dtype=float)
-    ranges = X.max(axis=0) - X.min(axis=0)
+    ranges = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
     volume = float(np.prod(ranges))
     if not (np.all(ranges > 0) and np.isfinite(volume) and volume > 0):
         raise ValueError(
@@ -263,6 +259,8 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     not available with noise (the MAP updates assume no noise column). A ``weights_init``
     that sums to less than one (a noise fit's ``weights_``, as a warm start passes it)
     leaves the rest to the noise's starting weight; otherwise that is ``NOISE_INIT``.
+    With ``missing="marginalize"`` and NaN in ``X``, EM for incomplete data with the noise
+    (:func:`bayesgmm.inference.em.noise_missing.fit_noise_missing`) runs instead.
 
     Returns
     -------
@@ -287,9 +285,13 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     from bayesgmm.inference.em import fit as em_fit
 
     noise, noise_volume = options.pop("noise"), options.pop("noise_volume")
-    check_noise(noise, noise_volume, options.pop("missing"))
+    check_noise(noise, noise_volume)
     if options["prior"] is not None or np.dtype(options["dtype"]) != np.float64:
         raise ValueError("prior and dtype=float32 are not available with noise='uniform'.")
+    if _marginalizes(X, options.pop("missing")):
+        from bayesgmm.inference.em.noise_missing import fit_noise_missing
+
+        return fit_noise_missing(X, n_components, covariance_type, noise_volume, **options)
     options, noise_init = _split_weights_init(options)
     call = em_fit._program_call(X, n_components, covariance_type, **options)
     # Rows of zero weight are not data: they neither widen the box nor enter the fit.
@@ -323,6 +325,16 @@ def fit_noise(X: ArrayLike, n_components: int, covariance_type: str, **options: 
     report.warn_empty(np.asarray(result.params.weights), float(call.w.sum()), np.finfo(np.float64).eps)
     report.warn_not_converged(result, int(max_iter), options["tol"])
     return result
+
+
+def _marginalizes(X: Any, missing: str) -> bool:
+    """Return whether ``missing`` says NaN are missing values and ``X`` holds some."""
+    from bayesgmm.inference.em.missing import MISSING
+
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}.")
+    arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+    return missing != "error" and np.issubdtype(arr.dtype, np.floating) and bool(np.isnan(arr).any())
 
 
 def _split_weights_init(options: dict) -> tuple[dict, float]:

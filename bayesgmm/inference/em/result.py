@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bayesgmm import incomplete
-from bayesgmm.inference.em import missing, noise
+from bayesgmm.inference.em import missing, noise_missing
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.idata import point_inference_data
 from bayesgmm.params import GMMParams
@@ -94,7 +94,7 @@ class EMResult:
         """
         params, Z = self._scoring(X)
         if self.noise_weight is not None:
-            return np.asarray(noise.log_prob(params, *self._noise_terms(), jnp.asarray(Z)), np.float64)
+            return np.asarray(jax.nn.logsumexp(self._noise_joint(params, Z), axis=1), np.float64)
         if np.isnan(Z).any():  # only a fit with missing="marginalize" lets NaN through
             return np.asarray(missing.log_likelihood_rows(params, *_masked(Z)), np.float64)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
@@ -113,23 +113,33 @@ class EMResult:
         """
         params, Z = self._scoring(X)
         if self.noise_weight is not None:
-            resp = noise.responsibilities(params, *self._noise_terms(), jnp.asarray(Z))
-            return np.asarray(resp, np.float64)
+            return np.asarray(jax.nn.softmax(self._noise_joint(params, Z), axis=1), np.float64)
         if np.isnan(Z).any():
             Z, observed = _masked(Z)
             logits = jnp.log(params.weights) + missing.observed_log_density(params, Z, observed)
             return np.asarray(jax.nn.softmax(logits, axis=1), np.float64)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
 
-    def _noise_terms(self) -> tuple[float, float]:
-        return self.noise_weight, float(np.log(self.noise_volume))
+    def _noise_terms(self, shift: np.ndarray | float = 0.0) -> tuple:
+        """Return the noise's weight, volume and box, the box in the coordinates ``X - shift``."""
+        box = [
+            None if b is None else np.asarray(b, np.float64) - shift
+            for b in (self.noise_lower, self.noise_upper)
+        ]
+        return self.noise_weight, self.noise_volume, *box
+
+    def _noise_joint(self, params: GMMParams, Z: np.ndarray) -> jnp.ndarray:
+        """Joint log densities, noise last, of data ``Z`` in the fit's coordinates (NaN: missing)."""
+        shift = 0.0 if self.shift is None else self.shift
+        return noise_missing.joint_log_prob_nan(params, *self._noise_terms(shift), Z)
 
     def impute(self, X: ArrayLike | None = None) -> np.ndarray:
         """Return a copy of ``X`` with each missing value (NaN) replaced by ``E[x_mis | x_obs]``.
 
         The components' conditional means weighted by each row's responsibilities given its
-        observed values (:func:`bayesgmm.incomplete.conditional_mean`). A fit with a noise
-        component refuses rows with NaN (``ValueError``), as ``log_prob`` does.
+        observed values (:func:`bayesgmm.incomplete.conditional_mean`); with a noise
+        component, the noise's responsibility weights the centre of the noise's box
+        (:func:`bayesgmm.inference.em.noise_missing.conditional_mean`).
 
         Parameters
         ----------
@@ -152,21 +162,16 @@ class EMResult:
         X = np.array(self.X if X is None else X, np.float64)
         params, Z = self._scoring(X)
         params = GMMParams(*(jnp.asarray(a, jnp.float64) for a in params))
-        mean = np.asarray(incomplete.conditional_mean(params, jnp.asarray(Z)))
         shift = 0.0 if self.shift is None else self.shift
+        if self.noise_weight is not None and np.isnan(X).any():
+            mean = noise_missing.conditional_mean(params, *self._noise_terms(shift), Z)
+        else:
+            mean = np.asarray(incomplete.conditional_mean(params, jnp.asarray(Z)))
         return np.where(np.isnan(X), mean + shift, X)
 
     def _scoring(self, X):
         """Parameters and data in the coordinates the fit ran in, in float64."""
         X = np.asarray(X, np.float64)
-        if self.noise_weight is not None and np.isnan(X).any():
-            # The noise's density is 1 / V over a box that is not kept per coordinate (a
-            # given ``noise_volume`` has none), so it has no marginal over observed values.
-            raise ValueError(
-                "X contains NaN, but this fit has a noise component, which cannot score rows "
-                "with missing values; impute or drop those rows, or fit without noise and "
-                "missing='marginalize'."
-            )
         if self.centred_means is None:
             return self.params, X
         p = self.params
@@ -195,13 +200,12 @@ class EMResult:
             ``posterior`` (``weights``, ``means``, ``covariances``, ``scale_tril``, chain and
             draw of size one), ``log_likelihood`` (``X``, pointwise, dims ``obs``),
             ``observed_data`` (``X``) and ``constant_data`` (the identity standardisation);
-            ``attrs`` hold ``inference="em"``, the model and the fit's convergence.
+            ``attrs`` hold ``inference="em"``, the model and the fit's convergence. With noise,
+            as the Bayesian fits: ``posterior["noise_weight"]``, ``attrs`` ``noise``,
+            ``noise_volume``, ``noise_lower`` and ``noise_upper``, and the noise term in
+            ``log_likelihood``, so that ``membership_probabilities`` and the predictive
+            functions see the noise.
         """
-        if self.noise_weight is not None:
-            raise NotImplementedError(
-                "to_inference_data does not yet hold a noise component; use params, noise_weight "
-                "and log_prob of the EMResult, or fit without noise."
-            )
         if feature_names is None and self.feature_names is not None:
             feature_names = list(self.feature_names)
         attrs = {
@@ -212,7 +216,12 @@ class EMResult:
             "converged": int(self.converged),
             "n_iter": int(self.n_iter),
         }
-        return point_inference_data(self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs)
+        noise = None
+        if self.noise_weight is not None:
+            noise = (self.noise_weight, self.noise_volume, self.noise_lower, self.noise_upper)
+        return point_inference_data(
+            self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs, noise=noise
+        )
 
 
 def _masked(Z: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
