@@ -56,9 +56,16 @@ def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X
     bad = ~np.isfinite(arr)
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])
+        nan_only = not np.isinf(arr).any()
         raise ValueError(
-            f"{name} contains NaN or infinity in {rows.size} row(s) (first: {rows[:5].tolist()}); "
-            "remove or impute them before fitting."
+            f"{name} contains {'NaN' if nan_only else 'NaN or infinity'} in {rows.size} row(s) (first: "
+            f"{rows[:5].tolist()}); "
+            + (
+                "with missing='marginalize' each row counts by its observed features (values missing at "
+                "random), or remove or impute them."
+                if nan_only
+                else "remove or impute them before fitting."
+            )
         )
     if n_components is not None and arr.shape[0] < n_components:
         raise ValueError(

@@ -375,7 +375,7 @@ def load(path: str | os.PathLike) -> BaseEstimator:
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import os, tempfile, numpy as np
     >>> from bayesgmm import GaussianMixture
     >>> X = np.array([[0.0], [0.1], [5.0], [5.2]])
     >>> gm = GaussianMixture(2, random_state=0).fit(X)

@@ -239,8 +239,14 @@ def test_bayesian_gmm_impute(svi_gmm, incomplete_data):
 
 def test_missing_error_and_bad_values(incomplete_data):
     _, X = incomplete_data
-    with pytest.raises(ValueError, match="contains NaN or infinity"):
+    with pytest.raises(ValueError, match="contains NaN in .* with missing='marginalize' each row counts"):
         fit_svi(X, 2, guide="map", num_samples=1)
+    infinite = np.where(np.isnan(X), 0.0, X)
+    infinite[3, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"contains NaN or infinity in 1 row\(s\) \(first: \[3\]\); remove or impute"
+    ):
+        fit_svi(infinite, 2, guide="map", num_samples=1)
     with pytest.raises(ValueError, match="missing must be one of"):
         fit_nuts(X, 2, missing="drop")
     with pytest.raises(InvalidParameterError, match="missing"):

@@ -19,11 +19,33 @@ def fit_data(estimator: Any, X: Any) -> Any:
     """
     if is_streamed(X, estimator.chunk_size):
         return X
-    X = validate_data(estimator, X, ensure_min_samples=2, **estimator._accepted())
+    X = checked_data(estimator, X, reset=True, ensure_min_samples=2)
     if X.shape[0] < estimator.n_components:
         raise ValueError(
             f"Expected n_samples >= n_components but got n_components = {estimator.n_components}, "
             f"n_samples = {X.shape[0]}"
+        )
+    return X
+
+
+def checked_data(estimator: Any, X: Any, reset: bool, **checks: Any) -> np.ndarray:
+    """Return ``X`` checked by scikit-learn's ``validate_data``; NaN only with ``missing="marginalize"``.
+
+    Rows with NaN otherwise raise a ``ValueError`` that names them and the option, instead of
+    scikit-learn's generic advice (infinity still gets scikit-learn's message).
+    """
+    if estimator.missing == "marginalize":  # EM for incomplete data runs in float64
+        return validate_data(
+            estimator, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan", **checks
+        )
+    X = validate_data(
+        estimator, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", **checks
+    )
+    rows = np.flatnonzero(np.isnan(X).any(axis=1))
+    if rows.size:
+        raise ValueError(
+            f"Input X contains NaN in {rows.size} row(s) (first: {rows[:5].tolist()}). With missing='marginalize' "
+            "each row counts by its observed features (values missing at random); or remove or impute them."
         )
     return X
 

@@ -15,10 +15,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from bayesgmm import persistence
-from bayesgmm.estimators._fit_data import fit_data, fit_dtype, streamed_features
+from bayesgmm.estimators._fit_data import checked_data, fit_data, fit_dtype, streamed_features
 from bayesgmm.estimators.imputation import ConditionalMeanImputer
 from bayesgmm.inference.em import criteria, mclust_models, missing, noise, noise_missing, report
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
@@ -242,13 +242,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
 
     def _validate(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, **self._accepted())
-
-    def _accepted(self) -> dict:
-        """Return the checks ``validate_data`` makes: NaN pass only with ``missing="marginalize"``."""
-        if self.missing == "marginalize":  # EM for incomplete data runs in float64
-            return dict(dtype=np.float64, ensure_all_finite="allow-nan")
-        return dict(dtype=[np.float64, np.float32])
+        return checked_data(self, X, reset=False)
 
     def _is_noise_fit(self) -> bool:
         return getattr(self, "noise_weight_", None) is not None
