@@ -44,8 +44,9 @@ def checked_data(estimator: Any, X: Any, reset: bool, **checks: Any) -> np.ndarr
     rows = np.flatnonzero(np.isnan(X).any(axis=1))
     if rows.size:
         raise ValueError(
-            f"Input X contains NaN in {rows.size} row(s) (first: {rows[:5].tolist()}). With missing='marginalize' "
-            "each row counts by its observed features (values missing at random); or remove or impute them."
+            f"Input X contains NaN in {rows.size} row(s) (first: {rows[:5].tolist()}). With "
+            "missing='marginalize' each row counts by its observed features (values missing at random); "
+            "or remove or impute them."
         )
     return X
 
