@@ -68,6 +68,7 @@ from bayesgmm.posterior.summary import summary
 from bayesgmm.posterior.switching import SwitchingReport, label_switching_report
 from bayesgmm.ppc import add_predictive, count_modes, ppc_pvalues
 from bayesgmm.priors import Priors
+from bayesgmm.sharding import shard_rows
 
 __version__ = "0.1.0"
 
@@ -110,4 +111,5 @@ __all__ = [
     "criteria_table",
     "induced_prior_n_components",
     "n_components_posterior",
+    "shard_rows",
 ]

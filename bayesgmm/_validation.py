@@ -21,7 +21,8 @@ def column_names(X) -> tuple[str, ...] | None:
 def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X") -> np.ndarray:
     """Validate data and return it as a 2-D float array of shape (n_obs, n_features).
 
-    A 1-D array is read as ``n_obs`` observations of one feature.
+    A 1-D array is read as ``n_obs`` observations of one feature. A ``jax.Array`` sharded
+    over this process's devices is gathered (``bayesgmm.sharding``).
 
     Raises
     ------
@@ -31,6 +32,11 @@ def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X
     """
     if hasattr(X, "to_numpy"):  # pandas
         X = X.to_numpy()
+    if isinstance(X, jax.Array) and not X.is_fully_addressable:
+        raise ValueError(
+            f"{name} has rows on other processes (jax.distributed), which only fit_em streams; gather "
+            "them first (jax.experimental.multihost_utils.process_allgather)."
+        )
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like

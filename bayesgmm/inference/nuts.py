@@ -94,7 +94,9 @@ def fit_nuts(
     Parameters
     ----------
     X : array-like, shape (n_obs, n_features)
-        A 1-D array is one feature.
+        A 1-D array is one feature. A ``jax.Array`` sharded over the local devices
+        (:func:`bayesgmm.shard_rows`) is gathered and every chain's device gets all rows,
+        so the draws are those of ``np.asarray(X)``.
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical", "EII", "EEI"}
         Or mclust's names of the first four (``VVV``, ``EEE``, ``VVI``, ``VII``), read

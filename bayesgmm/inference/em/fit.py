@@ -70,6 +70,8 @@ def fit_em(
     Parameters
     ----------
     X : array, shape (n_obs, n_features)
+        A ``jax.Array`` sharded over the local devices (:func:`bayesgmm.shard_rows`) is
+        gathered to the host, as ``np.asarray(X)``; EM spreads its row blocks over the devices.
     n_components : int
     covariance_type : str
         scikit-learn's "full", "tied", "diag", "spherical", or mclust's models by name (Celeux &

@@ -1,6 +1,7 @@
 """The rows an SVI fit sees: loaded or streamed, standardised, sent to the device chunk by chunk.
 
-Full batch, every step sees all rows. With a ``batch_size``, the rows of an in-memory array
+Full batch, every step sees all rows; rows sharded over the local devices
+(``bayesgmm.sharding``) stay sharded so, standardised. With a ``batch_size``, the rows of an in-memory array
 are copied to the device once and indexed there; a memmap or chunk callable is streamed
 (standardised with one-pass moments) and each chunk's minibatches are sent from the host.
 """
@@ -14,9 +15,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from numpy.typing import DTypeLike
 
 from bayesgmm._validation import standardize
+from bayesgmm.sharding import row_sharding
 from bayesgmm.inference.prepare import Loaded, check_data
 from bayesgmm.inference.svi.config import DEFAULT_BATCH_SIZE, ROW_INDEX, Batching
 from bayesgmm.sources import as_source, observed_rows, row_blocks, streaming_moments
@@ -37,6 +40,8 @@ class SVIRows:
         A stream's raw blocks of ``batch_size * chunk_size`` rows (None for arrays).
     rng : numpy.random.Generator
         Draws the minibatch rows of an in-memory array.
+    sharding : NamedSharding, optional
+        Full batch: the row sharding of a sharded ``X``, which ``Z_device`` is placed with.
     """
 
     batching: Batching
@@ -44,6 +49,7 @@ class SVIRows:
     Z_device: np.ndarray
     blocks: Iterator | None
     rng: np.random.Generator
+    sharding: NamedSharding | None = None
 
 
 def is_minibatch(X: Any, batch_size: int | None) -> bool:
@@ -118,6 +124,8 @@ def _streamed(X, n_components, rng, batch_size, chunk_size, init_rows, max_obser
 
 
 def _in_memory(X, n_components, rng, batch_size, init_rows, max_observed, missing) -> Loaded:
+    # Minibatches are indexed on one device: only full batch keeps the rows sharded.
+    sharding = row_sharding(X) if batch_size is None else None
     X = check_data(X, n_components, missing)
     Z, loc, scale = standardize(X)
     n_obs = X.shape[0]
@@ -125,7 +133,7 @@ def _in_memory(X, n_components, rng, batch_size, init_rows, max_observed, missin
     Z_init = Z if n_obs <= init_rows else Z[rng.choice(n_obs, init_rows, replace=False)]
     X_obs = X if n_obs <= max_observed else X[np.sort(rng.choice(n_obs, max_observed, replace=False))]
     batching = Batching("full" if batch_size is None else "index", batch_size, n_obs)
-    rows = SVIRows(batching, Z_init, Z, None, rng)
+    rows = SVIRows(batching, Z_init, Z, None, rng, sharding)
     return Loaded(X_obs, loc, scale, n_obs, rows, incomplete=bool(np.isnan(X).any()))
 
 
@@ -146,7 +154,7 @@ class DeviceRows:
         """Send ``rows.Z_device`` to the device; call under the fit's precision."""
         mode, batch_size, Z = rows.batching.mode, rows.batching.batch_size, rows.Z_device
         # Sliced on the host: on the device each slice would compile a program of its own.
-        data = jnp.asarray(Z, dtype)
+        data = jnp.asarray(Z, dtype) if rows.sharding is None else jax.device_put(Z.astype(dtype), rows.sharding)
         batch = jnp.asarray(Z[:batch_size], dtype) if mode == "index" else data
         # Full batch: one row is enough to set the guide up, and keeps the draw program's
         # shapes (so its compiled code) the same for every n_obs.

@@ -239,6 +239,8 @@ def importance(
     ):
         return None, {}
     n_kept = jax.tree_util.tree_leaves(params)[0].shape[0]
+    # On the host: uncommitted, they join the data on whichever devices hold its rows.
+    params = jax.device_get(params)
     params_list = [jax.tree_util.tree_map(lambda a, r=r: a[r], params) for r in range(n_kept)]
     latent = _latent(fit_sites, setup.weight_prior)
     return importance_stats(prog.importance, settings.objective.guide, params_list, latent, device.data)

@@ -83,7 +83,9 @@ def fit_svi(
     X : array-like, numpy.memmap or callable
         Shape (n_obs, n_features). A callable must return a fresh iterable of row
         chunks (arrays of shape (n_rows, n_features)) on each call; with it, and with
-        a memmap, the data are never loaded whole (minibatch SVI).
+        a memmap, the data are never loaded whole (minibatch SVI). A ``jax.Array``
+        sharded over the local devices (:func:`bayesgmm.shard_rows`) stays sharded in full
+        batch (the sums over rows run where the rows are); with ``batch_size`` it is gathered.
     n_components : int
     covariance_type : str
         As in ``fit_nuts``.

@@ -174,7 +174,8 @@ def compile_ahead(prog: Program, pool: Executor, *, start: tuple, chunk: tuple, 
     """
     init_scale, n_init, dtype, key, Z, values = start
     signature = jax.tree_util.tree_map(
-        lambda a: (tuple(a.shape), np.dtype(a.dtype).str), (key, Z, values, chunk[:2], draw[2])
+        lambda a: (tuple(a.shape), np.dtype(a.dtype).str, str(getattr(a, "sharding", None))),
+        (key, Z, values, chunk[:2], draw[2]),
     )
     signature = (init_scale, n_init, np.dtype(dtype).str, draw[:2], str(signature))
     if signature in prog.compiled:
