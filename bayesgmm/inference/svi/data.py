@@ -19,9 +19,9 @@ from jax.sharding import NamedSharding
 from numpy.typing import DTypeLike
 
 from bayesgmm._validation import standardize
-from bayesgmm.sharding import row_sharding
 from bayesgmm.inference.prepare import Loaded, check_data
 from bayesgmm.inference.svi.config import DEFAULT_BATCH_SIZE, ROW_INDEX, Batching
+from bayesgmm.sharding import row_sharding
 from bayesgmm.sources import as_source, observed_rows, row_blocks, streaming_moments
 
 
@@ -154,7 +154,10 @@ class DeviceRows:
         """Send ``rows.Z_device`` to the device; call under the fit's precision."""
         mode, batch_size, Z = rows.batching.mode, rows.batching.batch_size, rows.Z_device
         # Sliced on the host: on the device each slice would compile a program of its own.
-        data = jnp.asarray(Z, dtype) if rows.sharding is None else jax.device_put(Z.astype(dtype), rows.sharding)
+        if rows.sharding is None:
+            data = jnp.asarray(Z, dtype)
+        else:  # the rows stay on the devices they came on
+            data = jax.device_put(Z.astype(dtype), rows.sharding)
         batch = jnp.asarray(Z[:batch_size], dtype) if mode == "index" else data
         # Full batch: one row is enough to set the guide up, and keeps the draw program's
         # shapes (so its compiled code) the same for every n_obs.
