@@ -69,8 +69,8 @@ def shard_rows(X: ArrayLike, devices: Sequence[jax.Device] | None = None) -> jax
     --------
     >>> import numpy as np
     >>> X = shard_rows(np.zeros((8, 2)), jax.local_devices()[:1])
-    >>> X.shape, X.sharding.spec
-    ((8, 2), PartitionSpec('rows',))
+    >>> X.shape, X.sharding.mesh.axis_names
+    ((8, 2), ('rows',))
     """
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices or any(d.process_index != jax.process_index() for d in devices):

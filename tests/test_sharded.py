@@ -57,8 +57,11 @@ WORKER = textwrap.dedent(
     rows = load_rows(Xs, 2, {"rng": np.zeros(2, np.uint32)}, batch_size=None, chunk_size=100,
                      init_rows=20_000, max_observed=20_000).extra
     out["svi_data_devices"] = len(DeviceRows.from_rows(rows, np.float64).data.sharding.device_set)
-    svi = [bayesgmm.fit_svi(a, 2, seed=0, max_steps=300, chunk_size=100, num_samples={N_DRAWS})
-           for a in (X, Xs)]
+    # The importance ratios (log_likelihood=True) of the sharded fit only: their program
+    # takes the sharded rows too.
+    svi = [bayesgmm.fit_svi(a, 2, seed=0, max_steps=300, chunk_size=100, num_samples={N_DRAWS},
+                            log_likelihood=a is Xs) for a in (X, Xs)]
+    out["svi_lp_finite"] = bool(np.isfinite(svi[1].sample_stats["lp"].values).all())
     out["svi"] = [dict(mean=i.posterior["means"].mean(("chain", "draw")).values.tolist(),
                        sd=i.posterior["means"].std(("chain", "draw")).values.tolist()) for i in svi]
     nuts = [bayesgmm.fit_nuts(a, 2, seed=0, num_warmup=60, num_samples=40, num_chains=2)
@@ -97,7 +100,10 @@ def results():
 
 
 def _scipy_log_likelihood(X, weights, means, covariances):
-    dens = [np.log(w) + multivariate_normal(m, c).logpdf(X) for w, m, c in zip(weights, means, covariances)]
+    dens = [
+        np.log(w) + multivariate_normal(m, c).logpdf(X)
+        for w, m, c in zip(weights, means, covariances, strict=True)
+    ]
     return float(logsumexp(np.stack(dens), axis=0).sum())
 
 
@@ -108,6 +114,7 @@ def test_workers_have_their_devices(results, n_devices):
     assert res["shard_rows"] == n_devices
     # Full-batch SVI keeps the rows on every device that holds some.
     assert res["svi_data_devices"] == n_devices
+    assert res["svi_lp_finite"]
 
 
 @pytest.mark.parametrize("n_devices", DEVICE_COUNTS)
