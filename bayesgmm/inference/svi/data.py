@@ -1,7 +1,7 @@
 """The rows an SVI fit sees: loaded or streamed, standardised, sent to the device chunk by chunk.
 
-Full batch, every step sees all rows; rows sharded over the local devices
-(``bayesgmm.sharding``) stay sharded so, standardised. With a ``batch_size``, the rows of an in-memory array
+Full batch, every step sees all rows, kept on the devices that hold them when ``X`` is sharded
+over several (``bayesgmm.sharding``). With a ``batch_size``, the rows of an in-memory array
 are copied to the device once and indexed there; a memmap or chunk callable is streamed
 (standardised with one-pass moments) and each chunk's minibatches are sent from the host.
 """
