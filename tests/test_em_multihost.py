@@ -68,6 +68,11 @@ WORKER = textwrap.dedent(
         bayesgmm.fit_em(X_g, 3, missing="marginalize")
     except ValueError as error:
         results["error"] = str(error)
+    for fit in (bayesgmm.fit_svi, bayesgmm.fit_nuts):
+        try:
+            fit(X_g, 3)
+        except ValueError as error:
+            results[fit.__name__] = str(error)
     with open(out, "w") as f:
         json.dump(results, f)
     """
@@ -156,3 +161,9 @@ def test_the_estimator_fits_a_sharded_array(workers, data):
 def test_unsupported_options_say_what_to_do(workers):
     for res in workers:
         assert "missing='marginalize'" in res["error"] and "gather the rows" in res["error"]
+
+
+def test_the_bayesian_fits_refuse_rows_on_other_processes(workers):
+    for res in workers:
+        for name in ("fit_svi", "fit_nuts"):
+            assert "other processes" in res[name] and "process_allgather" in res[name]
