@@ -61,7 +61,7 @@ def shard_rows(X: ArrayLike, devices: Sequence[jax.Device] | None = None) -> jax
     ------
     ValueError
         When ``n_obs`` is not a multiple of the number of devices (JAX shards evenly only).
-        Bayesgmm does not pad: a padded row would change every fit but a weighted EM. The
+        No rows are added: a padded row would change every fit but a weighted EM. The
         message says which devices share the rows evenly; for EM, padding with zero rows
         of zero ``sample_weight`` leaves the fit unchanged.
 
