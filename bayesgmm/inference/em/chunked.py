@@ -296,6 +296,10 @@ def _pass(params, chunks, covariance_type, block_size, chunk_fn):
             params, chunk.Z, chunk.w, covariance_type=covariance_type, block_size=block_size
         )
         total = part if total is None else _add(total, part)
+        # One chunk's program in flight at a time: with many queued, their all-reduces over the
+        # local devices wait on each other in XLA's CPU thread pool until XLA aborts the process.
+        # The reader thread still prefetches the next chunk meanwhile.
+        jax.block_until_ready(total)
         if per_row is not None:
             rows.append(np.asarray(per_row[: chunk.n_rows]))
     return total if chunk_fn is _chunk_stats else (total, rows)
