@@ -18,6 +18,13 @@ def column_names(X) -> tuple[str, ...] | None:
     return tuple(str(c) for c in X.columns) if hasattr(X, "columns") else None
 
 
+#: What every refusal of NaN says to do.
+NAN_ADVICE = (
+    "with missing='marginalize' each row counts by its observed features (values missing at random), "
+    "or remove or impute them."
+)
+
+
 def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X") -> np.ndarray:
     """Validate data and return it as a 2-D float array of shape (n_obs, n_features).
 
@@ -65,13 +72,7 @@ def check_X(X, n_components: int | None = None, dtype=np.float64, name: str = "X
         nan_only = not np.isinf(arr).any()
         raise ValueError(
             f"{name} contains {'NaN' if nan_only else 'NaN or infinity'} in {rows.size} row(s) (first: "
-            f"{rows[:5].tolist()}); "
-            + (
-                "with missing='marginalize' each row counts by its observed features (values missing at "
-                "random), or remove or impute them."
-                if nan_only
-                else "remove or impute them before fitting."
-            )
+            f"{rows[:5].tolist()}); " + (NAN_ADVICE if nan_only else "remove or impute them before fitting.")
         )
     if n_components is not None and arr.shape[0] < n_components:
         raise ValueError(

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from bayesgmm._validation import NAN_ADVICE
 from bayesgmm.inference.em.chunked import is_streamed
 
 
@@ -34,19 +35,14 @@ def checked_data(estimator: Any, X: Any, reset: bool, **checks: Any) -> np.ndarr
     Rows with NaN otherwise raise a ``ValueError`` that names them and the option, instead of
     scikit-learn's generic advice (infinity still gets scikit-learn's message).
     """
-    if estimator.missing == "marginalize":  # EM for incomplete data runs in float64
-        return validate_data(
-            estimator, X, reset=reset, dtype=np.float64, ensure_all_finite="allow-nan", **checks
-        )
-    X = validate_data(
-        estimator, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", **checks
-    )
+    marginalize = estimator.missing == "marginalize"
+    # EM for incomplete data runs in float64.
+    dtype = np.float64 if marginalize else [np.float64, np.float32]
+    X = validate_data(estimator, X, reset=reset, dtype=dtype, ensure_all_finite="allow-nan", **checks)
     rows = np.flatnonzero(np.isnan(X).any(axis=1))
-    if rows.size:
+    if rows.size and not marginalize:
         raise ValueError(
-            f"Input X contains NaN in {rows.size} row(s) (first: {rows[:5].tolist()}). With "
-            "missing='marginalize' each row counts by its observed features (values missing at random); "
-            "or remove or impute them."
+            f"Input X contains NaN in {rows.size} row(s) (first: {rows[:5].tolist()}); {NAN_ADVICE}"
         )
     return X
 
