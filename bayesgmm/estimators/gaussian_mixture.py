@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from bayesgmm import persistence
+from bayesgmm import incomplete, persistence
 from bayesgmm.estimators._fit_data import checked_data, fit_data, fit_dtype, streamed_features
 from bayesgmm.estimators.imputation import ConditionalMeanImputer
 from bayesgmm.inference.em import criteria, mclust_models, missing, noise, noise_missing, report
@@ -259,9 +259,7 @@ class GaussianMixture(ConditionalMeanImputer, DensityMixin, BaseEstimator):
         if self._is_noise_fit():  # rows with NaN see the box's projection on their observed features
             terms = (self.noise_weight_, self.noise_volume_, self.noise_lower_, self.noise_upper_, X)
             return np.asarray(reduce(noise_missing.joint_log_prob_nan(params, *terms), axis=1))
-        observed = ~np.isnan(X)
-        dens = missing.observed_log_density(params, jnp.asarray(np.where(observed, X, 0.0)), observed)
-        return np.asarray(reduce(jnp.log(params.weights) + dens, axis=1))
+        return np.asarray(reduce(incomplete.joint_log_prob_nan(params, jnp.asarray(X)), axis=1))
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
         """Log density of each observation.

@@ -13,14 +13,16 @@ and conditional moments, are in :mod:`bayesgmm.incomplete`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import logsumexp
 
-from bayesgmm.incomplete import conditional_moments, log_likelihood_rows, observed_log_density
+from bayesgmm.incomplete import conditional_moments, joint_observed, observed_log_density
 from bayesgmm.params import GMMParams
 
 if TYPE_CHECKING:
@@ -29,18 +31,53 @@ if TYPE_CHECKING:
     from bayesgmm.inference.em.result import EMResult
 
 
-class MissingEMState(NamedTuple):
-    """One point of the iteration.
+class EMLoop(NamedTuple):
+    """One point of an EM iteration for incomplete data.
 
-    ``log_lik`` is the mean log-likelihood at the parameters before the last step and
+    ``carry`` is what a step updates (the parameters, and the noise weight with a noise
+    component); ``log_lik`` is the mean log-likelihood at the carry before the last step and
     ``previous`` the one before that; ``history`` holds each iteration's ``log_lik``.
     """
 
-    params: GMMParams
+    carry: Any
     log_lik: jnp.ndarray
     previous: jnp.ndarray
     n_iter: jnp.ndarray
     history: jnp.ndarray
+
+
+def iterate(
+    advance: Callable[[Any], tuple[Any, jnp.ndarray]], carry: Any, tol: Any, max_iter: int, dtype: Any
+) -> tuple[EMLoop, jnp.ndarray]:
+    """Run ``carry, log_lik_at_old = advance(carry)`` until ``log_lik`` changes by less than ``tol``.
+
+    Traced inside the caller's jit: a ``lax.while_loop`` of at most ``max_iter`` steps.
+
+    Returns
+    -------
+    state : EMLoop
+    converged : bool array
+
+    Examples
+    --------
+    >>> state, converged = iterate(lambda c: (c / 2, -c), jnp.float64(1.0), 1e-3, 50, jnp.float64)
+    >>> int(state.n_iter), bool(converged)
+    (11, True)
+    """
+
+    def body(s: EMLoop) -> EMLoop:
+        new, at_old = advance(s.carry)
+        return EMLoop(new, at_old, s.log_lik, s.n_iter + 1, s.history.at[s.n_iter].set(at_old))
+
+    def change(s: EMLoop) -> jnp.ndarray:
+        return jnp.abs(s.log_lik - s.previous)
+
+    def going(s: EMLoop) -> jnp.ndarray:
+        return (s.n_iter < max_iter) & (change(s) >= tol)
+
+    inf = jnp.asarray(jnp.inf, dtype)
+    state = jax.lax.while_loop(going, body, EMLoop(carry, -inf, inf, 0, jnp.full(max_iter, jnp.nan, dtype)))
+    return state, change(state) < tol
 
 
 def m_step(
@@ -92,7 +129,7 @@ def run(
     reg_covar: float,
     tol: float,
     max_iter: int,
-) -> tuple[MissingEMState, jnp.ndarray, jnp.ndarray]:
+) -> tuple[EMLoop, jnp.ndarray, jnp.ndarray]:
     """Iterate ``step`` until the mean log-likelihood changes by less than ``tol``.
 
     Parameters
@@ -109,29 +146,17 @@ def run(
 
     Returns
     -------
-    state : MissingEMState
+    state : EMLoop
+        ``state.carry`` holds the parameters.
     converged : bool array
-    final : array
-        The mean log-likelihood at the returned ``state.params``.
+    final : array, shape (n_obs, n_components)
+        The joint log densities ``log pi_k + log N(x_O | mu_O, S_OO)`` at the returned parameters.
     """
     X = jnp.where(observed, X, 0.0)
-
-    def advance(state):
-        new, at_old = step(state.params, X, observed, w, covariance_type, reg_covar)
-        history = state.history.at[state.n_iter].set(at_old)
-        return MissingEMState(new, at_old, state.log_lik, state.n_iter + 1, history)
-
-    def change(state):
-        return jnp.abs(state.log_lik - state.previous)
-
-    def going(state):
-        return (state.n_iter < max_iter) & (change(state) >= tol)
-
-    inf = jnp.asarray(jnp.inf, X.dtype)
-    history = jnp.full(max_iter, jnp.nan, X.dtype)
-    state = jax.lax.while_loop(going, advance, MissingEMState(params, -inf, inf, 0, history))
-    final = (w @ log_likelihood_rows(state.params, X, observed)) / w.sum()
-    return state, change(state) < tol, final
+    state, converged = iterate(
+        lambda p: step(p, X, observed, w, covariance_type, reg_covar), params, tol, max_iter, X.dtype
+    )
+    return state, converged, joint_observed(state.carry, X, observed)
 
 
 MISSING = ("error", "marginalize")
@@ -223,20 +248,18 @@ def fit_missing(
         params, jnp.asarray(X), jnp.asarray(observed), jnp.asarray(w), covariance_type,
         options["reg_covar"], options["tol"], max_iter,
     )  # fmt: skip
-    logits = np.log(np.asarray(state.params.weights)) + np.asarray(
-        observed_log_density(state.params, jnp.where(observed, X, 0.0), jnp.asarray(observed))
-    )
+    final = np.asarray(final)
     n_iter = int(state.n_iter)
     return EMResult(
-        params=state.params,
+        params=state.carry,
         covariance_type=covariance_type,
-        log_likelihood=float(final) * float(w.sum()),
+        log_likelihood=float(w @ logsumexp(final, axis=1)),
         lower_bound=float(state.log_lik),
         lower_bounds=np.asarray(state.history[:n_iter]),
         converged=bool(converged),
         n_iter=n_iter,
         X=X,
         sample_weight=options["sample_weight"],
-        labels=logits.argmax(axis=1).astype(np.int32),
+        labels=final.argmax(axis=1).astype(np.int32),
         feature_names=names,
     )

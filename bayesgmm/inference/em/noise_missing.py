@@ -17,7 +17,7 @@ completion of the data, as ``missing="marginalize"`` starts without noise.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -123,17 +123,6 @@ def conditional_mean(
     return np.where(observed, X, mean)
 
 
-class NoiseMissingState(NamedTuple):
-    """One point of the iteration; fields as ``missing.MissingEMState``'s, plus the noise weight."""
-
-    params: GMMParams
-    noise_weight: jnp.ndarray
-    log_lik: jnp.ndarray
-    previous: jnp.ndarray
-    n_iter: jnp.ndarray
-    history: jnp.ndarray
-
-
 def step(
     params: GMMParams, noise_weight: Any, data: tuple, covariance_type: str, reg_covar: Any
 ) -> tuple[GMMParams, jnp.ndarray, jnp.ndarray]:
@@ -156,32 +145,22 @@ def step(
 def run(
     params: GMMParams, noise_weight: Any, data: tuple, covariance_type: str, reg_covar: Any, tol: Any,
     max_iter: int,
-) -> tuple[NoiseMissingState, jnp.ndarray, jnp.ndarray]:  # fmt: skip
+) -> tuple[missing.EMLoop, jnp.ndarray, jnp.ndarray]:  # fmt: skip
     """Iterate ``step`` until the mean log-likelihood changes by less than ``tol``.
 
-    Returns the state, whether it converged and the final joint log densities (n_obs,
-    n_components + 1) at the returned parameters.
+    Returns the state (``state.carry`` is the parameters and the noise weight), whether it
+    converged and the final joint log densities (n_obs, n_components + 1) at the returned
+    parameters.
     """
-    X = data[0]
+    X, observed, _, log_volume, log_ranges = data
 
-    def advance(s):
-        new, new_noise, at_old = step(s.params, s.noise_weight, data, covariance_type, reg_covar)
-        history = s.history.at[s.n_iter].set(at_old)
-        return NoiseMissingState(new, new_noise, at_old, s.log_lik, s.n_iter + 1, history)
+    def advance(carry: tuple) -> tuple[tuple, jnp.ndarray]:
+        new, new_noise, at_old = step(*carry, data, covariance_type, reg_covar)
+        return (new, new_noise), at_old
 
-    def change(s):
-        return jnp.abs(s.log_lik - s.previous)
-
-    def going(s):
-        return (s.n_iter < max_iter) & (change(s) >= tol)
-
-    inf = jnp.asarray(jnp.inf, X.dtype)
-    start = NoiseMissingState(
-        params, jnp.asarray(noise_weight, X.dtype), -inf, inf, 0, jnp.full(max_iter, jnp.nan, X.dtype)
-    )
-    state = jax.lax.while_loop(going, advance, start)
-    final = joint_log_prob(state.params, state.noise_weight, data[3], data[4], X, data[1])
-    return state, change(state) < tol, final
+    start = (params, jnp.asarray(noise_weight, X.dtype))
+    state, converged = missing.iterate(advance, start, tol, max_iter, X.dtype)
+    return state, converged, joint_log_prob(*state.carry, log_volume, log_ranges, X, observed)
 
 
 def fit_noise_missing(
@@ -232,8 +211,9 @@ def fit_noise_missing(
     )  # fmt: skip
     final = np.asarray(final)
     n_iter = int(state.n_iter)
+    params, noise_weight = state.carry
     return EMResult(
-        params=state.params,
+        params=params,
         covariance_type=covariance_type,
         log_likelihood=float(w @ jax.nn.logsumexp(final, axis=1)),
         lower_bound=float(state.log_lik),
@@ -244,7 +224,7 @@ def fit_noise_missing(
         sample_weight=None if options["sample_weight"] is None else w,
         labels=noise.labels(final).astype(np.int32),
         feature_names=names,
-        noise_weight=float(state.noise_weight),
+        noise_weight=float(noise_weight),
         noise_volume=volume,
         noise_lower=lower,
         noise_upper=upper,

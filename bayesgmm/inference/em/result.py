@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from bayesgmm import incomplete
-from bayesgmm.inference.em import missing, noise_missing
+from bayesgmm.inference.em import noise_missing
 from bayesgmm.inference.em import sklearn_shapes as em_shapes
 from bayesgmm.inference.idata import point_inference_data
 from bayesgmm.params import GMMParams
@@ -96,7 +96,7 @@ class EMResult:
         if self.noise_weight is not None:
             return np.asarray(jax.nn.logsumexp(self._noise_joint(params, Z), axis=1), np.float64)
         if np.isnan(Z).any():  # only a fit with missing="marginalize" lets NaN through
-            return np.asarray(missing.log_likelihood_rows(params, *_masked(Z)), np.float64)
+            return np.asarray(incomplete.log_prob_nan(params, jnp.asarray(Z)), np.float64)
         return np.asarray(em_shapes.log_prob(params, jnp.asarray(Z)), np.float64)
 
     def responsibilities(self, X: ArrayLike) -> np.ndarray:
@@ -115,9 +115,7 @@ class EMResult:
         if self.noise_weight is not None:
             return np.asarray(jax.nn.softmax(self._noise_joint(params, Z), axis=1), np.float64)
         if np.isnan(Z).any():
-            Z, observed = _masked(Z)
-            logits = jnp.log(params.weights) + missing.observed_log_density(params, Z, observed)
-            return np.asarray(jax.nn.softmax(logits, axis=1), np.float64)
+            return np.asarray(incomplete.responsibilities_nan(params, jnp.asarray(Z)), np.float64)
         return np.asarray(em_shapes.responsibilities(params, jnp.asarray(Z)), np.float64)
 
     def _noise_terms(self, shift: np.ndarray | float = 0.0) -> tuple:
@@ -222,9 +220,3 @@ class EMResult:
         return point_inference_data(
             self.params, np.asarray(self.X), feature_names=feature_names, attrs=attrs, noise=noise
         )
-
-
-def _masked(Z: np.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Return the data with NaN set to zero, and the mask of the values that were observed."""
-    observed = ~np.isnan(Z)
-    return jnp.asarray(np.where(observed, Z, 0.0)), jnp.asarray(observed)
