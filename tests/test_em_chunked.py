@@ -1,5 +1,6 @@
 """Streamed (out-of-core) EM against in-memory EM from the same start."""
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,6 +10,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm import GaussianMixture, fit_em
 from bayesgmm.inference.em import chunked
+from bayesgmm.inference.em import kernel as em
+from bayesgmm.inference.em.chunk_pass import chunk_em_data
 
 N_OBS, CHUNK = 3003, 1000  # the chunk size does not divide n_obs
 TYPES = ("full", "tied", "diag", "spherical")
@@ -138,3 +141,14 @@ def test_chunks_spread_over_devices_give_the_same_fit(sources, in_memory):
         sources["memmap"](), 3, "full", seed=0, tol=1e-6, max_iter=40, chunk_size=2048, block_size=512
     )
     _assert_same(in_memory["full"], res)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("n_obs", [1000, 1024])  # padded to whole blocks, and not
+def test_chunk_features_are_em_datas_bit_for_bit(X, covariance_type, n_obs):
+    Z, w = jnp.asarray(X[:n_obs] - 100.0), jnp.linspace(0.5, 1.5, n_obs)
+    want, got = em.em_data(Z, w, covariance_type, 256), chunk_em_data(Z, w, covariance_type, 256)
+    for a, b in zip(want, got, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
