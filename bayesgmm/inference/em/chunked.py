@@ -6,7 +6,8 @@ same fused E-step and statistics as in-memory EM (``kernel.data_stats``), the ch
 statistics are summed and ``kernel.update`` runs the M-step. The chunks go to the local
 devices in turn, each summing its own, with no collectives between them (``chunk_pass``).
 Only a few chunks are in memory at a time: the next ones are read and centred in a background
-thread while the devices compute. From the same start the fit is in-memory ``fit_em``'s, up to the order of the sums.
+thread while the devices compute. From the same start the fit is in-memory ``fit_em``'s, up
+to the order of the sums.
 
 Starts: each restart begins where ``fit_em(..., max_iter=0)`` puts it on a uniform random
 subsample of about ``n_subsample`` rows (each row kept with probability ``n_subsample / n_obs``;
