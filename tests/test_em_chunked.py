@@ -1,5 +1,6 @@
 """Streamed (out-of-core) EM against in-memory EM from the same start."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from bayesgmm import GaussianMixture, fit_em
 from bayesgmm.inference.em import chunked
 from bayesgmm.inference.em import kernel as em
-from bayesgmm.inference.em.chunk_pass import chunk_em_data
+from bayesgmm.inference.em.chunk_pass import chunk_em_data, chunk_stats
 
 N_OBS, CHUNK = 3003, 1000  # the chunk size does not divide n_obs
 TYPES = ("full", "tied", "diag", "spherical")
@@ -152,3 +153,19 @@ def test_chunk_features_are_em_datas_bit_for_bit(X, covariance_type, n_obs):
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_chunk_stats_are_in_memory_data_stats(X, in_memory, covariance_type, dtype):
+    params = jax.tree.map(lambda a: jnp.asarray(a, dtype), in_memory[covariance_type].params)
+    params = params._replace(means=params.means - jnp.asarray(100.0, dtype))
+    Z, w = jnp.asarray(X[:1000] - 100.0, dtype), jnp.linspace(0.5, 1.5, 1000, dtype=dtype)
+    data = em.em_data(Z, w, covariance_type, 256)
+    S, log_lik, _ = em.data_stats(params, data, covariance_type)
+    got = chunk_stats(params, Z, w, covariance_type, 256)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(S), rtol=tol, atol=tol * float(jnp.abs(S).max()))
+    np.testing.assert_allclose(float(got[1]), float(log_lik), rtol=tol)
+    if data.second is not None:
+        np.testing.assert_allclose(np.asarray(got[2]), np.asarray(data.second), rtol=tol)

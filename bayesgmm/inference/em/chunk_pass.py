@@ -9,13 +9,14 @@ chunk programs wait on each other's rendezvous until XLA aborted the process. At
 chunk ``i - n_devices``, which keeps each device busy with one chunk while the next is queued,
 and bounds the memory of the chunks queued on the devices.
 
-The chunk programs build their features block by block (``chunk_em_data``): the same numbers
-as ``kernel.em_data``, without transposing the expanded features.
+The chunk programs build each block's features inside the pass over the blocks
+(``chunk_stats``): the same numbers as ``kernel.em_data``'s, never a whole chunk's at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -24,18 +25,17 @@ import numpy as np
 from bayesgmm._jit import jit
 from bayesgmm.inference.em import kernel as em
 from bayesgmm.inference.em.mclust_models import sklearn_layout
-from bayesgmm.inference.em.stats import second_moment
+from bayesgmm.inference.em.stats import second_moment, sufficient_stats
 from bayesgmm.inference.em.stream import Chunk
+from bayesgmm.params import GMMParams
 
-__all__ = ["chunk_em_data", "device_pass"]
+__all__ = ["chunk_em_data", "chunk_stats", "device_pass"]
 
 
 def chunk_em_data(Z: jnp.ndarray, w: jnp.ndarray, covariance_type: str, block_size: int = 4096) -> em.EMData:
     """Build ``kernel.em_data(Z, w, ...)``'s blocks with the rows blocked before the features.
 
-    Transposing ``Z`` (``n_features`` values a row) rather than its features (``n_stats``,
-    66 a row for 10 full-covariance features) costs the chunk programs far less; the values
-    are the same, bit for bit, the padding rows' zero features included.
+    The same values, bit for bit, the padding rows' zero features included.
 
     Parameters
     ----------
@@ -49,27 +49,76 @@ def chunk_em_data(Z: jnp.ndarray, w: jnp.ndarray, covariance_type: str, block_si
     -------
     EMData
     """
-    layout = sklearn_layout(covariance_type)
     if Z.dtype == jnp.float32:  # no features: em_data blocks the rows themselves
         return em.em_data(Z, w, covariance_type, block_size)
+    rows, w_blocks = _row_blocks(Z, w, block_size)
+    features = jax.vmap(partial(_block_features, layout=sklearn_layout(covariance_type)))(rows)
+    second = second_moment(Z, w) if sklearn_layout(covariance_type) == "tied" else None
+    return em.EMData(features, w_blocks, second)
+
+
+def chunk_stats(
+    params: GMMParams, Z: jnp.ndarray, w: jnp.ndarray, covariance_type: str, block_size: int = 4096
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Return ``kernel.data_stats``'s ``(S, log_lik)`` on one chunk, and its tied second moment.
+
+    Each block's features are built inside the pass, from the block's rows, and used while
+    they are in cache: building a whole chunk's first (66 numbers a row for 10 features,
+    full covariances) costs more than the pass itself. They are ``em_data``'s, bit for bit.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Centred coordinates.
+    Z : array, shape (n_obs, n_features)
+        Centred rows.
+    w : array, shape (n_obs,)
+    covariance_type : str
+    block_size : int
+
+    Returns
+    -------
+    S : array, shape (n_stats, n_components)
+    log_lik : scalar
+    second : array
+        ``stats.second_moment(Z, w)`` for tied float64 data, else ``zeros(1)``.
+    """
+    layout = sklearn_layout(covariance_type)
+    if Z.dtype == jnp.float32:  # centred statistics, which need no second moment
+        S, log_lik, _ = em.data_stats(params, em.em_data(Z, w, covariance_type, block_size), covariance_type)
+        return S, log_lik, jnp.zeros(1, Z.dtype)
+    second = second_moment(Z, w) if layout == "tied" else jnp.zeros(1, Z.dtype)
+    rows, w_blocks = _row_blocks(Z, w, block_size)
+    features = partial(_block_features, layout=layout)
+    S, log_lik = sufficient_stats(params, rows, w_blocks, layout, block_features=features)
+    return S, log_lik, second
+
+
+def _row_blocks(Z, w, block_size):
+    """Return ``[1, x]`` by blocks (n_blocks, 1 + n_features, block_size), and ``w`` by blocks.
+
+    The constant is 0 on the padding rows, where ``em_data`` pads the features with zeros.
+    """
     n_obs, n_features = Z.shape
     size = min(block_size, n_obs)
     n_blocks = -(-n_obs // size)
     pad = n_blocks * size - n_obs
     Zp = jnp.concatenate([Z, jnp.zeros((pad, n_features), Z.dtype)]) if pad else Z
     wp = jnp.concatenate([w, jnp.zeros(pad, w.dtype)]) if pad else w
-    T = jnp.swapaxes(Zp.reshape(n_blocks, size, n_features), 1, 2)
-    # em_data pads the features, so a padding row's constant feature is 0 there too.
     ones = (np.arange(n_blocks * size) < n_obs).astype(Z.dtype).reshape(n_blocks, 1, size)
+    rows = jnp.concatenate([jnp.asarray(ones), jnp.swapaxes(Zp.reshape(n_blocks, size, n_features), 1, 2)], 1)
+    return rows, wp.reshape(n_blocks, size)
+
+
+def _block_features(rows, layout):
+    """Return one block's features ``[1, x, q(x)]`` (``stats.features``'s), from its ``[1, x]``."""
     if layout == "tied":
-        quad = []
-    elif layout == "full":
-        quad = [T[:, i : i + 1] * T[:, i:] for i in range(n_features)]
-    else:
-        quad = [T * T]
-    F = jnp.concatenate([jnp.asarray(ones), T, *quad], axis=1)
-    second = second_moment(Z, w) if layout == "tied" else None
-    return em.EMData(F, wp.reshape(n_blocks, size), second)
+        return rows
+    x = rows[1:]
+    if layout == "full":
+        i, j = np.triu_indices(x.shape[0])
+        return jnp.concatenate([rows, x[i] * x[j]])
+    return jnp.concatenate([rows, x * x])
 
 
 def device_pass(

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from bayesgmm._jit import jit
 from bayesgmm.inference.em import kernel as em
-from bayesgmm.inference.em.chunk_pass import chunk_em_data, device_pass
+from bayesgmm.inference.em.chunk_pass import chunk_em_data, chunk_stats, device_pass
 from bayesgmm.inference.em.init import check_options, random_state
 from bayesgmm.inference.em.report import pick_best, warn_empty, warn_not_converged
 from bayesgmm.inference.em.result import EMResult
@@ -311,10 +311,7 @@ def _final_pass(params, one_pass, n_obs):
 @partial(jit, static_argnames=("covariance_type", "block_size"))
 def _chunk_stats(params, Z, w, covariance_type, block_size):
     """``(S, log_lik, second)`` of one chunk: the fused E-step and statistics of in-memory EM."""
-    data = chunk_em_data(Z, w, covariance_type, block_size)
-    S, log_lik, _ = em.data_stats(params, data, covariance_type)
-    second = data.second if data.second is not None else jnp.zeros(1, Z.dtype)
-    return (S, log_lik, second), None
+    return chunk_stats(params, Z, w, covariance_type, block_size), None
 
 
 @partial(jit, static_argnames=("covariance_type", "block_size"))
