@@ -170,3 +170,15 @@ def test_chunk_stats_are_in_memory_data_stats(X, in_memory, covariance_type, dty
     np.testing.assert_allclose(float(got[1]), float(log_lik), rtol=tol)
     if data.second is not None:
         np.testing.assert_allclose(np.asarray(got[2]), np.asarray(data.second), rtol=tol)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_float32_streamed_em_equals_in_memory_em(X, sources, covariance_type):
+    # float32 takes the centred statistics, which need no tied second moment.
+    options = dict(seed=0, tol=0, max_iter=8, dtype=np.float32, block_size=256)
+    with pytest.warns(ConvergenceWarning):
+        a = fit_em(X, 3, covariance_type, **options)
+        b = fit_em(sources["memmap"](), 3, covariance_type, chunk_size=CHUNK, **options)
+    np.testing.assert_allclose(b.log_likelihood, a.log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(b.covariances), np.asarray(a.covariances), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(b.labels, a.labels)

@@ -221,7 +221,7 @@ def _iterate(state, one_pass, consts, covariance_type, max_iter, show):
         for _ in range(max_iter):
             S, log_lik, second = one_pass(state.params, _chunk_stats)
             centre = state.params.means if state.params.means.dtype == jnp.float32 else None
-            second = second if covariance_type == "tied" else None
+            second = second if covariance_type == "tied" and centre is None else None
             state = _update(
                 state, (S, log_lik, centre, second, total_weight), tol, reg_covar, covariance_type
             )
