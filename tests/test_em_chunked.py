@@ -137,7 +137,7 @@ def test_gaussian_mixture_fits_a_parquet_directory(sources, in_memory, X):
 
 
 def test_chunks_spread_over_devices_give_the_same_fit(sources, in_memory):
-    # Four blocks a chunk: spread over the local devices when there are two (shards.over_shards).
+    # Two chunks of four blocks: one on each local device when there are two (chunk_pass).
     res = fit_em(
         sources["memmap"](), 3, "full", seed=0, tol=1e-6, max_iter=40, chunk_size=2048, block_size=512
     )
