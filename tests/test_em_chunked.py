@@ -1,5 +1,7 @@
 """Streamed (out-of-core) EM against in-memory EM from the same start."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,6 +11,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bayesgmm import GaussianMixture, fit_em
 from bayesgmm.inference.em import chunked
+from bayesgmm.inference.em import kernel as em
+from bayesgmm.inference.em.chunk_pass import chunk_em_data, chunk_stats
 
 N_OBS, CHUNK = 3003, 1000  # the chunk size does not divide n_obs
 TYPES = ("full", "tied", "diag", "spherical")
@@ -133,8 +137,48 @@ def test_gaussian_mixture_fits_a_parquet_directory(sources, in_memory, X):
 
 
 def test_chunks_spread_over_devices_give_the_same_fit(sources, in_memory):
-    # Four blocks a chunk: spread over the local devices when there are two (shards.over_shards).
+    # Two chunks of four blocks: one on each local device when there are two (chunk_pass).
     res = fit_em(
         sources["memmap"](), 3, "full", seed=0, tol=1e-6, max_iter=40, chunk_size=2048, block_size=512
     )
     _assert_same(in_memory["full"], res)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("n_obs", [1000, 1024])  # padded to whole blocks, and not
+def test_chunk_features_are_em_datas_bit_for_bit(X, covariance_type, n_obs):
+    Z, w = jnp.asarray(X[:n_obs] - 100.0), jnp.linspace(0.5, 1.5, n_obs)
+    want, got = em.em_data(Z, w, covariance_type, 256), chunk_em_data(Z, w, covariance_type, 256)
+    for a, b in zip(want, got, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_chunk_stats_are_in_memory_data_stats(X, in_memory, covariance_type, dtype):
+    params = jax.tree.map(lambda a: jnp.asarray(a, dtype), in_memory[covariance_type].params)
+    params = params._replace(means=params.means - jnp.asarray(100.0, dtype))
+    Z, w = jnp.asarray(X[:1000] - 100.0, dtype), jnp.linspace(0.5, 1.5, 1000, dtype=dtype)
+    data = em.em_data(Z, w, covariance_type, 256)
+    S, log_lik, _ = em.data_stats(params, data, covariance_type)
+    got = chunk_stats(params, Z, w, covariance_type, 256)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    atol = tol * float(jnp.abs(S).max())
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(S), rtol=tol, atol=atol)
+    np.testing.assert_allclose(float(got[1]), float(log_lik), rtol=tol)
+    if data.second is not None:
+        np.testing.assert_allclose(np.asarray(got[2]), np.asarray(data.second), rtol=tol)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_float32_streamed_em_equals_in_memory_em(X, sources, covariance_type):
+    # float32 takes the centred statistics, which need no tied second moment.
+    options = dict(seed=0, tol=0, max_iter=8, dtype=np.float32, block_size=256)
+    with pytest.warns(ConvergenceWarning):
+        a = fit_em(X, 3, covariance_type, **options)
+        b = fit_em(sources["memmap"](), 3, covariance_type, chunk_size=CHUNK, **options)
+    np.testing.assert_allclose(b.log_likelihood, a.log_likelihood, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(b.covariances), np.asarray(a.covariances), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(b.labels, a.labels)

@@ -3,9 +3,11 @@
 Each iteration makes one pass over the source: every chunk of ``chunk_size`` rows (the last
 one padded with zero-weight rows, so one compiled program serves the pass) goes through the
 same fused E-step and statistics as in-memory EM (``kernel.data_stats``), the chunks'
-statistics are summed and ``kernel.update`` runs the M-step. Only a few chunks are in memory
-at a time: the next one is read and centred in a background thread while the current one
-computes. From the same start the fit is in-memory ``fit_em``'s, up to the order of the sums.
+statistics are summed and ``kernel.update`` runs the M-step. The chunks go to the local
+devices in turn, each summing its own, with no collectives between them (``chunk_pass``).
+Only a few chunks are in memory at a time: the next ones are read and centred in a background
+thread while the devices compute. From the same start the fit is in-memory ``fit_em``'s, up
+to the order of the sums.
 
 Starts: each restart begins where ``fit_em(..., max_iter=0)`` puts it on a uniform random
 subsample of about ``n_subsample`` rows (each row kept with probability ``n_subsample / n_obs``;
@@ -29,6 +31,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from bayesgmm._jit import jit
 from bayesgmm.inference.em import kernel as em
+from bayesgmm.inference.em.chunk_pass import chunk_em_data, chunk_stats, device_pass
 from bayesgmm.inference.em.init import check_options, random_state
 from bayesgmm.inference.em.report import pick_best, warn_empty, warn_not_converged
 from bayesgmm.inference.em.result import EMResult
@@ -137,7 +140,8 @@ def fit_em_chunked(
                      seed, n_init, options, n_subsample)  # fmt: skip
 
     def one_pass(params, chunk_fn):
-        chunks = prefetched(padded_chunks(source, chunk_size, sample_weight, shift, dtype, n_obs))
+        chunks = padded_chunks(source, chunk_size, sample_weight, shift, dtype, n_obs, jax.local_devices())
+        chunks = prefetched(chunks)
         return _pass(params, chunks, covariance_type, block_size, chunk_fn)
 
     consts = (dtype.type(total_weight), dtype.type(tol), dtype.type(reg_covar))
@@ -217,7 +221,7 @@ def _iterate(state, one_pass, consts, covariance_type, max_iter, show):
         for _ in range(max_iter):
             S, log_lik, second = one_pass(state.params, _chunk_stats)
             centre = state.params.means if state.params.means.dtype == jnp.float32 else None
-            second = second if covariance_type == "tied" else None
+            second = second if covariance_type == "tied" and centre is None else None
             state = _update(
                 state, (S, log_lik, centre, second, total_weight), tol, reg_covar, covariance_type
             )
@@ -290,18 +294,9 @@ def starts_on(
 
 def _pass(params, chunks, covariance_type, block_size, chunk_fn):
     """Sum ``chunk_fn``'s sums over the chunks of one pass; collect its per-row outputs on the host."""
-    total, rows = None, []
-    for chunk in chunks:
-        part, per_row = chunk_fn(
-            params, chunk.Z, chunk.w, covariance_type=covariance_type, block_size=block_size
-        )
-        total = part if total is None else _add(total, part)
-        # One chunk's program in flight at a time: with many queued, their all-reduces over the
-        # local devices wait on each other in XLA's CPU thread pool until XLA aborts the process.
-        # The reader thread still prefetches the next chunk meanwhile.
-        jax.block_until_ready(total)
-        if per_row is not None:
-            rows.append(np.asarray(per_row[: chunk.n_rows]))
+    static = dict(covariance_type=covariance_type, block_size=block_size)
+    total, per_row = device_pass(params, chunks, chunk_fn, **static)
+    rows = [np.asarray(r[:n]) for r, n in per_row]
     return total if chunk_fn is _chunk_stats else (total, rows)
 
 
@@ -313,40 +308,18 @@ def _final_pass(params, one_pass, n_obs):
     return float(log_lik), labels
 
 
-def chunk_shards(chunk_size: int, block_size: int) -> int:
-    """Return over how many local devices a chunk's blocks are spread (``shards.over_shards``).
-
-    All of them when the chunk's blocks split evenly with at least two each, else one.
-
-    Examples
-    --------
-    >>> chunk_shards(1000, 4096)
-    1
-    """
-    n_blocks, n_devices = -(-chunk_size // min(block_size, chunk_size)), jax.local_device_count()
-    return n_devices if n_blocks % n_devices == 0 and n_blocks >= 2 * n_devices else 1
-
-
 @partial(jit, static_argnames=("covariance_type", "block_size"))
 def _chunk_stats(params, Z, w, covariance_type, block_size):
     """``(S, log_lik, second)`` of one chunk: the fused E-step and statistics of in-memory EM."""
-    data = em.em_data(Z, w, covariance_type, block_size)
-    S, log_lik, _ = em.data_stats(params, data, covariance_type, chunk_shards(Z.shape[0], block_size))
-    second = data.second if data.second is not None else jnp.zeros(1, Z.dtype)
-    return (S, log_lik, second), None
+    return chunk_stats(params, Z, w, covariance_type, block_size), None
 
 
 @partial(jit, static_argnames=("covariance_type", "block_size"))
 def _chunk_labels(params, Z, w, covariance_type, block_size):
     """``log_lik`` and the labels of one chunk's rows (padding included)."""
-    data = em.em_data(Z, w, covariance_type, block_size)
-    log_lik, labels = em.final_e_step(params, data, covariance_type, chunk_shards(Z.shape[0], block_size))
+    data = chunk_em_data(Z, w, covariance_type, block_size)
+    log_lik, labels = em.final_e_step(params, data, covariance_type)
     return log_lik, labels
-
-
-@jit
-def _add(a, b):
-    return jax.tree.map(jnp.add, a, b)
 
 
 @partial(jit, static_argnames=("covariance_type",))

@@ -114,7 +114,7 @@ def fit_em_multihost(
     source, size = ArraySource(rows), _chunk_size(chunk_size, len(rows))
 
     def one_pass(params, chunk_fn):
-        chunks = prefetched(padded_chunks(source, size, w, shift, dtype, len(rows)))
+        chunks = prefetched(padded_chunks(source, size, w, shift, dtype, len(rows), jax.local_devices()))
         out = chunked._pass(params, chunks, covariance_type, block_size, chunk_fn)
         return all_sum(out) if chunk_fn is chunked._chunk_stats else (all_sum(out[0]), out[1])
 

@@ -234,7 +234,11 @@ def to_blocks(F: jnp.ndarray, w: jnp.ndarray, block_size: int = 4096) -> tuple[j
 
 
 def sufficient_stats(
-    params: GMMParams, F_blocks: jnp.ndarray, w_blocks: jnp.ndarray, covariance_type: str
+    params: GMMParams,
+    F_blocks: jnp.ndarray,
+    w_blocks: jnp.ndarray,
+    covariance_type: str,
+    block_features: Callable | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """E-step fused with the M-step's statistics, one pass over the data.
 
@@ -248,6 +252,9 @@ def sufficient_stats(
     F_blocks : array, shape (n_blocks, n_stats, block_size)
     w_blocks : array, shape (n_blocks, block_size)
     covariance_type : str
+    block_features : callable, optional
+        Maps each of ``F_blocks``'s blocks to its features (n_stats, block_size) first, in
+        the scan, so that only one block's features are ever built.
 
     Returns
     -------
@@ -260,13 +267,14 @@ def sufficient_stats(
 
     def block(carry, fw):
         fT, w = fw
+        fT = fT if block_features is None else block_features(fT)
         log_norm, e, total = softmax_parts(CT @ fT, axis=0)
         if covariance_type == "tied":
             log_norm = log_norm + tied_quadratic(params, fT[1:])
         resp_T = e * (w / total)
         return (carry[0] + fT @ resp_T.T, carry[1] + w @ log_norm), None
 
-    init = (jnp.zeros((F_blocks.shape[1], CT.shape[0]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
+    init = (jnp.zeros((CT.shape[1], CT.shape[0]), F_blocks.dtype), jnp.zeros((), F_blocks.dtype))
     (S, log_lik), _ = jax.lax.scan(block, init, (F_blocks, w_blocks))
     return S, log_lik
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import jax
@@ -114,8 +114,11 @@ def padded_chunks(
     shift: np.ndarray,
     dtype: np.dtype,
     n_obs: int,
+    devices: Sequence[jax.Device] | None = None,
 ) -> Iterator[Chunk]:
-    """Yield one pass as ``Chunk``s of exactly ``chunk_size`` rows, on the device.
+    """Yield one pass as ``Chunk``s of exactly ``chunk_size`` rows, on the devices in turn.
+
+    Chunk ``i`` is put on ``devices[i % len(devices)]`` (default: JAX's default device only).
 
     Raises
     ------
@@ -123,15 +126,16 @@ def padded_chunks(
         When the pass yields another number of rows than ``n_obs`` (a chunk callable that
         does not replay the same data).
     """
-    seen = 0
-    for rows, w in row_chunks(source, chunk_size, sample_weight):
+    seen, devices = 0, [None] if devices is None else list(devices)
+    for i, (rows, w) in enumerate(row_chunks(source, chunk_size, sample_weight)):
         n = rows.shape[0]
         Z = np.zeros((chunk_size, rows.shape[1]), dtype)
         Z[:n] = rows - shift
         wz = np.zeros(chunk_size, dtype)
         wz[:n] = 1.0 if w is None else w
         seen += n
-        yield Chunk(jax.device_put(Z), jax.device_put(wz), n)
+        device = devices[i % len(devices)]
+        yield Chunk(jax.device_put(Z, device), jax.device_put(wz, device), n)
     if seen != n_obs:
         raise ValueError(
             f"The data source yielded {seen} rows in this pass and {n_obs} in the first; a chunk "
