@@ -82,6 +82,9 @@ WORKER = textwrap.dedent(
     nuts = [bayesgmm.fit_nuts(a, 2, seed=0, num_warmup=60, num_samples=40, num_chains=2, keep_sharded=k)
             for a, k in fits]
     out["nuts"] = [i.posterior["means"].values.tolist() for i in nuts[:2]]
+    # The gathered fit reuses the unsharded one's sampler; sharded rows have their own.
+    from bayesgmm.inference.nuts import SAMPLERS
+    out["nuts_samplers"] = len(SAMPLERS)
     out["nuts_sharded"] = [dict(mean=i.posterior["means"].mean(("chain", "draw")).values.tolist(),
                                 mcse=az.mcse(i, var_names=["means"])["means"].values.tolist(),
                                 sharded=i.attrs["sharded_rows"]) for i in nuts[::2]]
@@ -172,6 +175,7 @@ def test_svi_sharded_posterior_means_within_monte_carlo_error(results, n_devices
 def test_nuts_on_sharded_rows_posterior_means_within_monte_carlo_error(results, n_devices):
     unsharded, sharded = results[n_devices]["nuts_sharded"]
     assert (unsharded["sharded"], sharded["sharded"]) == (0, 1)
+    assert results[n_devices]["nuts_samplers"] == 2
     mean0, mean1 = np.array(unsharded["mean"]), np.array(sharded["mean"])
     # ArviZ's Monte Carlo standard errors of the two means (each from its chains' ESS).
     mcse = np.hypot(np.array(unsharded["mcse"]), np.array(sharded["mcse"]))

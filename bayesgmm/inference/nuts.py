@@ -242,13 +242,8 @@ def fit_nuts(
         noise=noise,
         noise_volume=noise_volume,
     )
-    settings = dict(
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-    )
+    settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
+    settings.update(target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     init_params, n_starts = _init_params(setup, init, num_chains)
     mcmc = _run(setup, init_params, dtype, progress_bar, sharding, **settings)
     samples = mcmc.get_samples(group_by_chain=True)
