@@ -6,8 +6,12 @@ as JSON. The unsharded rows are C-ordered, as the gathered rows of a sharded arr
 column-major copy of the same values sums its columns in another order in numpy, and a NUTS
 chain started from an EM fit amplifies that last bit. Oracles: scipy's mixture density at the
 fitted parameters for EM's log-likelihood; the unsharded fit (the gathered rows, bit for bit)
-for the sharded one; for SVI, whose sums over rows run in another order on sharded rows, the
-unsharded posterior means within a few Monte Carlo standard errors.
+for the sharded one; for SVI and NUTS on rows kept sharded, whose sums over rows run in another
+order, the unsharded posterior means within a few Monte Carlo standard errors (ArviZ's for
+NUTS). Minibatch SVI on sharded rows draws stratified minibatches (each device's share from
+its own rows), so its steps see other rows than the unsharded fit's: the batch is most of the
+data, which keeps the optimiser's minibatch noise (not in the draws' standard error) small.
+Numpy's indexing at the global rows is the oracle for the rows each device takes.
 """
 
 import json
