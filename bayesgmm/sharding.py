@@ -3,19 +3,25 @@
 Every fit takes a ``jax.Array`` whose rows are split over the local devices (a
 ``NamedSharding`` with the rows on one mesh axis, fully addressable), as ``shard_rows``
 makes one. Each fit reads it as it reads a numpy array, so the numbers are those of the
-gathered array ``np.asarray(X)``:
+gathered array ``np.asarray(X)`` (to rounding, or within Monte Carlo error where sums over
+rows run on the devices, in another order); parameters are replicated on every device:
 
 - ``fit_em`` and ``GaussianMixture.fit`` gather the rows to the host (they are validated,
   centred in float64 and padded there) and spread EM's row blocks over the local devices
   themselves (``inference.em.shards``).
-- ``fit_svi`` in full batch places the standardised rows with ``X``'s row sharding, so that
-  every step's log-likelihood sum over rows runs on the devices that hold them (the partial
-  sums are added in another order: the numbers agree to rounding, the posterior within its
-  Monte Carlo error). With ``batch_size`` the rows are gathered to one device, where the
-  minibatches are indexed.
-- ``fit_nuts`` gathers the rows and gives every chain's device all of them (the chains, not
-  the rows, are spread over the devices, ``inference.chains``): the draws are those of the
-  gathered array.
+- ``fit_svi`` places the standardised rows with ``X``'s row sharding, so that every step's
+  log-likelihood sum over rows runs on the devices that hold them (the partial sums are
+  added in another order: the numbers agree to rounding, the posterior within its Monte
+  Carlo error). With ``batch_size`` every device takes ``batch_size / n_devices`` random
+  rows of its own block in each step (a stratified minibatch, ``svi.program.local_rows``),
+  its share of the sum scaled to ``n_obs`` as an unsharded minibatch's; ``batch_size``
+  must be a multiple of the number of devices.
+- ``fit_nuts`` keeps the rows sharded too (``keep_sharded=True``, the default): the chains
+  run vectorised with replicated parameters, and XLA splits the log density's sum over
+  rows by device; the draws agree with the gathered array's within Monte Carlo error. With
+  ``keep_sharded=False`` it gathers the rows and gives every chain's device all of them
+  (the chains, not the rows, are spread over the devices, ``inference.chains``): the draws
+  are those of the gathered array, and on small data that is faster.
 
 A global array with rows on other processes (``jax.distributed``) is another case:
 ``fit_em`` streams it (``inference.em.multihost``), and the other fits refuse it.

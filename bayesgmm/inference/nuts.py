@@ -10,6 +10,7 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from numpy.typing import DTypeLike
 from numpyro.infer import MCMC, NUTS
 
@@ -20,6 +21,7 @@ from bayesgmm.inference.prepare import FitSetup, finish, prepare, traced_in
 from bayesgmm.inference.start import chain_init_params, em_starts, sites_from_params
 from bayesgmm.models import gmm_model, hyper_draws, params_from_sites
 from bayesgmm.priors import Priors
+from bayesgmm.sharding import row_sharding
 
 if TYPE_CHECKING:
     from bayesgmm._typing import Seed
@@ -38,11 +40,14 @@ _EXTRA_FIELDS = (
 SAMPLERS = ProgramCache(maxsize=16)
 
 
-def _chain_method(n_chains: int, progress_bar: bool = False) -> str | ChainsOverDevices:
+def _chain_method(
+    n_chains: int, progress_bar: bool = False, sharded: bool = False
+) -> str | ChainsOverDevices:
     # Several devices run chains in parallel (``chains.ChainsOverDevices``); on one device
     # vmap them, which beats running them one after another on a CPU. numpyro's bars are
-    # one per chain: no padding chains then.
-    if n_chains > 1 and jax.local_device_count() > 1:
+    # one per chain: no padding chains then. Rows sharded over the devices: every chain
+    # needs all of them, so the chains are vmapped and each device sums its own rows.
+    if n_chains > 1 and jax.local_device_count() > 1 and not sharded:
         return ChainsOverDevices(n_chains, pad=not progress_bar)
     return "vectorized"
 
@@ -84,6 +89,7 @@ def fit_nuts(
     missing: str = "error",
     noise: str | None = None,
     noise_volume: float | None = None,
+    keep_sharded: bool = True,
 ) -> az.InferenceData:
     """Sample the posterior of a Gaussian mixture with NUTS.
 
@@ -94,9 +100,8 @@ def fit_nuts(
     Parameters
     ----------
     X : array-like, shape (n_obs, n_features)
-        A 1-D array is one feature. A ``jax.Array`` sharded over the local devices
-        (:func:`bayesgmm.shard_rows`) is gathered and every chain's device gets all rows,
-        so the draws are those of ``np.asarray(X)``.
+        A 1-D array is one feature. A ``jax.Array`` whose rows are sharded over the local
+        devices (:func:`bayesgmm.shard_rows`) keeps them there (see ``keep_sharded``).
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical", "EII", "EEI"}
         Or mclust's names of the first four (``VVV``, ``EEE``, ``VVI``, ``VII``), read
@@ -165,6 +170,15 @@ def fit_nuts(
         Recorded in ``attrs["noise_volume"]``; the region, the data's bounding box scaled
         about its centre to that volume (:func:`bayesgmm.noise_region.noise_box`), in
         ``attrs["noise_lower"]`` and ``attrs["noise_upper"]`` (lists of floats).
+    keep_sharded : bool, default True
+        Only for ``X`` with rows sharded over several devices. True: the standardised rows
+        stay on the devices that hold them, the chains run vectorised (numpyro's
+        ``chain_method="vectorized"``) with parameters replicated, and each device sums the
+        log density over its own rows; the sums run in another order, so the draws agree
+        with those of ``np.asarray(X)`` in distribution (within Monte Carlo error), not bit
+        for bit. What data too large for one device needs. False: the rows are gathered and
+        the chains, not the rows, are spread over the devices (``chains.ChainsOverDevices``),
+        the draws those of ``np.asarray(X)``; faster when all rows fit on every device.
 
     Warns
     -----
@@ -214,6 +228,7 @@ def fit_nuts(
     """
     if init not in ("em", "em-best", "prior"):
         raise ValueError(f"init must be 'em', 'em-best' or 'prior', got {init!r}.")
+    sharding = row_sharding(X) if keep_sharded else None
     setup = prepare(
         X,
         n_components,
@@ -227,17 +242,13 @@ def fit_nuts(
         noise=noise,
         noise_volume=noise_volume,
     )
-    settings = dict(
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        target_accept_prob=target_accept_prob,
-        max_tree_depth=max_tree_depth,
-    )
+    settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
+    settings.update(target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     init_params, n_starts = _init_params(setup, init, num_chains)
-    mcmc = _run(setup, init_params, dtype, progress_bar, **settings)
+    mcmc = _run(setup, init_params, dtype, progress_bar, sharding, **settings)
     samples = mcmc.get_samples(group_by_chain=True)
     more = {"init": init, "n_starts": n_starts, "dtype": np.dtype(dtype).name}
+    more["sharded_rows"] = int(sharding is not None)
     # Results in the fit's precision, in the user's units.
     return finish(
         setup,
@@ -256,6 +267,7 @@ def _run(
     init_params: dict | None,
     dtype: DTypeLike,
     progress_bar: bool,
+    sharding: NamedSharding | None,
     *,
     num_warmup: int,
     num_samples: int,
@@ -263,32 +275,42 @@ def _run(
     target_accept_prob: float,
     max_tree_depth: int,
 ) -> MCMC:
-    """Run NUTS on the standardised data in ``dtype``, from ``init_params`` if given."""
+    """Run NUTS on the standardised data in ``dtype``, from ``init_params`` if given.
+
+    With a ``sharding`` (of ``X``'s rows) the data are placed with it.
+    """
     settings = dict(num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains)
     kernel_settings = dict(target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
     if progress_bar:
         # numpyro draws its bars when it traces the sampling loop, so a sampler with bars
         # is used once: a compiled one would report to the bars of its first run.
-        mcmc = _sampler(setup, settings, kernel_settings, progress_bar=True)
+        mcmc = _sampler(setup, settings, kernel_settings, sharding, progress_bar=True)
     else:
-        key = _sampler_key(setup, dtype, settings, kernel_settings)
-        mcmc = SAMPLERS.get(key, lambda: _sampler(setup, settings, kernel_settings))
+        key = _sampler_key(setup, dtype, settings, kernel_settings, sharding)
+        mcmc = SAMPLERS.get(key, lambda: _sampler(setup, settings, kernel_settings, sharding))
     with traced_in(dtype):
         if init_params is not None:
             init_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init_params)
-        Z = jnp.asarray(setup.data.extra, dtype)
+        if sharding is None:
+            Z = jnp.asarray(setup.data.extra, dtype)
+        else:  # the log density's sum over rows is then partitioned by the rows' devices
+            Z = jax.device_put(np.asarray(setup.data.extra, dtype), sharding)
         mcmc.run(
             setup.keys["mcmc"], Z=Z, priors=setup.priors, init_params=init_params, extra_fields=_EXTRA_FIELDS
         )
     return mcmc
 
 
-def _sampler_key(setup: FitSetup, dtype: DTypeLike, settings: dict, kernel_settings: dict) -> tuple:
+def _sampler_key(
+    setup: FitSetup, dtype: DTypeLike, settings: dict, kernel_settings: dict, sharding: NamedSharding | None
+) -> tuple:
     """Return the hashable description of everything a NUTS fit's compiled programs depend on.
 
-    Not the values of the priors: the sampler takes them as an argument.
+    Not the values of the priors: the sampler takes them as an argument. The rows'
+    sharding chooses the chain method, and the programs are partitioned by it.
     """
     return (
+        sharding,
         tuple(sorted(_static_model_kwargs(setup).items())),
         np.dtype(dtype).str,
         tuple(sorted(settings.items())),
@@ -296,7 +318,13 @@ def _sampler_key(setup: FitSetup, dtype: DTypeLike, settings: dict, kernel_setti
     )
 
 
-def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_bar: bool = False) -> MCMC:
+def _sampler(
+    setup: FitSetup,
+    settings: dict,
+    kernel_settings: dict,
+    sharding: NamedSharding | None = None,
+    progress_bar: bool = False,
+) -> MCMC:
     """Return a sampler whose compiled programs take the data as an argument.
 
     ``jit_model_args``: numpyro then compiles the log density as a function of the model's
@@ -304,7 +332,7 @@ def _sampler(setup: FitSetup, settings: dict, kernel_settings: dict, progress_ba
     or new prior values runs the same programs.
     """
     model = partial(gmm_model, **_static_model_kwargs(setup))
-    chain_method = _chain_method(settings["num_chains"], progress_bar)
+    chain_method = _chain_method(settings["num_chains"], progress_bar, sharding is not None)
     kernel = NUTS(model, **kernel_settings)
     mcmc = MCMC(kernel, **settings, chain_method=chain_method, progress_bar=False, jit_model_args=True)
     # Set afterwards: numpyro refuses bars with a callable chain_method, and they work with this one.

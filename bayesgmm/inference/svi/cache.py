@@ -56,6 +56,7 @@ def program_key(
         batching.scaled_n_obs,
         batching.batch_size,
         batching.mode,
+        batching.n_shards,
         chunk_size,
         objective.num_particles,
         float(objective.renyi_alpha),

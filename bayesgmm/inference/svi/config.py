@@ -124,11 +124,15 @@ class Batching:
     (every step sees ``batch_size`` random rows of the device array, their indices drawn on
     the host) or ``"stream"`` (the host sends each chunk's minibatches, shape
     (chunk_size, batch_size, n_features)). ``n_obs`` is the number of rows of the data.
+    ``n_shards`` is the number of devices that hold the rows in ``"index"`` mode (one
+    block of ``n_obs / n_shards`` rows each): every step takes ``batch_size / n_shards``
+    rows from each block, on the device that holds it.
     """
 
     mode: str
     batch_size: int | None
     n_obs: int
+    n_shards: int = 1
 
     @property
     def scaled_n_obs(self) -> int | None:

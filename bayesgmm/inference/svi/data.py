@@ -1,9 +1,11 @@
 """The rows an SVI fit sees: loaded or streamed, standardised, sent to the device chunk by chunk.
 
-Full batch, every step sees all rows, kept on the devices that hold them when ``X`` is sharded
-over several (``bayesgmm.sharding``). With a ``batch_size``, the rows of an in-memory array
+Full batch, every step sees all rows. With a ``batch_size``, the rows of an in-memory array
 are copied to the device once and indexed there; a memmap or chunk callable is streamed
 (standardised with one-pass moments) and each chunk's minibatches are sent from the host.
+When ``X`` is sharded over several devices (``bayesgmm.sharding``) its rows stay on the
+devices that hold them, full batch or indexed: each device takes an equal share of every
+minibatch from its own rows.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class SVIRows:
     rng : numpy.random.Generator
         Draws the minibatch rows of an in-memory array.
     sharding : NamedSharding, optional
-        Full batch: the row sharding of a sharded ``X``, which ``Z_device`` is placed with.
+        The row sharding of a sharded ``X``, which ``Z_device`` is placed with (full batch
+        and ``"index"`` mode).
     """
 
     batching: Batching
@@ -124,17 +127,35 @@ def _streamed(X, n_components, rng, batch_size, chunk_size, init_rows, max_obser
 
 
 def _in_memory(X, n_components, rng, batch_size, init_rows, max_observed, missing) -> Loaded:
-    # Minibatches are indexed on one device: only full batch keeps the rows sharded.
-    sharding = row_sharding(X) if batch_size is None else None
+    sharding = row_sharding(X)
     X = check_data(X, n_components, missing)
     Z, loc, scale = standardize(X)
     n_obs = X.shape[0]
     batch_size = None if batch_size is None else min(batch_size, n_obs)
+    n_shards = 1 if sharding is None or batch_size is None else _shard_count(sharding, n_obs, batch_size)
     Z_init = Z if n_obs <= init_rows else Z[rng.choice(n_obs, init_rows, replace=False)]
     X_obs = X if n_obs <= max_observed else X[np.sort(rng.choice(n_obs, max_observed, replace=False))]
-    batching = Batching("full" if batch_size is None else "index", batch_size, n_obs)
+    batching = Batching("full" if batch_size is None else "index", batch_size, n_obs, n_shards)
     rows = SVIRows(batching, Z_init, Z, None, rng, sharding)
     return Loaded(X_obs, loc, scale, n_obs, rows, incomplete=bool(np.isnan(X).any()))
+
+
+def _shard_count(sharding: NamedSharding, n_obs: int, batch_size: int) -> int:
+    """Return how many devices hold blocks of the rows; refuse a batch they cannot share evenly."""
+    n_shards = n_obs // sharding.shard_shape((n_obs, 1))[0]
+    if n_obs % n_shards:
+        raise ValueError(
+            f"X's {n_obs} rows are not split evenly over its {n_shards} devices: "
+            "make it with bayesgmm.shard_rows."
+        )
+    if batch_size % n_shards:
+        low, high = batch_size - batch_size % n_shards, batch_size - batch_size % n_shards + n_shards
+        works = f"{low} or {high}" if low else f"{high}"
+        raise ValueError(
+            f"batch_size={batch_size} cannot be split evenly over the {n_shards} devices that hold X's "
+            f"rows: pass a multiple of {n_shards} (such as {works})."
+        )
+    return n_shards
 
 
 @dataclass(frozen=True)
@@ -185,12 +206,15 @@ def chunk_feed(
     stream, the chunk's minibatches, shape (chunk_size, batch_size, n_features).
     """
     mode, batch_size, n_obs = rows.batching.mode, rows.batching.batch_size, rows.batching.n_obs
+    # Sharded rows: indices into each device's block of n_obs / n_shards rows, in turn
+    # (program.local_rows).
+    n_high = n_obs // rows.batching.n_shards
 
     def feed():
         if mode == "full":
             return device.data, None
         if mode == "index":
-            return device.data, rows.rng.integers(0, n_obs, (chunk_size, batch_size), dtype=ROW_INDEX)
+            return device.data, rows.rng.integers(0, n_high, (chunk_size, batch_size), dtype=ROW_INDEX)
         block = ((next(rows.blocks) - loaded.loc) / loaded.scale).reshape(chunk_size, batch_size, -1)
         return jnp.asarray(block, dtype), None
 

@@ -84,8 +84,9 @@ def fit_svi(
         Shape (n_obs, n_features). A callable must return a fresh iterable of row
         chunks (arrays of shape (n_rows, n_features)) on each call; with it, and with
         a memmap, the data are never loaded whole (minibatch SVI). A ``jax.Array``
-        sharded over the local devices (:func:`bayesgmm.shard_rows`) stays sharded in full
-        batch (the sums over rows run where the rows are); with ``batch_size`` it is gathered.
+        sharded over the local devices (:func:`bayesgmm.shard_rows`) stays sharded: the sums
+        over rows run where the rows are, and with ``batch_size`` each device draws an
+        equal share of every minibatch from its own rows (see ``batch_size``).
     n_components : int
     covariance_type : str
         As in ``fit_nuts``.
@@ -116,7 +117,10 @@ def fit_svi(
         ``n_obs / batch_size``. None fits the full data each step (arrays) or uses
         ``config.DEFAULT_BATCH_SIZE`` (memmaps and callables). An in-memory array is copied
         to the device once and each chunk's minibatch row indices are drawn on the host;
-        the rows of a memmap or callable are read and sent chunk by chunk.
+        the rows of a memmap or callable are read and sent chunk by chunk. With rows
+        sharded over ``D`` devices the minibatch is stratified: ``batch_size / D`` random
+        rows of each device's block (so ``batch_size`` must be a multiple of ``D``; other
+        values are refused with the nearest that work).
     num_particles : int
         Monte Carlo draws per ELBO gradient.
     renyi_alpha : float in [0, 1], default 1.0
@@ -300,6 +304,7 @@ def _program(setup: FitSetup, settings: SVISettings) -> Program:
         chunk_size,
         batching.mode,
         _site_names(setup),
+        batching.n_shards,
     )
     return PROGRAMS.get(key, build)
 

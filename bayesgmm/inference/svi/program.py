@@ -88,6 +88,7 @@ def build_program(
     chunk_size: int,
     mode: str,
     names: list,
+    n_shards: int = 1,
 ) -> Program:
     """Build the ``Program`` of one configuration (nothing is compiled yet).
 
@@ -105,6 +106,8 @@ def build_program(
         See ``config.Batching``.
     names : list of str
         The sites the draws return.
+    n_shards : int, optional
+        ``"index"`` mode: the number of devices that hold the rows (``config.Batching``).
 
     Returns
     -------
@@ -118,7 +121,7 @@ def build_program(
         return SVI(fit_model, guide, optim, loss)
 
     tracing = TracingSVI(make)
-    run_chunk = _chunk_runner(tracing, chunk_size, mode)
+    run_chunk = _chunk_runner(tracing, chunk_size, mode, n_shards)
     return Program(make, tracing, model, names, optim, run_chunk, importance_fn(tracing, objective.guide))
 
 
@@ -168,7 +171,7 @@ class TracingSVI:
         return self.cache[key]
 
 
-def _chunk_runner(tracing_svi: TracingSVI, chunk_size: int, mode: str):
+def _chunk_runner(tracing_svi: TracingSVI, chunk_size: int, mode: str, n_shards: int = 1):
     """Jitted ``(states, data, rows, key, n_active) -> (states, losses, mean_params)``.
 
     ``rows`` (``"index"`` mode only, else None) holds the minibatch rows of ``data`` of every
@@ -188,7 +191,7 @@ def _chunk_runner(tracing_svi: TracingSVI, chunk_size: int, mode: str):
         particles = () if svi.loss.num_particles == 1 else (svi.loss.num_particles,)
         # Each restart its own noise; every restart the same minibatches.
         noise = jax.random.normal(key, (n_init, chunk_size, *particles, n_noise), dtype)
-        step = partial(_step, svi, n_noise, data, mode, n_active)
+        step = partial(_step, svi, n_noise, data, (mode, n_shards), n_active)
 
         def run_one(state, restart_noise):
             zero = jax.tree_util.tree_map(jnp.zeros_like, svi.optim.get_params(state.optim_state))
@@ -213,10 +216,13 @@ def _one_batch(data, rows, mode):
     return data[0] if data.ndim == 3 else data
 
 
-def _step(svi, n_noise, data, mode, n_active, carry, xs):
+def _step(svi, n_noise, data, batching, n_active, carry, xs):
     """One step of the chunk's ``lax.scan``: update, and add the parameters to the running sum."""
-    i, eps, idx = xs
-    batch = data if mode == "full" else (data[idx] if mode == "index" else data[i])
+    (mode, n_shards), (i, eps, idx) = batching, xs
+    if mode == "index":
+        batch = data[idx] if n_shards == 1 else local_rows(data, idx, n_shards)
+    else:
+        batch = data if mode == "full" else data[i]
 
     def update(carry):
         old, total = carry
@@ -232,6 +238,19 @@ def _step(svi, n_noise, data, mode, n_active, carry, xs):
     # surplus steps of a last partial chunk cost nothing.
     skip = lambda carry: (carry, jnp.full((), jnp.nan, batch.dtype))  # noqa: E731
     return jax.lax.cond(i < n_active, update, skip, carry)
+
+
+def local_rows(data: jax.Array, idx: jax.Array, n_shards: int) -> jax.Array:
+    """Return the minibatch ``idx`` of ``data``, each shard's share taken from its own rows.
+
+    ``data`` (n_obs, n_features) is split into ``n_shards`` blocks of rows, as a row-sharded
+    array is over its devices; ``idx`` (batch_size,) holds ``batch_size / n_shards``
+    indices into each block in turn. The gather is batched over the blocks, so that XLA
+    partitions it (and the model's sum over the minibatch) by device, with no rows moved.
+    """
+    blocks = data.reshape(n_shards, -1, data.shape[-1])
+    picks = jax.vmap(lambda block, i: block[i])(blocks, idx.reshape(n_shards, -1))
+    return picks.reshape(idx.shape[0], data.shape[-1])
 
 
 def initial_states(
