@@ -227,6 +227,7 @@ def write_csv(rows, path):
 def plot(rows, path):
     series = {
         "em_it": "EM bayesgmm", "sk_it": "EM sklearn", "svi_step": "SVI bayesgmm (per step)",
+        "svi_pass": "SVI bayesgmm (per pass over the data)",
         "bgm_it": "BGM sklearn (per iteration)", "gpu_em_it": "EM bayesgmm GPU",
         "gpu_svi_step": "SVI bayesgmm GPU (per step)",
     }  # fmt: skip
@@ -236,7 +237,8 @@ def plot(rows, path):
         x = [r[sweep] for r in points]
         for key, label in series.items():
             if key in points[0]:
-                ax.plot(x, [r[key] for r in points], "o-", label=label, ms=4)
+                style = "o--" if key == "svi_pass" else "o-"
+                ax.plot(x, [r[key] for r in points], style, label=label, ms=4)
         ax.set(xscale="log", yscale="log", xlabel=sweep, title=f"sweep in {sweep}")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds per iteration")
