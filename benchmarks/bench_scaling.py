@@ -264,7 +264,7 @@ def main():
                 done[point] = run_point(*point, gpu)
             rows.append((sweep, done[point]))
             print(format_row(sweep, done[point]), flush=True)
-    write_csv(rows, os.path.join(args.out, "scaling.csv"))
+            write_csv(rows, os.path.join(args.out, "scaling.csv"))  # so that a cut-short run keeps its rows
     plot(rows, os.path.join(args.out, "scaling.png"))
 
 
